@@ -1,0 +1,1 @@
+"""Data-efficient ranking distillation for image retrieval: the library behind the DVC stages."""

@@ -1,0 +1,1 @@
+"""Datasets: getting the raw files, reading them, splitting them for retrieval."""

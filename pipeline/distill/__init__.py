@@ -1,0 +1,1 @@
+"""Ranking distillation: budgeted subsets, interpolated virtual samples, listwise loss, training."""

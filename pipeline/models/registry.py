@@ -1,0 +1,36 @@
+"""A timm-style registry: architectures are registered by name and built with ``create(name, dim)``.
+
+Every network returns L2-normalised descriptors of the requested size, so teacher and student are
+interchangeable in the retrieval code and the descriptor size is a free parameter.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str):
+    def deco(fn: Callable[..., nn.Module]):
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def available() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def create(name: str, dim: int, in_channels: int = 1) -> nn.Module:
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; choose from {', '.join(available())}")
+    return _REGISTRY[name](dim=dim, in_channels=in_channels)
+
+
+def _load_builtin() -> None:
+    from pipeline.models import cnn  # noqa: F401  (registers on import)

@@ -1,0 +1,216 @@
+"""Typed view of ``params.yaml``, validated once on load.
+
+Every stage reads its settings through :func:`load_params`, so a bad value is reported once, with
+the key that holds it and how to fix it, before any work (or teacher query) is done.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """A value in params.yaml that the pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class DataParams:
+    raw_dir: str = "data/raw/fashion-mnist"
+    n_queries: int = 1000
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class SampleParams:
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TeacherParams:
+    arch: str = "teacher_cnn"
+    dim: int = 128
+    epochs: int = 4
+    batch_size: int = 256
+    lr: float = 0.004
+    weight_decay: float = 5e-4
+    scale: float = 30.0
+    margin: float = 0.2
+    train_images: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class StudentParams:
+    arch: str = "student_cnn"
+    dim: int = 64
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    ratio: float = 4.0
+    alpha: float = 0.4
+    pairing: str = "random"
+    knn: int = 10
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    space: str = "representation"
+    steps: int = 800
+    batch_size: int = 128
+    virtual_per_batch: int = 64
+    lr: float = 0.003
+    weight_decay: float = 1e-4
+    tau_teacher: float = 0.05
+    tau_student: float = 0.05
+    log_every: int = 25
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    kappas: tuple[int, ...] = (1, 5, 10)
+    batch_size: int = 1024
+
+
+@dataclass(frozen=True)
+class RuntimeParams:
+    device: str = "auto"
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 0
+    budgets: tuple[int, ...] = (60, 300, 1000, 3000)
+    data: DataParams = field(default_factory=DataParams)
+    sample: SampleParams = field(default_factory=SampleParams)
+    teacher: TeacherParams = field(default_factory=TeacherParams)
+    student: StudentParams = field(default_factory=StudentParams)
+    augment: AugmentParams = field(default_factory=AugmentParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    eval: EvalParams = field(default_factory=EvalParams)
+    runtime: RuntimeParams = field(default_factory=RuntimeParams)
+
+    @property
+    def max_budget(self) -> int:
+        return max(self.budgets)
+
+
+SPACES = ("representation", "input", "none")
+PAIRINGS = ("random", "knn")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _build(cls, raw: Any, where: str):
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and coercing types."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params.yaml: '{where}' must be a mapping, got {type(raw).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ParamsError(
+            f"params.yaml: unknown key(s) {', '.join(where + '.' + k if where else k for k in unknown)}; "
+            f"allowed: {', '.join(sorted(known))}"
+        )
+    values = {}
+    for name, f in known.items():
+        key = f"{where}.{name}" if where else name
+        if name not in raw:
+            continue
+        value = raw[name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if dataclasses.is_dataclass(default):
+            values[name] = _build(type(default), value, key)
+        else:
+            values[name] = _coerce(value, default, key)
+    return cls(**values)
+
+
+def _coerce(value: Any, default: Any, key: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ParamsError(f"params.yaml: '{key}' must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"params.yaml: '{key}' must be an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"params.yaml: '{key}' must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ParamsError(f"params.yaml: '{key}' must be a string, got {value!r}")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not value:
+            raise ParamsError(f"params.yaml: '{key}' must be a non-empty list, got {value!r}")
+        items = [_coerce(v, default[0], f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items)
+    raise ParamsError(f"params.yaml: '{key}' has an unsupported type")  # pragma: no cover
+
+
+def validate(p: Params, pool_size: int | None = None) -> Params:
+    """Check value ranges; ``pool_size`` (when known) bounds the budgets."""
+    errors = []
+    if any(b <= 0 for b in p.budgets):
+        errors.append(f"'budgets' must all be positive integers, got {list(p.budgets)}")
+    if len(set(p.budgets)) != len(p.budgets):
+        errors.append(f"'budgets' has duplicates: {list(p.budgets)}; list each budget once")
+    if pool_size is not None and p.max_budget > pool_size:
+        errors.append(
+            f"'budgets' max {p.max_budget} exceeds the training pool of {pool_size} images; "
+            f"use budgets <= {pool_size}"
+        )
+    positive = {
+        "teacher.dim": p.teacher.dim, "teacher.epochs": p.teacher.epochs,
+        "teacher.batch_size": p.teacher.batch_size, "teacher.lr": p.teacher.lr,
+        "teacher.scale": p.teacher.scale, "student.dim": p.student.dim,
+        "augment.alpha": p.augment.alpha, "augment.knn": p.augment.knn,
+        "train.steps": p.train.steps, "train.batch_size": p.train.batch_size, "train.lr": p.train.lr,
+        "train.tau_teacher": p.train.tau_teacher, "train.tau_student": p.train.tau_student,
+        "train.log_every": p.train.log_every, "eval.batch_size": p.eval.batch_size,
+        "data.n_queries": p.data.n_queries,
+    }
+    errors += [f"'{k}' must be > 0, got {v}" for k, v in positive.items() if v <= 0]
+    non_negative = {
+        "augment.ratio": p.augment.ratio, "train.virtual_per_batch": p.train.virtual_per_batch,
+        "teacher.train_images": p.teacher.train_images, "teacher.weight_decay": p.teacher.weight_decay,
+        "train.weight_decay": p.train.weight_decay, "runtime.threads": p.runtime.threads,
+    }
+    errors += [f"'{k}' must be >= 0, got {v}" for k, v in non_negative.items() if v < 0]
+    choices = {"train.space": (p.train.space, SPACES), "augment.pairing": (p.augment.pairing, PAIRINGS),
+               "runtime.device": (p.runtime.device, DEVICES)}
+    errors += [f"'{k}' must be one of {', '.join(c)}, got {v!r}" for k, (v, c) in choices.items() if v not in c]
+    if any(k <= 0 for k in p.eval.kappas):
+        errors.append(f"'eval.kappas' must be positive, got {list(p.eval.kappas)}")
+    from pipeline.models import registry  # local import: models import torch
+
+    for key, arch in (("teacher.arch", p.teacher.arch), ("student.arch", p.student.arch)):
+        if arch not in registry.available():
+            errors.append(f"'{key}' = {arch!r} is not a known model; choose from {', '.join(registry.available())}")
+    if errors:
+        raise ParamsError("params.yaml is invalid:\n  - " + "\n  - ".join(errors))
+    return p
+
+
+def parse_params(raw: dict) -> Params:
+    return validate(_build(Params, raw, ""))
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found: run the stage from the repository root")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from exc
+    return parse_params(raw)

@@ -1,0 +1,1 @@
+"""Retrieval: exact inner-product search and the revisited Oxford/Paris evaluation protocol."""

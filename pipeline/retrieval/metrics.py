@@ -1,0 +1,12 @@
+"""Descriptors in, retrieval metrics out: the one evaluation path for teacher and students alike."""
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.retrieval.revisited import evaluate, summarize
+from pipeline.retrieval.search import rank_database
+
+
+def retrieval_metrics(query_desc: np.ndarray, db_desc: np.ndarray, gnd: list[dict], kappas=(1, 5, 10)) -> dict:
+    ranks = rank_database(db_desc, query_desc)
+    return summarize(evaluate(ranks, gnd, kappas))

@@ -1,0 +1,1 @@
+"""The teacher: trained once on labels, then reachable only as a counted, budgeted black box."""

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by `make run` and `make test`: the default dataset, a virtual
+# environment with the pinned dependencies, DVC's config. Safe to run any number of times.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
+DEBIAN_DATA=/usr/share/datasets/fashion-mnist
+PYTHON=${PYTHON:-python3}
+
+# 1. Default dataset: Debian's package where we can install it; otherwise the fetch stage
+#    downloads the official files and verifies their checksums.
+if [ ! -f "$DEBIAN_DATA/train-images-idx3-ubyte.gz" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian's dataset-fashion-mnist"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+      || echo "setup: apt-get failed; the fetch stage will download Fashion-MNIST instead"
+  else
+    echo "setup: no root/apt; the fetch stage will download Fashion-MNIST and verify it"
+  fi
+fi
+
+# 2. Virtual environment with the pinned dependencies (reinstalled only when pyproject.toml changes).
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv 2>/dev/null || {
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      rm -rf .venv && "$PYTHON" -m venv .venv
+    else
+      echo "setup: '$PYTHON -m venv' failed; install your distribution's python3-venv package" >&2; exit 1
+    fi
+  }
+fi
+stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing dependencies into .venv (first time: a few minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test]'
+  rm -f .venv/.installed-* && touch "$stamp"
+fi
+
+# 3. DVC: a repository of its own if this is not a git checkout, no analytics.
+if [ ! -d .dvc ]; then
+  if git rev-parse --git-dir >/dev/null 2>&1; then .venv/bin/dvc init -q; else .venv/bin/dvc init -q --no-scm; fi
+fi
+.venv/bin/dvc config core.analytics false

@@ -1,0 +1,1 @@
+"""One thin command per DVC stage: parse the CLI, read files, call ``pipeline``, write outputs."""

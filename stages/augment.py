@@ -1,0 +1,36 @@
+"""augment@B: virtual triples ``(i, j, lam)`` over the B-subset and their interpolated teacher
+targets. No teacher query: targets come from the dump."""
+import click
+import numpy as np
+
+from stages.common import ROOT, setup, stage
+
+
+def subset_targets(budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """The B-subset's pool indices and teacher descriptors (the first B rows of the dump)."""
+    subset = np.load(ROOT / f"data/subsets/{budget}.npy")
+    with np.load(ROOT / "data/teacher/train_descriptors.npz") as z:
+        indices, descriptors = z["indices"], z["descriptors"]
+    if not np.array_equal(indices[:budget], subset):
+        raise ValueError(f"the teacher dump does not start with the {budget}-subset: rerun `dvc repro dump`")
+    return subset, descriptors[:budget]
+
+
+@click.command()
+@click.option("--budget", type=int, required=True)
+@stage
+def augment(budget: int):
+    from pipeline.distill.interpolation import interpolate, sample_triples
+    from pipeline.io import save_npz_atomic
+
+    params, _ = setup()
+    _, targets = subset_targets(budget)
+    a = params.augment
+    triples = sample_triples(targets, a.ratio, a.alpha, a.pairing, a.knn, np.random.default_rng([params.seed, budget]))
+    save_npz_atomic(ROOT / f"data/augmented/{budget}.npz", i=triples.i, j=triples.j, lam=triples.lam,
+                    targets=interpolate(targets, triples))
+    click.echo(f"{len(triples)} virtual samples for {budget} real ones (pairing {a.pairing}, alpha {a.alpha})")
+
+
+if __name__ == "__main__":
+    augment()

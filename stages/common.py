@@ -1,0 +1,63 @@
+"""What every stage command shares: the repo root, params, threads, devices, and clean errors."""
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import sys
+from pathlib import Path
+
+import click
+
+ROOT = Path.cwd()
+
+# error types a user can fix; anything else is a bug and keeps its traceback
+_USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, KeyError, pickle.UnpicklingError)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from pipeline.data.fashion_mnist import DatasetError
+    from pipeline.params import ParamsError
+    from pipeline.teacher.queries import BudgetExceeded
+    from pipeline.tracking import TrackingError
+
+    return _USER_ERRORS + (DatasetError, ParamsError, BudgetExceeded, TrackingError)
+
+
+def stage(fn):
+    """Run a stage body, turning user-fixable errors into one clear line and exit code 1
+    (``DERD_DEBUG=1`` keeps the traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except user_errors() as exc:
+            if os.environ.get("DERD_DEBUG") == "1":
+                raise
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            click.echo(f"error [{fn.__name__}]: {msg}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def setup(params_path: str = "params.yaml"):
+    """Load and validate params; set torch threads; return (params, device)."""
+    from pipeline.data.tensors import resolve_device
+    from pipeline.params import load_params
+
+    params = load_params(ROOT / params_path)
+    import torch
+
+    threads = params.runtime.threads or int(os.environ.get("DERD_THREADS", "0")) or None
+    if threads:
+        torch.set_num_threads(threads)
+    return params, resolve_device(params.runtime.device)
+
+
+def progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, mininterval=1.0,
+                disable=os.environ.get("DERD_NO_PROGRESS") == "1")

@@ -1,0 +1,73 @@
+"""evaluate@B / evaluate-teacher: retrieval mAP (revisited protocol) of a model on the test split.
+
+The student is ours, so it is run directly. The teacher is reached only through the black box and
+a separate test-time gate: those queries are counted apart from the training budget.
+"""
+import time
+
+import click
+import mlflow
+
+from stages.common import ROOT, setup, stage
+
+TEST_STORE = ROOT / "teacher_queries" / "test"
+
+
+def _log(run_ref, run_name: str, metrics: dict, path) -> None:
+    from pipeline import tracking
+
+    tracking.connect(ROOT)
+    with tracking.reopen_run(run_ref, run_name):
+        mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in metrics.items()})
+        mlflow.log_artifact(str(path), artifact_path="metrics")
+
+
+@click.command()
+@click.option("--budget", type=int, default=None, help="evaluate the student of this budget")
+@click.option("--teacher", "is_teacher", is_flag=True, help="evaluate the teacher (counted test-time queries)")
+@stage
+def evaluate(budget, is_teacher):
+    from pipeline.checkpoint import load_model
+    from pipeline.data import prepared
+    from pipeline.data.tensors import describe
+    from pipeline.io import write_json_atomic
+    from pipeline.retrieval.metrics import retrieval_metrics
+
+    if (budget is None) == (not is_teacher):
+        raise click.UsageError("give exactly one of --budget B or --teacher")
+    params, device = setup()
+    test = prepared.test_split(ROOT / "data/prepared")
+    start = time.perf_counter()
+    if is_teacher:
+        import numpy as np
+
+        from pipeline.teacher.blackbox import load_black_box
+        from pipeline.teacher.queries import QueryGate, QueryStore, file_sha256
+
+        ckpt = ROOT / "models/teacher.pt"
+        n_test = len(test.query_images) + len(test.db_images)
+        store = QueryStore(TEST_STORE, file_sha256(ckpt), purpose="test")
+        gate = QueryGate(load_black_box(ckpt, device, params.eval.batch_size), store, budget=n_test,
+                         batch_size=params.eval.batch_size)
+        images = np.concatenate([test.query_images, test.db_images])
+        desc = gate.describe(np.arange(n_test), lambda idx: images[idx])
+        q_desc, db_desc = desc[:len(test.query_images)], desc[len(test.query_images):]
+        extra = {"test_queries": store.count}
+        out, run_ref = ROOT / "metrics/teacher.json", ROOT / "models/teacher.mlflow.json"
+    else:
+        model = load_model(ROOT / f"models/students/{budget}.pt", device)
+        q_desc = describe(model, test.query_images, params.eval.batch_size, device)
+        db_desc = describe(model, test.db_images, params.eval.batch_size, device)
+        extra = {"budget": budget}
+        out, run_ref = ROOT / f"metrics/students/{budget}.json", ROOT / f"models/students/{budget}.mlflow.json"
+    describe_s = time.perf_counter() - start
+    metrics = retrieval_metrics(q_desc, db_desc, test.gnd, params.eval.kappas)
+    metrics.update(extra, describe_seconds=round(describe_s, 3))
+    write_json_atomic(out, metrics)
+    who = "teacher" if is_teacher else f"student B={budget}"
+    _log(run_ref, "teacher" if is_teacher else f"student-B{budget}", metrics, out)
+    click.echo(f"{who}: mAP {metrics['map']:.4f} (medium protocol) on {len(q_desc)} queries")
+
+
+if __name__ == "__main__":
+    evaluate()

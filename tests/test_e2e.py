@@ -1,0 +1,88 @@
+"""The real pipeline, end to end: `dvc repro` on a tiny params override in a copy of the repo."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.pipeline_copy import TINY, copy_repo, deep_update, dvc, ledger_total, set_params
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    path = copy_repo(tmp_path_factory.mktemp("e2e") / "repo", TINY)
+    dvc(path, "repro")
+    return path
+
+
+def test_outputs_of_every_stage(repo):
+    assert (repo / "data/raw/fashion-mnist/train-images-idx3-ubyte.gz").exists()
+    meta = json.loads((repo / "data/prepared/meta.json").read_text())
+    assert meta == {"dataset": "fashion-mnist", "pool_size": 60000, "n_queries": 200, "n_database": 9800,
+                    "n_classes": 10}
+    small, large = np.load(repo / "data/subsets/20.npy"), np.load(repo / "data/subsets/50.npy")
+    assert np.array_equal(small, large[:20])
+    with np.load(repo / "data/teacher/train_descriptors.npz") as z:
+        assert np.array_equal(z["indices"], large) and z["descriptors"].shape == (50, 128)
+    with np.load(repo / "data/augmented/20.npz") as z:
+        assert len(z["i"]) == 80 and z["targets"].shape == (80, 128)
+    summary = pd.read_csv(repo / "reports/summary.csv")
+    assert summary["budget"].tolist() == [20, 50] and summary["teacher_queries"].tolist() == [20, 50]
+    assert summary["student_map"].between(0.1, 1).all() and summary["teacher_map"].between(0.3, 1).all()
+    assert (repo / "reports/map_vs_budget.png").stat().st_size > 10_000
+    assert "| budget |" in (repo / "reports/summary.md").read_text()
+    teacher = json.loads((repo / "metrics/teacher.json").read_text())
+    assert teacher["test_queries"] == 10000  # counted apart from the training budget
+    assert ledger_total(repo, "test") == 10000
+
+
+def test_ledger_holds_exactly_max_budget(repo):
+    assert ledger_total(repo) == 50
+    assert json.loads((repo / "metrics/queries.json").read_text())["train_queries"] == 50
+
+
+def test_mlflow_runs(repo):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["data-efficient-ranking-distillation"])
+    students = runs[runs["tags.role"] == "student"].sort_values("params.budget")
+    assert sorted(students["params.budget"].astype(int)) == [20, 50]
+    assert set(students["params.teacher_queries"].astype(int)) == {20, 50}
+    assert students["metrics.map"].between(0.1, 1).all()
+    assert set(students["params.student.dim"]) == {"64"} and set(students["params.train.steps"]) == {"30"}
+    client = mlflow.tracking.MlflowClient()
+    run_id = students["run_id"].iloc[0]
+    assert len(client.get_metric_history(run_id, "train_loss")) == 3  # the training curve
+    artifacts = {a.path for a in client.list_artifacts(run_id)} | {
+        a.path for d in ("model", "metrics") for a in client.list_artifacts(run_id, d)}
+    assert any(p.endswith(".pt") for p in artifacts) and any(p.endswith(".json") for p in artifacts)
+    assert runs[runs["tags.role"] == "teacher"]["metrics.map"].between(0.3, 1).all()
+
+
+def test_no_change_repro_does_nothing(repo):
+    out = dvc(repo, "repro").stdout
+    assert "Data and pipelines are up to date" in out
+
+
+def test_training_change_reruns_training_only_and_never_queries_again(repo):
+    set_params(repo, deep_update(dict(TINY), {"train": {**TINY["train"], "steps": 20}}))
+    status = dvc(repo, "status").stdout
+    assert "train@20" in status and "dump" not in status and "teacher:" not in status
+    out = dvc(repo, "repro").stdout
+    assert "Running stage 'train@20'" in out and "Running stage 'dump'" not in out
+    assert ledger_total(repo) == 50
+
+
+def test_budget_changes_query_only_new_images(repo):
+    set_params(repo, deep_update(dict(TINY), {"budgets": [10, 20, 50]}))  # a new, smaller budget
+    out = dvc(repo, "repro").stdout
+    assert "teacher queries: 0 this run, 50 in total" in out
+    assert ledger_total(repo) == 50
+    set_params(repo, deep_update(dict(TINY), {"budgets": [10, 20, 50, 70]}))  # a new largest budget
+    out = dvc(repo, "repro").stdout
+    assert "teacher queries: 20 this run, 70 in total" in out
+    assert ledger_total(repo) == 70
+    assert len(pd.read_csv(repo / "reports/summary.csv")) == 4

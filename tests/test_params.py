@@ -1,0 +1,50 @@
+"""params.yaml is validated once, with messages that name the key and the fix."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.params import ParamsError, load_params, parse_params, validate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repository_params_load():
+    p = load_params(REPO / "params.yaml")
+    assert p.max_budget == max(p.budgets) and p.student.dim != p.teacher.dim
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"budgets": [10, 0]}, "'budgets' must all be positive"),
+    ({"budgets": [10, -5]}, "'budgets' must all be positive"),
+    ({"budgets": [10, 10]}, "duplicates"),
+    ({"budgets": []}, "'budgets' must be a non-empty list"),
+    ({"budgets": [1.5]}, r"'budgets\[0\]' must be an integer"),
+    ({"student": {"dim": 0}}, "'student.dim' must be > 0"),
+    ({"student": {"arch": "resnet9000"}}, "'student.arch' = 'resnet9000' is not a known model"),
+    ({"augment": {"alpha": 0}}, "'augment.alpha' must be > 0"),
+    ({"augment": {"pairing": "nearest"}}, "'augment.pairing' must be one of random, knn"),
+    ({"train": {"space": "pixels"}}, "'train.space' must be one of"),
+    ({"train": {"stepz": 3}}, "unknown key.*train.stepz"),
+    ({"teacher": "big"}, "'teacher' must be a mapping"),
+])
+def test_invalid_values_are_named(raw, message):
+    with pytest.raises(ParamsError, match=message):
+        parse_params(raw)
+
+
+def test_budget_larger_than_pool():
+    with pytest.raises(ParamsError, match="exceeds the training pool of 100 images"):
+        validate(parse_params({"budgets": [50, 200]}), pool_size=100)
+
+
+def test_bad_yaml_names_the_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("budgets: [1, 2\n")
+    with pytest.raises(ParamsError, match="params.yaml is not valid YAML"):
+        load_params(path)
+
+
+def test_defaults_round_trip(tmp_path):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert parse_params(raw) == load_params(REPO / "params.yaml")
