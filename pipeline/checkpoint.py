@@ -25,3 +25,33 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> nn.Module:
     model = create(ckpt["arch"], ckpt["dim"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval()
+
+
+class FileCheckpointer:
+    """Training state in one file, written atomically; ``key`` ties it to the exact inputs and
+    params, so a stale state (params changed since) is ignored rather than resumed."""
+
+    def __init__(self, path: Path, key: str, every: int):
+        self.path, self.key, self.every = Path(path), key, every
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a damaged file is not worth failing for: start over
+            print(f"ignoring unreadable training checkpoint {self.path} ({exc})")
+            return None
+        if saved.get("key") != self.key:
+            print(f"ignoring training checkpoint {self.path}: made with other params or inputs")
+            return None
+        print(f"resuming training from step {saved['state']['step']} ({self.path})")
+        return saved["state"]
+
+    def save(self, state: dict) -> None:
+        buf = io.BytesIO()
+        torch.save({"key": self.key, "state": state}, buf)
+        atomic_write_bytes(self.path, buf.getvalue())
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)

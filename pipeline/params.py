@@ -19,9 +19,13 @@ class ParamsError(ValueError):
 
 @dataclass(frozen=True)
 class DataParams:
+    dataset: str = "fashion-mnist"
     raw_dir: str = "data/raw/fashion-mnist"
     n_queries: int = 1000
     split_seed: int = 0
+    test_fraction: float = 0.2
+    image_size: int = 28
+    on_bad_image: str = "stop"
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class EvalParams:
 class RuntimeParams:
     device: str = "auto"
     threads: int = 0
+    checkpoint_every: int = 100
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,8 @@ class Params:
 
 
 SPACES = ("representation", "input", "none")
+DATASETS = ("fashion-mnist", "folder")
+FASHION_MNIST_DIR = "data/raw/fashion-mnist"  # where the fetch stage puts it
 PAIRINGS = ("random", "knn")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -177,7 +184,7 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
         "train.steps": p.train.steps, "train.batch_size": p.train.batch_size, "train.lr": p.train.lr,
         "train.tau_teacher": p.train.tau_teacher, "train.tau_student": p.train.tau_student,
         "train.log_every": p.train.log_every, "eval.batch_size": p.eval.batch_size,
-        "data.n_queries": p.data.n_queries,
+        "data.n_queries": p.data.n_queries, "data.image_size": p.data.image_size, "runtime.checkpoint_every": p.runtime.checkpoint_every,
     }
     errors += [f"'{k}' must be > 0, got {v}" for k, v in positive.items() if v <= 0]
     non_negative = {
@@ -186,7 +193,13 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
         "train.weight_decay": p.train.weight_decay, "runtime.threads": p.runtime.threads,
     }
     errors += [f"'{k}' must be >= 0, got {v}" for k, v in non_negative.items() if v < 0]
-    choices = {"train.space": (p.train.space, SPACES), "augment.pairing": (p.augment.pairing, PAIRINGS),
+    if p.data.dataset == "fashion-mnist" and p.data.raw_dir != FASHION_MNIST_DIR:
+        errors.append(f"'data.raw_dir' must be {FASHION_MNIST_DIR} for the fashion-mnist dataset (the fetch "
+                      f"stage puts it there), got {p.data.raw_dir!r}")
+    if not 0 < p.data.test_fraction < 1:
+        errors.append(f"'data.test_fraction' must be between 0 and 1, got {p.data.test_fraction}")
+    choices = {"data.dataset": (p.data.dataset, DATASETS), "data.on_bad_image": (p.data.on_bad_image, ("stop", "skip")),
+               "train.space": (p.train.space, SPACES), "augment.pairing": (p.augment.pairing, PAIRINGS),
                "runtime.device": (p.runtime.device, DEVICES)}
     errors += [f"'{k}' must be one of {', '.join(c)}, got {v!r}" for k, (v, c) in choices.items() if v not in c]
     if any(k <= 0 for k in p.eval.kappas):

@@ -1,7 +1,11 @@
 """The summary a user reads: student vs teacher mAP per budget, as a table and a plot."""
 from __future__ import annotations
 
+import io
+
 import pandas as pd
+
+from pipeline.io import atomic_write_bytes
 
 
 def summary_table(student_metrics: dict[int, dict], teacher_metrics: dict, pool_size: int) -> pd.DataFrame:
@@ -45,5 +49,7 @@ def plot_map_vs_budget(df: pd.DataFrame, path) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,5 +1,8 @@
-"""augment@B: virtual triples ``(i, j, lam)`` over the B-subset and their interpolated teacher
-targets. No teacher query: targets come from the dump."""
+"""augment@B: the B-subset's teacher targets, plus virtual triples ``(i, j, lam)`` over it and their
+interpolated targets. No teacher query: targets come from the dump.
+
+This per-budget file is all that training reads, so a larger dump (a new largest budget) does not
+retrain the students of the smaller budgets: their file comes out byte-identical."""
 import click
 import numpy as np
 
@@ -27,8 +30,8 @@ def augment(budget: int):
     _, targets = subset_targets(budget)
     a = params.augment
     triples = sample_triples(targets, a.ratio, a.alpha, a.pairing, a.knn, np.random.default_rng([params.seed, budget]))
-    save_npz_atomic(ROOT / f"data/augmented/{budget}.npz", i=triples.i, j=triples.j, lam=triples.lam,
-                    targets=interpolate(targets, triples))
+    save_npz_atomic(ROOT / f"data/augmented/{budget}.npz", real_targets=targets, i=triples.i, j=triples.j,
+                    lam=triples.lam, targets=interpolate(targets, triples))
     click.echo(f"{len(triples)} virtual samples for {budget} real ones (pairing {a.pairing}, alpha {a.alpha})")
 
 

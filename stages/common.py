@@ -1,6 +1,7 @@
 """What every stage command shares: the repo root, params, threads, devices, and clean errors."""
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import pickle
@@ -24,6 +25,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return _USER_ERRORS + (DatasetError, ParamsError, BudgetExceeded, TrackingError)
 
 
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def stage(fn):
     """Run a stage body, turning user-fixable errors into one clear line and exit code 1
     (``DERD_DEBUG=1`` keeps the traceback)."""
@@ -37,6 +42,13 @@ def stage(fn):
                 raise
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             click.echo(f"error [{fn.__name__}]: {msg}", err=True)
+            sys.exit(1)
+        except OSError as exc:
+            if not _disk_full(exc):
+                raise
+            click.echo(f"error [{fn.__name__}]: disk full while writing {exc.filename or 'an output'}: free some "
+                       "space and rerun `dvc repro`. Finished stages, teacher answers and training checkpoints "
+                       "are kept; no file was left half-written.", err=True)
             sys.exit(1)
 
     return wrapper

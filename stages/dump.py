@@ -31,14 +31,12 @@ def load_subsets(budgets) -> dict[int, np.ndarray]:
 def dump():
     from pipeline.data import prepared
     from pipeline.io import save_npz_atomic, write_json_atomic
-    from pipeline.teacher.blackbox import load_black_box
-    from pipeline.teacher.queries import QueryGate, QueryStore, file_sha256
+    from pipeline.teacher.blackbox import open_teacher
 
     params, device = setup()
     subset = load_subsets(params.budgets)[params.max_budget]
-    teacher_ckpt = ROOT / "models/teacher.pt"
-    store = QueryStore(STORE, file_sha256(teacher_ckpt), purpose="train")
-    gate = QueryGate(load_black_box(teacher_ckpt, device), store, budget=params.max_budget)
+    gate = open_teacher(ROOT / "models/teacher.pt", STORE, "train", params.max_budget, device)
+    store = gate.store
     pool = prepared.pool_images(ROOT / "data/prepared")
     before = store.count
     bar = progress(len(subset), "teacher queries")

@@ -36,23 +36,19 @@ def evaluate(budget, is_teacher):
     if (budget is None) == (not is_teacher):
         raise click.UsageError("give exactly one of --budget B or --teacher")
     params, device = setup()
-    test = prepared.test_split(ROOT / "data/prepared")
+    test = prepared.load_test_split(ROOT / "data/prepared")
     start = time.perf_counter()
     if is_teacher:
         import numpy as np
 
-        from pipeline.teacher.blackbox import load_black_box
-        from pipeline.teacher.queries import QueryGate, QueryStore, file_sha256
+        from pipeline.teacher.blackbox import open_teacher
 
-        ckpt = ROOT / "models/teacher.pt"
         n_test = len(test.query_images) + len(test.db_images)
-        store = QueryStore(TEST_STORE, file_sha256(ckpt), purpose="test")
-        gate = QueryGate(load_black_box(ckpt, device, params.eval.batch_size), store, budget=n_test,
-                         batch_size=params.eval.batch_size)
+        gate = open_teacher(ROOT / "models/teacher.pt", TEST_STORE, "test", n_test, device, params.eval.batch_size)
         images = np.concatenate([test.query_images, test.db_images])
         desc = gate.describe(np.arange(n_test), lambda idx: images[idx])
         q_desc, db_desc = desc[:len(test.query_images)], desc[len(test.query_images):]
-        extra = {"test_queries": store.count}
+        extra = {"test_queries": gate.store.count}
         out, run_ref = ROOT / "metrics/teacher.json", ROOT / "models/teacher.mlflow.json"
     else:
         model = load_model(ROOT / f"models/students/{budget}.pt", device)

@@ -1,5 +1,6 @@
-"""prepare: the 60k training images become the pool; the 10k test images are split (seeded) into
-queries and database, with class-level ground truth in the revisited ``gnd`` form."""
+"""prepare: the training images become the pool (Fashion-MNIST: the 60k training set); the test
+images (its 10k test set) are split, seeded, into queries and database, with class-level ground
+truth in the revisited ``gnd`` form. Images skipped as unreadable are listed in skipped.json."""
 import pickle
 
 import click
@@ -13,12 +14,15 @@ OUT = ROOT / "data" / "prepared"
 @click.command()
 @stage
 def prepare():
-    from pipeline.data import fashion_mnist
+    from pipeline.data.datasets import load_dataset
     from pipeline.data.split import class_level_gnd, split_queries
     from pipeline.io import atomic_write_bytes, save_npz_atomic, write_json_atomic
 
     params, _ = setup()
-    arrays = fashion_mnist.load(ROOT / params.data.raw_dir)
+    arrays, skipped = load_dataset(params.data, ROOT)
+    write_json_atomic(OUT / "skipped.json", skipped)
+    for item in skipped:
+        click.echo(f"skipped unreadable image {item['path']}: {item['error']}", err=True)
     test_images, test_labels = arrays["test_images"], arrays["test_labels"]
     q, db = split_queries(len(test_images), params.data.n_queries, params.data.split_seed)
     gnd = class_level_gnd(test_labels[q], test_labels[db])
@@ -26,8 +30,8 @@ def prepare():
     save_npz_atomic(OUT / "test.npz", query_images=test_images[q], query_ids=q, db_images=test_images[db], db_ids=db)
     atomic_write_bytes(OUT / "gnd.pkl", pickle.dumps(
         {"imlist": [f"t10k-{i:05d}" for i in db], "qimlist": [f"t10k-{i:05d}" for i in q], "gnd": gnd}, protocol=4))
-    meta = {"dataset": "fashion-mnist", "pool_size": int(len(arrays["train_images"])), "n_queries": int(len(q)),
-            "n_database": int(len(db)), "n_classes": int(np.unique(arrays["train_labels"]).size)}
+    meta = {"dataset": params.data.dataset, "pool_size": int(len(arrays["train_images"])), "n_queries": int(len(q)),
+            "n_database": int(len(db)), "n_classes": int(np.unique(arrays["train_labels"]).size), "skipped_images": len(skipped)}
     write_json_atomic(OUT / "meta.json", meta)
     click.echo(f"pool {meta['pool_size']} images; {meta['n_queries']} queries; {meta['n_database']} database images")
 

@@ -21,13 +21,15 @@ def test_outputs_of_every_stage(repo):
     assert (repo / "data/raw/fashion-mnist/train-images-idx3-ubyte.gz").exists()
     meta = json.loads((repo / "data/prepared/meta.json").read_text())
     assert meta == {"dataset": "fashion-mnist", "pool_size": 60000, "n_queries": 200, "n_database": 9800,
-                    "n_classes": 10}
+                    "n_classes": 10, "skipped_images": 0}
     small, large = np.load(repo / "data/subsets/20.npy"), np.load(repo / "data/subsets/50.npy")
     assert np.array_equal(small, large[:20])
     with np.load(repo / "data/teacher/train_descriptors.npz") as z:
         assert np.array_equal(z["indices"], large) and z["descriptors"].shape == (50, 128)
+        descriptors = z["descriptors"]
     with np.load(repo / "data/augmented/20.npz") as z:
         assert len(z["i"]) == 80 and z["targets"].shape == (80, 128)
+        assert np.array_equal(z["real_targets"], descriptors[:20])
     summary = pd.read_csv(repo / "reports/summary.csv")
     assert summary["budget"].tolist() == [20, 50] and summary["teacher_queries"].tolist() == [20, 50]
     assert summary["student_map"].between(0.1, 1).all() and summary["teacher_map"].between(0.3, 1).all()
@@ -85,4 +87,6 @@ def test_budget_changes_query_only_new_images(repo):
     out = dvc(repo, "repro").stdout
     assert "teacher queries: 20 this run, 70 in total" in out
     assert ledger_total(repo) == 70
+    # the smaller budgets' training data is unchanged, so their students are not retrained
+    assert "Running stage 'train@70'" in out and "Running stage 'train@50'" not in out
     assert len(pd.read_csv(repo / "reports/summary.csv")) == 4

@@ -38,7 +38,7 @@ class TestSplit:
     gnd: list[dict]
 
 
-def test_split(root: Path) -> TestSplit:
+def load_test_split(root: Path) -> TestSplit:
     with np.load(_need(root / "test.npz")) as z:
         q, db = z["query_images"], z["db_images"]
     gnd_path = _need(root / "gnd.pkl")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -51,6 +51,23 @@ def cosine_lr(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
 
 
+class Checkpointer(Protocol):
+    """Where periodic training state goes, so that a killed training resumes instead of restarting."""
+
+    every: int
+
+    def load(self) -> dict | None: ...
+
+    def save(self, state: dict) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    curve: list[tuple[int, float]]  # (step, mean loss over the last ``log_every`` steps)
+    resumed_from: int               # 0 for a fresh start
+
+
 def train_student(
     images: np.ndarray,
     targets: np.ndarray,
@@ -61,8 +78,13 @@ def train_student(
     seed: int,
     device: torch.device,
     on_step: Callable[[int, float], None] | None = None,
-) -> torch.nn.Module:
-    """``images`` (B, H, W) uint8 and ``targets`` (B, d_T) are the subset; ``triples`` index into it."""
+    checkpointer: Checkpointer | None = None,
+) -> TrainResult:
+    """``images`` (B, H, W) uint8 and ``targets`` (B, d_T) are the subset; ``triples`` index into it.
+
+    With a ``checkpointer``, the full state (weights, optimiser, schedule, both RNGs, curve) is
+    saved every ``checkpointer.every`` steps; a resumed run ends bit-identical to an uninterrupted one.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     if tp.space == "none":
@@ -71,17 +93,28 @@ def train_student(
     opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
     warmup = max(tp.steps // 20, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, tp.steps, warmup))
+    curve: list[tuple[int, float]] = []
+    window: list[float] = []
+    start = 0
+    state = checkpointer.load() if checkpointer else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        curve, window, start = [tuple(c) for c in state["curve"]], list(state["window"]), state["step"]
     x_all = to_input(images, device)
     t_all = torch.as_tensor(targets, dtype=torch.float32, device=device)
     tv_all = torch.as_tensor(virtual_targets, dtype=torch.float32, device=device)
     lam_all = torch.as_tensor(triples.lam, dtype=torch.float32, device=device)
     model.train()
-    for step in range(tp.steps):
+    for step in range(start, tp.steps):
         b = make_batch(len(images), triples, tp.batch_size, tp.virtual_per_batch, rng)
         real = torch.as_tensor(b.real, device=device)
+        virtual = torch.as_tensor(b.virtual, device=device)
         x = x_all[real]
-        t_joint = t_all[real]
-        lam = lam_all[torch.as_tensor(b.virtual, device=device)][:, None]
+        lam = lam_all[virtual][:, None]
         vi, vj = torch.as_tensor(b.vi, device=device), torch.as_tensor(b.vj, device=device)
         if tp.space == "input" and len(b.virtual):
             mixed = lam[:, :, None, None] * x[vi] + (1 - lam[:, :, None, None]) * x[vj]
@@ -90,13 +123,23 @@ def train_student(
             s_real = model(x)
             s_virtual = F.normalize(lam * s_real[vi] + (1 - lam) * s_real[vj], dim=-1)
             s_joint = torch.cat([s_real, s_virtual])
-        if len(b.virtual):
-            t_joint = torch.cat([t_joint, tv_all[torch.as_tensor(b.virtual, device=device)]])
+        t_joint = torch.cat([t_all[real], tv_all[virtual]])
         loss = listwise_ranking_loss(t_joint, s_joint, tp.tau_teacher, tp.tau_student)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
+        value = loss.item()
+        window.append(value)
+        if (step + 1) % tp.log_every == 0 or step + 1 == tp.steps:
+            curve.append((step + 1, float(np.mean(window))))
+            window = []
         if on_step:
-            on_step(step, loss.item())
-    return model.eval()
+            on_step(step, value)
+        if checkpointer and ((step + 1) % checkpointer.every == 0 or step + 1 == tp.steps):
+            checkpointer.save({
+                "step": step + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "numpy_rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "curve": curve, "window": window,
+            })
+    return TrainResult(model.eval(), curve, start)

@@ -4,12 +4,15 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+GPU_MAX_K = 2048  # faiss-gpu's largest k for a flat index
+
 
 def rank_database(database: np.ndarray, queries: np.ndarray, k: int | None = None) -> np.ndarray:
     """Database indices ranked best-first for each query, shape (n_queries, k).
 
     Descriptors must be L2-normalised, so inner product is cosine similarity. ``k`` defaults to
-    the whole database: the revisited protocol needs every positive's rank.
+    the whole database: the revisited protocol needs every positive's rank. faiss-gpu is used
+    when present and ``k`` is within its limit (2048); beyond it the CPU index keeps results exact.
     """
     database = np.ascontiguousarray(database, dtype=np.float32)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -17,9 +20,8 @@ def rank_database(database: np.ndarray, queries: np.ndarray, k: int | None = Non
         raise ValueError(f"descriptor shapes do not match: database {database.shape}, queries {queries.shape}")
     k = database.shape[0] if k is None else min(k, database.shape[0])
     index = faiss.IndexFlatIP(database.shape[1])
-    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:  # pragma: no cover - GPU only
+    if k <= GPU_MAX_K and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:  # pragma: no cover
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-        k = min(k, 2048)  # faiss-gpu's limit for k; positives past it count as not retrieved
     index.add(database)
     _, ranks = index.search(queries, k)
     return ranks

@@ -1,4 +1,8 @@
-"""The teacher as a black box: images in, descriptors out, nothing else visible."""
+"""The teacher as a black box behind its gate: images in, descriptors out, every call counted.
+
+``open_teacher`` is the only public way to the teacher's checkpoint, and it returns the gate, not
+the model: no code path can call the teacher without the budget check and the ledger.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,13 +13,21 @@ import torch
 
 from pipeline.checkpoint import load_model
 from pipeline.data.tensors import describe
+from pipeline.teacher.queries import QueryGate, QueryStore, file_sha256
 
 
-def load_black_box(checkpoint: Path, device: torch.device, batch_size: int = 1024) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from uint8 images to L2-normalised descriptors; the weights stay in its closure."""
+def _black_box(checkpoint: Path, device: torch.device, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
     model = load_model(checkpoint, device)
 
     def teacher(images: np.ndarray) -> np.ndarray:
         return describe(model, images, batch_size, device)
 
     return teacher
+
+
+def open_teacher(checkpoint: Path, store_dir: Path, purpose: str, budget: int, device: torch.device,
+                 batch_size: int = 256) -> QueryGate:
+    """The teacher of ``checkpoint``, reachable only through a gate of ``budget`` images whose
+    answers and ledger live in ``store_dir`` (one store per teacher checkpoint)."""
+    store = QueryStore(store_dir, file_sha256(checkpoint), purpose)
+    return QueryGate(_black_box(checkpoint, device, batch_size), store, budget, batch_size)

@@ -1,0 +1,177 @@
+"""Fault injection: killed dumps and trainings resume without waste, bad input gets a clear error,
+and nothing already computed is lost."""
+import errno
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pipeline.checkpoint import FileCheckpointer, save_model
+from pipeline.distill.interpolation import sample_triples, normalize_rows
+from pipeline.distill.sampling import nested_subset
+from pipeline.distill.train import train_student
+from pipeline.models import create
+from pipeline.params import StudentParams, TrainParams
+from tests.pipeline_copy import REPO, env
+
+DUMP_BUDGET = 4000
+
+
+def stage_cmd(name, *args):
+    return [sys.executable, "-m", f"stages.{name}", *args]
+
+
+def stage_env():
+    e = env()
+    e["PYTHONPATH"] = str(REPO)
+    return e
+
+
+@pytest.fixture(scope="module")
+def dump_inputs(tmp_path_factory):
+    """A minimal prepared repo for the dump stage: random pool, nested subset, an untrained teacher."""
+    root = tmp_path_factory.mktemp("dump_inputs")
+    rng = np.random.default_rng(0)
+    (root / "data/prepared").mkdir(parents=True)
+    np.savez(root / "data/prepared/pool.npz", images=rng.integers(0, 256, (5000, 28, 28), dtype=np.uint8),
+             labels=rng.integers(0, 10, 5000))
+    (root / "data/prepared/meta.json").write_text(json.dumps({"pool_size": 5000}))
+    (root / "data/subsets").mkdir(parents=True)
+    np.save(root / f"data/subsets/{DUMP_BUDGET}.npy", nested_subset(5000, DUMP_BUDGET, 0))
+    torch.manual_seed(0)
+    save_model(root / "models/teacher.pt", create("teacher_cnn", 128), "teacher_cnn")
+    (root / "params.yaml").write_text(yaml.safe_dump({"budgets": [DUMP_BUDGET], "runtime": {"threads": 1}}))
+    return root
+
+
+def clone(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def ledger(root: Path) -> list[dict]:
+    path = root / "teacher_queries/train/ledger.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_dump_killed_repeatedly_resumes_to_identical_descriptors(dump_inputs, tmp_path):
+    reference = clone(dump_inputs, tmp_path / "reference")
+    subprocess.run(stage_cmd("dump"), cwd=reference, env=stage_env(), check=True, capture_output=True)
+    with np.load(reference / "data/teacher/train_descriptors.npz") as z:
+        want = z["descriptors"]
+    assert sum(e["count"] for e in ledger(reference)) == DUMP_BUDGET
+
+    work = clone(dump_inputs, tmp_path / "killed")
+    rnd = random.Random(1234)
+    kills = 0
+    for attempt in range(4):
+        proc = subprocess.Popen(stage_cmd("dump"), cwd=work, env=stage_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rnd.uniform(2.0, 5.0))  # covers start-up, mid-query and between-chunk points
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        # never a half-written file under a final name
+        assert not list((work / "teacher_queries/train").glob("chunk-*.npz.tmp"))
+        queried = sum(e["count"] for e in ledger(work))
+        assert queried <= DUMP_BUDGET
+    assert kills >= 2, "the dump finished too fast for the kill test to mean anything"
+    assert not (work / "data/teacher/train_descriptors.npz").exists() or kills < 4
+    done = subprocess.run(stage_cmd("dump"), cwd=work, env=stage_env(), capture_output=True, text=True, check=True)
+    entries = ledger(work)
+    assert sum(e["count"] for e in entries) == DUMP_BUDGET  # no image queried twice
+    assert entries[-1]["total"] == DUMP_BUDGET
+    indices = np.concatenate([np.load(c)["indices"] for c in sorted((work / "teacher_queries/train").glob("chunk-*"))])
+    assert len(np.unique(indices)) == len(indices) == DUMP_BUDGET
+    with np.load(work / "data/teacher/train_descriptors.npz") as z:
+        assert np.array_equal(z["descriptors"], want)
+    assert "in total" in done.stdout
+
+
+def test_budget_gate_refuses_a_bigger_subset(dump_inputs, tmp_path):
+    work = clone(dump_inputs, tmp_path / "gate")
+    subprocess.run(stage_cmd("dump"), cwd=work, env=stage_env(), check=True, capture_output=True)
+    # somebody swaps the largest subset for other images: the gate must refuse, not query
+    np.save(work / f"data/subsets/{DUMP_BUDGET}.npy", nested_subset(5000, DUMP_BUDGET, 1))
+    proc = subprocess.run(stage_cmd("dump"), cwd=work, env=stage_env(), capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert f"teacher budget is {DUMP_BUDGET} images" in proc.stderr and "Traceback" not in proc.stderr
+    assert sum(e["count"] for e in ledger(work)) == DUMP_BUDGET
+
+
+def tiny_training(steps=30):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    targets = normalize_rows(rng.standard_normal((40, 16))).astype(np.float32)
+    triples = sample_triples(targets, 2.0, 0.4, "random", 5, np.random.default_rng(1))
+    from pipeline.distill.interpolation import interpolate
+
+    return (images, targets, triples, interpolate(targets, triples), StudentParams("student_tiny", 8),
+            TrainParams(steps=steps, batch_size=16, virtual_per_batch=8, log_every=5))
+
+
+class Killed(Exception):
+    pass
+
+
+def test_training_resumes_bit_identical_after_a_kill(tmp_path):
+    args = tiny_training()
+    full = train_student(*args, seed=0, device=torch.device("cpu"))
+    ck = FileCheckpointer(tmp_path / "ck.pt", key="k", every=10)
+
+    def die_at_step_17(step, loss):
+        if step == 17:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_student(*args, seed=0, device=torch.device("cpu"), on_step=die_at_step_17, checkpointer=ck)
+    assert ck.load()["step"] == 10
+    resumed = train_student(*args, seed=0, device=torch.device("cpu"), checkpointer=ck)
+    assert resumed.resumed_from == 10
+    assert resumed.curve == full.curve
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_stale_checkpoint_is_ignored(tmp_path):
+    args = tiny_training(steps=20)
+    ck = FileCheckpointer(tmp_path / "ck.pt", key="old", every=10)
+    train_student(*args, seed=0, device=torch.device("cpu"), checkpointer=ck)
+    fresh = train_student(*args, seed=0, device=torch.device("cpu"),
+                          checkpointer=FileCheckpointer(tmp_path / "ck.pt", key="new", every=10))
+    assert fresh.resumed_from == 0
+
+
+def test_determinism_same_seed_same_everything():
+    a1 = train_student(*tiny_training(), seed=3, device=torch.device("cpu"))
+    a2 = train_student(*tiny_training(), seed=3, device=torch.device("cpu"))
+    for x, y in zip(a1.model.state_dict().values(), a2.model.state_dict().values()):
+        assert torch.equal(x, y)
+    assert a1.curve == a2.curve
+
+
+def test_full_disk_keeps_the_previous_file(tmp_path, monkeypatch):
+    from pipeline import io as pio
+
+    target = tmp_path / "out.npz"
+    pio.save_npz_atomic(target, a=np.arange(3))
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pio.os, "fsync", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        pio.save_npz_atomic(target, a=np.arange(5))
+    assert np.load(target)["a"].tolist() == [0, 1, 2]  # the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]  # no temp file left behind
