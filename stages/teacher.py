@@ -2,6 +2,8 @@
 
 After this stage nothing reads the teacher's weights except the black-box wrapper behind the gate.
 """
+import math
+
 import click
 import mlflow
 
@@ -26,11 +28,10 @@ def teacher():
     with mlflow.start_run(run_name="teacher", tags={"role": "teacher", "budget": "all-labels"}) as run:
         mlflow.log_params(tracking.flatten({"teacher": params.teacher.__dict__,
                                             "train_images": len(images), "device": str(device)}))
-        bar = progress(0, "teacher")
-        def on_step(step, total):
-            bar.total = total
-            bar.update(1)
-        model, history = train_teacher(images, labels, params.teacher, params.teacher.seed, device, on_step)
+        steps = params.teacher.epochs * math.ceil(len(images) / params.teacher.batch_size)
+        bar = progress(steps, "teacher")
+        model, history = train_teacher(images, labels, params.teacher, params.teacher.seed, device,
+                                       on_step=lambda step, total: bar.update(1))
         bar.close()
         for h in history:
             mlflow.log_metrics({"train_loss": h.loss, "train_accuracy": h.accuracy}, step=h.epoch)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -59,21 +60,28 @@ def verify(path: Path) -> None:
 def fetch(dest: Path, source: Path | None = DEBIAN_DIR, download: bool = True) -> list[Path]:
     """Put the four verified files in ``dest``: copy from ``source`` if it has them, else download."""
     dest.mkdir(parents=True, exist_ok=True)
+    partial = dest / ".partial"
     out = []
     for name in FILES:
         target = dest / name
         if not target.exists():
+            # fetched into a side folder and verified there: the final name only ever holds a good file
+            partial.mkdir(exist_ok=True)
             local = source / name if source is not None else None
             if local is not None and local.exists():
-                shutil.copyfile(local, target)
+                shutil.copyfile(local, partial / name)
             elif download:
-                from torchvision.datasets.utils import download_url
+                from pipeline.data.download import download as fetch_url
 
-                download_url(MIRROR + name, str(dest), filename=name)
+                fetch_url(MIRROR + name, partial / name)  # resumable; content verified just below
             else:
                 raise DatasetError(f"{target} is missing; {HOW_TO_GET}")
-        verify(target)
+            verify(partial / name)
+            os.replace(partial / name, target)
+        else:
+            verify(target)
         out.append(target)
+    shutil.rmtree(partial, ignore_errors=True)
     return out
 
 

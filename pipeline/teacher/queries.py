@@ -65,6 +65,8 @@ class QueryStore:
                 os.replace(self.root, aside)
                 print(f"teacher changed: previous answers moved to {aside} (not deleted)")
         self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(".chunk-*.tmp"):  # a write cut off by a kill; its batch is re-sent
+            stale.unlink()
         if not meta_path.exists():
             atomic_write_bytes(meta_path, json.dumps(
                 {"teacher_sha256": self.teacher_sha, "purpose": self.purpose}, indent=1).encode())

@@ -1,0 +1,88 @@
+"""Downloads that survive a cut connection and never leave a bad file under the final name.
+
+Bytes go to ``<name>.part``; a new attempt continues it with an HTTP Range request; the file is
+checked (size, SHA-256, where known) before it is renamed to its final name.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from pipeline.data.fashion_mnist import DatasetError
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check(path: Path, url: str, size: int | None, sha256: str | None) -> None:
+    got_size = path.stat().st_size
+    if size is not None and got_size != size:
+        raise DatasetError(f"{url}: got {got_size} bytes, expected {size}")
+    if sha256 is not None and (got := sha256_of(path)) != sha256:
+        raise DatasetError(f"{url}: checksum mismatch (sha256 {got[:16]}..., expected {sha256[:16]}...); "
+                           f"the download was refused and removed")
+
+
+def download(url: str, dest: Path, size: int | None = None, sha256: str | None = None, retries: int = 5,
+             timeout: float = 60.0, backoff: float = 1.0) -> Path:
+    dest = Path(dest)
+    if dest.exists():
+        _check(dest, url, size, sha256)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    for attempt in range(retries + 1):
+        have = part.stat().st_size if part.exists() else 0
+        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                resumed = have and response.status == 206
+                with open(part, "ab" if resumed else "wb") as f:
+                    shutil.copyfileobj(response, f, 1 << 20)
+                    expected = response.headers.get("Content-Length")
+                if expected is not None and part.stat().st_size != (have if resumed else 0) + int(expected):
+                    raise ConnectionError("connection closed before the end of the file")
+            break
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and have:  # nothing left to fetch: the .part file is complete
+                break
+            raise DatasetError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+        except (OSError, http.client.HTTPException) as exc:  # cut connection, timeout: resume from what we have
+            if attempt == retries:
+                raise DatasetError(f"{url}: download failed after {retries + 1} attempts ({exc}); run again "
+                                   f"to resume from {part.stat().st_size if part.exists() else 0} bytes") from exc
+            time.sleep(backoff * (attempt + 1))
+    try:
+        _check(part, url, size, sha256)
+    except DatasetError:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)
+    return dest
+
+
+def extract_tar(archive: Path, dest: Path) -> list[str]:
+    """Extract with tarfile's ``data`` filter: no member may land outside ``dest`` (no absolute
+    paths, ``..``, or links pointing out), no device files; refused archives name the member."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive) as tar:
+            names = tar.getnames()
+            tar.extractall(dest, filter="data")
+    except tarfile.FilterError as exc:
+        raise DatasetError(f"{archive}: refused to extract ({exc}); the archive tries to write outside {dest}") from exc
+    except tarfile.TarError as exc:
+        raise DatasetError(f"{archive}: not a readable tar archive ({exc}); delete it and download again") from exc
+    return names
