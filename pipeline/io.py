@@ -1,6 +1,7 @@
 """Atomic file writes: a file appears under its final name complete, or not at all."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -33,3 +34,11 @@ def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
 
 def write_json_atomic(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

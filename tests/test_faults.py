@@ -2,7 +2,6 @@
 and nothing already computed is lost."""
 import errno
 import json
-import os
 import random
 import shutil
 import signal

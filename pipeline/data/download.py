@@ -5,7 +5,6 @@ checked (size, SHA-256, where known) before it is renamed to its final name.
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -16,21 +15,14 @@ import urllib.request
 from pathlib import Path
 
 from pipeline.data.fashion_mnist import DatasetError
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from pipeline.io import file_sha256
 
 
 def _check(path: Path, url: str, size: int | None, sha256: str | None) -> None:
     got_size = path.stat().st_size
     if size is not None and got_size != size:
         raise DatasetError(f"{url}: got {got_size} bytes, expected {size}")
-    if sha256 is not None and (got := sha256_of(path)) != sha256:
+    if sha256 is not None and (got := file_sha256(path)) != sha256:
         raise DatasetError(f"{url}: checksum mismatch (sha256 {got[:16]}..., expected {sha256[:16]}...); "
                            f"the download was refused and removed")
 

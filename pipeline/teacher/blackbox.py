@@ -13,7 +13,8 @@ import torch
 
 from pipeline.checkpoint import load_model
 from pipeline.data.tensors import describe
-from pipeline.teacher.queries import QueryGate, QueryStore, file_sha256
+from pipeline.io import file_sha256
+from pipeline.teacher.queries import QueryGate, QueryStore
 
 
 def _black_box(checkpoint: Path, device: torch.device, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:

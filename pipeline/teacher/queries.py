@@ -11,7 +11,6 @@ A different teacher checkpoint gets a fresh store; the old one is moved aside, n
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -26,14 +25,6 @@ from pipeline.io import atomic_write_bytes, save_npz_atomic
 
 class BudgetExceeded(RuntimeError):
     """A teacher call that would pass the query budget; raised before the call is made."""
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
