@@ -212,3 +212,68 @@ def test_stage_reports_a_full_disk_in_one_line():
     result = CliRunner().invoke(writes)
     assert result.exit_code == 1
     assert "disk full while writing models/students/60.pt" in result.output and "free some space" in result.output
+
+
+def test_malicious_checkpoint_is_refused(tmp_path):
+    from pipeline.checkpoint import load_model
+
+    class Evil:
+        def __reduce__(self):
+            return (subprocess.call, (["touch", str(tmp_path / "pwned")],))
+
+    torch.save({"arch": "student_tiny", "dim": 8, "state_dict": {}, "payload": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(Exception, match="Weights only load failed|Unsupported global"):
+        load_model(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.fixture(scope="module")
+def train_inputs(tmp_path_factory):
+    """A minimal repo for the train stage: pool, subset, targets and virtual samples."""
+    root = tmp_path_factory.mktemp("train_inputs")
+    rng = np.random.default_rng(0)
+    budget = 200
+    (root / "data/prepared").mkdir(parents=True)
+    np.savez(root / "data/prepared/pool.npz", images=rng.integers(0, 256, (1000, 28, 28), dtype=np.uint8),
+             labels=rng.integers(0, 10, 1000))
+    (root / "data/prepared/meta.json").write_text(json.dumps({"pool_size": 1000}))
+    (root / "data/subsets").mkdir(parents=True)
+    np.save(root / f"data/subsets/{budget}.npy", nested_subset(1000, budget, 0))
+    targets = normalize_rows(rng.standard_normal((budget, 32))).astype(np.float32)
+    triples = sample_triples(targets, 2.0, 0.4, "random", 5, np.random.default_rng(1))
+    from pipeline.distill.interpolation import interpolate
+
+    (root / "data/augmented").mkdir(parents=True)
+    np.savez(root / f"data/augmented/{budget}.npz", real_targets=targets, i=triples.i, j=triples.j, lam=triples.lam,
+             targets=interpolate(targets, triples))
+    (root / "params.yaml").write_text(yaml.safe_dump({
+        "budgets": [budget], "student": {"arch": "student_cnn", "dim": 16},
+        "train": {"steps": 150, "batch_size": 64, "virtual_per_batch": 32},
+        "runtime": {"threads": 1, "checkpoint_every": 10}}))
+    return root
+
+
+def test_killed_training_stage_resumes_to_the_same_model(train_inputs, tmp_path):
+    reference = clone(train_inputs, tmp_path / "reference")
+    subprocess.run(stage_cmd("train", "--budget", "200"), cwd=reference, env=stage_env(), check=True,
+                   capture_output=True)
+    work = clone(train_inputs, tmp_path / "killed")
+    ck = work / "checkpoints/train/200.pt"
+    proc = subprocess.Popen(stage_cmd("train", "--budget", "200"), cwd=work, env=stage_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not ck.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.Random(7).uniform(0.2, 1.0))
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = torch.load(ck, weights_only=True)["state"]["step"]
+    assert 0 < step < 150 and not (work / "models/students/200.pt").exists()
+    done = subprocess.run(stage_cmd("train", "--budget", "200"), cwd=work, env=stage_env(), capture_output=True,
+                          text=True, check=True)
+    assert f"resuming training from step {step}" in done.stdout
+    assert not ck.exists()  # cleared once the run is safely recorded
+    want = torch.load(reference / "models/students/200.pt", weights_only=True)["state_dict"]
+    got = torch.load(work / "models/students/200.pt", weights_only=True)["state_dict"]
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
