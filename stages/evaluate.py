@@ -3,8 +3,6 @@
 The student is ours, so it is run directly. The teacher is reached only through the black box and
 a separate test-time gate: those queries are counted apart from the training budget.
 """
-import time
-
 import click
 import mlflow
 
@@ -37,7 +35,6 @@ def evaluate(budget, is_teacher):
         raise click.UsageError("give exactly one of --budget B or --teacher")
     params, device = setup()
     test = prepared.load_test_split(ROOT / "data/prepared")
-    start = time.perf_counter()
     if is_teacher:
         import numpy as np
 
@@ -56,9 +53,8 @@ def evaluate(budget, is_teacher):
         db_desc = describe(model, test.db_images, params.eval.batch_size, device)
         extra = {"budget": budget}
         out, run_ref = ROOT / f"metrics/students/{budget}.json", ROOT / f"models/students/{budget}.mlflow.json"
-    describe_s = time.perf_counter() - start
     metrics = retrieval_metrics(q_desc, db_desc, test.gnd, params.eval.kappas)
-    metrics.update(extra, describe_seconds=round(describe_s, 3))
+    metrics.update(extra)
     write_json_atomic(out, metrics)
     who = "teacher" if is_teacher else f"student B={budget}"
     _log(run_ref, "teacher" if is_teacher else f"student-B{budget}", metrics, out)

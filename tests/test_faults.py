@@ -36,17 +36,22 @@ def stage_env():
     return e
 
 
+def prepared_pool(root: Path, pool_size: int, budget: int) -> Path:
+    """Random pool images with their meta file, and the nested subset of ``budget``."""
+    rng = np.random.default_rng(0)
+    (root / "data/prepared").mkdir(parents=True)
+    np.savez(root / "data/prepared/pool.npz", images=rng.integers(0, 256, (pool_size, 28, 28), dtype=np.uint8),
+             labels=rng.integers(0, 10, pool_size))
+    (root / "data/prepared/meta.json").write_text(json.dumps({"pool_size": pool_size}))
+    (root / "data/subsets").mkdir(parents=True)
+    np.save(root / f"data/subsets/{budget}.npy", nested_subset(pool_size, budget, 0))
+    return root
+
+
 @pytest.fixture(scope="module")
 def dump_inputs(tmp_path_factory):
     """A minimal prepared repo for the dump stage: random pool, nested subset, an untrained teacher."""
-    root = tmp_path_factory.mktemp("dump_inputs")
-    rng = np.random.default_rng(0)
-    (root / "data/prepared").mkdir(parents=True)
-    np.savez(root / "data/prepared/pool.npz", images=rng.integers(0, 256, (5000, 28, 28), dtype=np.uint8),
-             labels=rng.integers(0, 10, 5000))
-    (root / "data/prepared/meta.json").write_text(json.dumps({"pool_size": 5000}))
-    (root / "data/subsets").mkdir(parents=True)
-    np.save(root / f"data/subsets/{DUMP_BUDGET}.npy", nested_subset(5000, DUMP_BUDGET, 0))
+    root = prepared_pool(tmp_path_factory.mktemp("dump_inputs"), 5000, DUMP_BUDGET)
     torch.manual_seed(0)
     save_model(root / "models/teacher.pt", create("teacher_cnn", 128), "teacher_cnn")
     (root / "params.yaml").write_text(yaml.safe_dump({"budgets": [DUMP_BUDGET], "runtime": {"threads": 1}}))
@@ -230,15 +235,9 @@ def test_malicious_checkpoint_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def train_inputs(tmp_path_factory):
     """A minimal repo for the train stage: pool, subset, targets and virtual samples."""
-    root = tmp_path_factory.mktemp("train_inputs")
-    rng = np.random.default_rng(0)
     budget = 200
-    (root / "data/prepared").mkdir(parents=True)
-    np.savez(root / "data/prepared/pool.npz", images=rng.integers(0, 256, (1000, 28, 28), dtype=np.uint8),
-             labels=rng.integers(0, 10, 1000))
-    (root / "data/prepared/meta.json").write_text(json.dumps({"pool_size": 1000}))
-    (root / "data/subsets").mkdir(parents=True)
-    np.save(root / f"data/subsets/{budget}.npy", nested_subset(1000, budget, 0))
+    root = prepared_pool(tmp_path_factory.mktemp("train_inputs"), 1000, budget)
+    rng = np.random.default_rng(1)
     targets = normalize_rows(rng.standard_normal((budget, 32))).astype(np.float32)
     triples = sample_triples(targets, 2.0, 0.4, "random", 5, np.random.default_rng(1))
     from pipeline.distill.interpolation import interpolate
