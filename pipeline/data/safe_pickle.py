@@ -5,7 +5,6 @@ admits exactly the globals those need, so a malicious pickle fails instead of ex
 """
 from __future__ import annotations
 
-import io
 import pickle
 from pathlib import Path
 
@@ -35,6 +34,3 @@ def load_pickle(path: Path):
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{path}: {exc}") from exc
 
-
-def loads_pickle(data: bytes):
-    return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
