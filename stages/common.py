@@ -62,9 +62,8 @@ def setup(params_path: str = "params.yaml"):
     params = load_params(ROOT / params_path)
     import torch
 
-    threads = params.runtime.threads or int(os.environ.get("DERD_THREADS", "0")) or None
-    if threads:
-        torch.set_num_threads(threads)
+    if params.runtime.threads:
+        torch.set_num_threads(params.runtime.threads)
     return params, resolve_device(params.runtime.device)
 
 
