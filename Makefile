@@ -5,7 +5,11 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: run test setup bench ui clean-outputs
+# The full comparison: every method, 3 seeds, as a DVC experiment (params.yaml keeps the choice;
+# `git checkout params.yaml` returns to the default run, whose results DVC still has).
+ALL_METHODS := [derd,derd-input,derd-noaug,rkd,rkd-virtual,regression,supervised,derd-plus]
+
+.PHONY: run test setup bench ui compare tune clean-outputs
 
 setup:
 	@./scripts/setup.sh
@@ -15,6 +19,12 @@ run: setup
 
 test: setup
 	python -m pytest -q
+
+tune: setup
+	python scripts/tune.py $(ARGS)
+
+compare: setup
+	dvc exp run -S 'methods=$(ALL_METHODS)' -S 'seeds=[0,1,2]'
 
 bench: setup
 	python scripts/bench_pipeline.py

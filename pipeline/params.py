@@ -31,6 +31,8 @@ class DataParams:
 @dataclass(frozen=True)
 class SampleParams:
     seed: int = 0
+    val_size: int = 5000      # pool images held out (never in a subset) to choose defaults on
+    val_queries: int = 500    # of which queries; the rest are the validation database
 
 
 @dataclass(frozen=True)
@@ -63,15 +65,80 @@ class AugmentParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    space: str = "representation"
+    """The schedule every method shares (a method may override ``steps`` and ``lr``)."""
+
     steps: int = 800
     batch_size: int = 128
     virtual_per_batch: int = 64
     lr: float = 0.003
     weight_decay: float = 1e-4
+    log_every: int = 25
+
+
+# Loss terms and their knobs. A method is a weighted sum of terms (pytorch-metric-learning style).
+@dataclass(frozen=True)
+class ListwiseParams:
+    weight: float = 1.0
     tau_teacher: float = 0.05
     tau_student: float = 0.05
-    log_every: int = 25
+
+
+@dataclass(frozen=True)
+class RkdDistanceParams:
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class RkdAngleParams:
+    weight: float = 2.0
+
+
+@dataclass(frozen=True)
+class RegressionParams:
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class NormSoftmaxParams:
+    weight: float = 1.0
+    scale: float = 16.0
+    margin: float = 0.1
+
+
+@dataclass(frozen=True)
+class SupConParams:
+    weight: float = 1.0
+    temperature: float = 0.1
+
+
+LOSS_PARAMS: dict[str, type] = {
+    "listwise": ListwiseParams, "rkd_distance": RkdDistanceParams, "rkd_angle": RkdAngleParams,
+    "regression": RegressionParams, "normsoftmax": NormSoftmaxParams, "supcon": SupConParams,
+}
+LABEL_LOSSES = ("normsoftmax", "supcon")  # the only terms that read labels (the supervised baseline)
+
+
+@dataclass(frozen=True)
+class MethodParams:
+    """One way of training the student: which virtual samples it sees and which loss terms it sums."""
+
+    space: str = "none"          # representation | input | none: where virtual samples are made
+    losses: tuple[tuple[str, Any], ...] = ()  # (term name, its knobs), in params.yaml order
+    steps: int = 0               # 0 = train.steps
+    lr: float = 0.0              # 0 = train.lr
+    flip_shift: bool = False     # random flips and 2-pixel shifts of real images (label-preserving)
+
+    @property
+    def uses_labels(self) -> bool:
+        return any(name in LABEL_LOSSES for name, _ in self.losses)
+
+    @property
+    def uses_teacher(self) -> bool:
+        return any(name not in LABEL_LOSSES for name, _ in self.losses)
+
+    def as_dict(self) -> dict:
+        return {"space": self.space, "steps": self.steps, "lr": self.lr, "flip_shift": self.flip_shift,
+                "losses": {name: dataclasses.asdict(k) for name, k in self.losses}}
 
 
 @dataclass(frozen=True)
@@ -89,8 +156,11 @@ class RuntimeParams:
 
 @dataclass(frozen=True)
 class Params:
-    seed: int = 0
     budgets: tuple[int, ...] = (60, 300, 1000, 3000)
+    methods: tuple[str, ...] = ("derd",)
+    seeds: tuple[int, ...] = (0,)
+    method: dict[str, MethodParams] = field(default_factory=lambda: {
+        "derd": MethodParams(space="representation", losses=(("listwise", ListwiseParams()),))})
     data: DataParams = field(default_factory=DataParams)
     sample: SampleParams = field(default_factory=SampleParams)
     teacher: TeacherParams = field(default_factory=TeacherParams)
@@ -103,6 +173,11 @@ class Params:
     @property
     def max_budget(self) -> int:
         return max(self.budgets)
+
+    def schedule(self, name: str) -> tuple[int, float]:
+        """(steps, lr) of a method: its own override, else the shared ``train`` value."""
+        m = self.method[name]
+        return (m.steps or self.train.steps, m.lr or self.train.lr)
 
 
 SPACES = ("representation", "input", "none")
@@ -132,11 +207,33 @@ def _build(cls, raw: Any, where: str):
             continue
         value = raw[name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if dataclasses.is_dataclass(default):
+        if cls is Params and name == "method":
+            values[name] = _build_methods(value)
+        elif cls is MethodParams and name == "losses":
+            values[name] = _build_losses(value, key)
+        elif dataclasses.is_dataclass(default):
             values[name] = _build(type(default), value, key)
         else:
             values[name] = _coerce(value, default, key)
     return cls(**values)
+
+
+def _build_methods(raw: Any) -> dict[str, MethodParams]:
+    if not isinstance(raw, dict) or not raw:
+        raise ParamsError("params.yaml: 'method' must map each method name to its settings")
+    return {str(name): _build(MethodParams, spec, f"method.{name}") for name, spec in raw.items()}
+
+
+def _build_losses(raw: Any, where: str) -> tuple[tuple[str, Any], ...]:
+    if not isinstance(raw, dict) or not raw:
+        raise ParamsError(f"params.yaml: '{where}' must map loss terms ({', '.join(LOSS_PARAMS)}) to their knobs")
+    terms = []
+    for name, knobs in raw.items():
+        if name not in LOSS_PARAMS:
+            raise ParamsError(f"params.yaml: '{where}.{name}' is not a known loss term; "
+                              f"choose from {', '.join(LOSS_PARAMS)}")
+        terms.append((name, _build(LOSS_PARAMS[name], knobs, f"{where}.{name}")))
+    return tuple(terms)
 
 
 def _coerce(value: Any, default: Any, key: str) -> Any:
@@ -171,18 +268,42 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
         errors.append(f"'budgets' must all be positive integers, got {list(p.budgets)}")
     if len(set(p.budgets)) != len(p.budgets):
         errors.append(f"'budgets' has duplicates: {list(p.budgets)}; list each budget once")
-    if pool_size is not None and p.max_budget > pool_size:
+    if pool_size is not None and p.max_budget > pool_size - p.sample.val_size:
         errors.append(
-            f"'budgets' max {p.max_budget} exceeds the training pool of {pool_size} images; "
-            f"use budgets <= {pool_size}"
+            f"'budgets' max {p.max_budget} exceeds the training pool of {pool_size} images less the "
+            f"{p.sample.val_size} held out for validation (sample.val_size); use budgets <= "
+            f"{pool_size - p.sample.val_size}"
         )
+    if not 0 < p.sample.val_queries < p.sample.val_size:
+        errors.append(f"'sample.val_queries' must be between 1 and sample.val_size - 1, got {p.sample.val_queries}")
+    if len(set(p.seeds)) != len(p.seeds) or any(x < 0 for x in p.seeds):
+        errors.append(f"'seeds' must be distinct non-negative integers, got {list(p.seeds)}")
+    if len(set(p.methods)) != len(p.methods):
+        errors.append(f"'methods' has duplicates: {list(p.methods)}; list each method once")
+    for name in p.methods:
+        if name not in p.method:
+            errors.append(f"'methods' lists {name!r}, which has no settings under 'method'; "
+                          f"define it there or choose from {', '.join(p.method)}")
+    for name, m in p.method.items():
+        where = f"method.{name}"
+        if not m.losses:
+            errors.append(f"'{where}.losses' must name at least one loss term")
+        if m.space not in SPACES:
+            errors.append(f"'{where}.space' must be one of {', '.join(SPACES)}, got {m.space!r}")
+        if m.uses_labels and m.space != "none":
+            errors.append(f"'{where}.space' must be none: label losses have no labels for virtual samples")
+        if m.steps < 0 or m.lr < 0:
+            errors.append(f"'{where}.steps' and '{where}.lr' must be >= 0 (0 = the train section's value)")
+        for term, knobs in m.losses:
+            for k, v in dataclasses.asdict(knobs).items():
+                if (v < 0) if k == "margin" else (v <= 0):
+                    errors.append(f"'{where}.losses.{term}.{k}' must be {'>= 0' if k == 'margin' else '> 0'}, got {v}")
     positive = {
         "teacher.dim": p.teacher.dim, "teacher.epochs": p.teacher.epochs,
         "teacher.batch_size": p.teacher.batch_size, "teacher.lr": p.teacher.lr,
         "teacher.scale": p.teacher.scale, "student.dim": p.student.dim,
         "augment.alpha": p.augment.alpha, "augment.knn": p.augment.knn,
         "train.steps": p.train.steps, "train.batch_size": p.train.batch_size, "train.lr": p.train.lr,
-        "train.tau_teacher": p.train.tau_teacher, "train.tau_student": p.train.tau_student,
         "train.log_every": p.train.log_every, "eval.batch_size": p.eval.batch_size,
         "data.n_queries": p.data.n_queries, "data.image_size": p.data.image_size, "runtime.checkpoint_every": p.runtime.checkpoint_every,
     }
@@ -199,7 +320,7 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
     if not 0 < p.data.test_fraction < 1:
         errors.append(f"'data.test_fraction' must be between 0 and 1, got {p.data.test_fraction}")
     choices = {"data.dataset": (p.data.dataset, DATASETS), "data.on_bad_image": (p.data.on_bad_image, ("stop", "skip")),
-               "train.space": (p.train.space, SPACES), "augment.pairing": (p.augment.pairing, PAIRINGS),
+               "augment.pairing": (p.augment.pairing, PAIRINGS),
                "runtime.device": (p.runtime.device, DEVICES)}
     errors += [f"'{k}' must be one of {', '.join(c)}, got {v!r}" for k, (v, c) in choices.items() if v not in c]
     if any(k <= 0 for k in p.eval.kappas):

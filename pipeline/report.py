@@ -1,4 +1,8 @@
-"""The summary a user reads: student vs teacher mAP per budget, as a table and a plot."""
+"""The answer a user reads: which method retrieves best at each budget, against the teacher.
+
+Each cell is the mean over seeds with its standard deviation (sample, ddof=1), so that a difference
+can be told from noise; the best mean per budget is marked.
+"""
 from __future__ import annotations
 
 import io
@@ -8,46 +12,77 @@ import pandas as pd
 from pipeline.io import atomic_write_bytes
 
 
-def summary_table(student_metrics: dict[int, dict], teacher_metrics: dict, pool_size: int) -> pd.DataFrame:
-    rows = []
-    for budget in sorted(student_metrics):
-        m = student_metrics[budget]
-        rows.append({
-            "budget": budget,
-            "pool_percent": round(100 * budget / pool_size, 3),
-            "teacher_queries": budget,
-            "student_map": round(m["map"], 4),
-            "teacher_map": round(teacher_metrics["map"], 4),
-            "ratio": round(m["map"] / teacher_metrics["map"], 4),
-            "student_mp@10": round(m.get("mp@10_medium", float("nan")), 4),
-        })
-    return pd.DataFrame(rows)
+def summary_table(runs: list[dict], teacher_map: float, pool_size: int, methods: list[str]) -> pd.DataFrame:
+    """One row per (method, budget) from per-run metrics dicts (each with budget, method, seed, map)."""
+    df = pd.DataFrame(runs)
+    g = df.groupby(["method", "budget"])["map"]
+    out = g.agg(map_mean="mean", map_std="std", seeds="count").reset_index()
+    out["map_std"] = out["map_std"].fillna(0.0)
+    out["pool_percent"] = (100 * out["budget"] / pool_size).round(3)
+    out["ratio"] = (out["map_mean"] / teacher_map).round(4)
+    out["teacher_map"] = round(teacher_map, 4)
+    best = out.groupby("budget")["map_mean"].transform("max")
+    out["best"] = out["map_mean"] == best
+    out["method"] = pd.Categorical(out["method"], categories=methods, ordered=True)
+    out = out.sort_values(["method", "budget"]).reset_index(drop=True)
+    out["method"] = out["method"].astype(str)
+    out["map_mean"], out["map_std"] = out["map_mean"].round(4), out["map_std"].round(4)
+    return out[["method", "budget", "pool_percent", "seeds", "map_mean", "map_std", "ratio", "teacher_map", "best"]]
 
 
-def to_markdown(df: pd.DataFrame, train_queries: int, test_queries: int) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+def _cell(row) -> str:
+    text = f"{row.map_mean:.4f}"
+    if row.seeds > 1:
+        text += f" ± {row.map_std:.4f}"
+    text += f" ({100 * row.ratio:.0f}%)"
+    return f"**{text}**" if row.best else text
+
+
+def to_markdown(df: pd.DataFrame, teacher_map: float, train_queries: int, test_queries: int,
+                efficiency: dict | None = None) -> str:
+    budgets = sorted(df["budget"].unique())
+    pct = {b: df.loc[df["budget"] == b, "pool_percent"].iloc[0] for b in budgets}
+    seeds = sorted(df["seeds"].unique())
+    lines = [f"mAP (Medium protocol) per method and teacher query budget B; teacher mAP {teacher_map:.4f}. "
+             f"Each cell: mean{' ± std over ' + '/'.join(map(str, seeds)) + ' seeds' if max(seeds) > 1 else ''} "
+             "(% of the teacher); best per budget in bold.", "",
+             "| method | " + " | ".join(f"B={b} ({pct[b]:g}%)" for b in budgets) + " |",
+             "|---|" + "---|" * len(budgets)]
+    for method, rows in df.groupby("method", sort=False):
+        cells = {r.budget: _cell(r) for r in rows.itertuples()}
+        lines.append(f"| {method} | " + " | ".join(cells.get(b, "") for b in budgets) + " |")
     lines += ["", f"Teacher queries for training (ledger): {train_queries}; "
-              f"for evaluating the teacher, counted apart: {test_queries}."]
+              f"for evaluating the teacher, counted apart: {test_queries}. "
+              "`supervised` uses no teacher query: it reads the same B images' labels."]
+    if efficiency:
+        e = efficiency
+        lines += ["", "| model | parameters | MFLOPs / image | descriptors / s |", "|---|---|---|---|"]
+        for who in ("teacher", "student"):
+            lines.append(f"| {who} | {e[who + '_parameters']:,} | {e[who + '_flops_per_image'] / 1e6:.2f} | "
+                         f"{e[who + '_images_per_second']:,.0f} |")
+        lines += ["", f"Student throughput {e['throughput_ratio']}x the teacher's "
+                  f"({e['teacher_parameters'] / e['student_parameters']:.1f}x fewer parameters, "
+                  f"{e['teacher_flops_per_image'] / e['student_flops_per_image']:.1f}x fewer FLOPs), "
+                  f"measured on {e['device']}."]
     return "\n".join(lines) + "\n"
 
 
-def plot_map_vs_budget(df: pd.DataFrame, path) -> None:
+def plot_map_vs_budget(df: pd.DataFrame, teacher_map: float, path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    ax.plot(df["budget"], df["student_map"], "o-", label="student (derd)")
-    ax.axhline(df["teacher_map"].iloc[0], color="k", ls="--", label="teacher")
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for method, rows in df.groupby("method", sort=False):
+        ax.errorbar(rows["budget"], rows["map_mean"], yerr=rows["map_std"], marker="o", capsize=3, label=method)
+    ax.axhline(teacher_map, color="k", ls="--", label="teacher")
     ax.set_xscale("log")
     ax.set_xlabel("teacher queries (budget B)")
     ax.set_ylabel("mAP (medium protocol)")
-    ax.set_title("Student mAP vs teacher query budget")
+    ax.set_title("Student mAP vs teacher query budget, per method")
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -1,12 +1,12 @@
-"""augment@B: the B-subset's teacher targets, plus virtual triples ``(i, j, lam)`` over it and their
-interpolated targets. No teacher query: targets come from the dump.
+"""augment@B-seed: the B-subset's teacher targets, plus virtual triples ``(i, j, lam)`` over it and
+their interpolated targets. No teacher query: targets come from the dump.
 
-This per-budget file is all that training reads, so a larger dump (a new largest budget) does not
-retrain the students of the smaller budgets: their file comes out byte-identical."""
+This per-budget file is all that training reads of the teacher, so a larger dump (a new largest
+budget) does not retrain the students of the smaller budgets: their file comes out byte-identical."""
 import click
 import numpy as np
 
-from stages.common import ROOT, setup, stage
+from stages.common import ROOT, load, stage
 
 
 def subset_targets(budget: int) -> tuple[np.ndarray, np.ndarray]:
@@ -21,17 +21,18 @@ def subset_targets(budget: int) -> tuple[np.ndarray, np.ndarray]:
 
 @click.command()
 @click.option("--budget", type=int, required=True)
+@click.option("--seed", type=int, required=True, help="one of params.yaml's seeds")
 @stage
-def augment(budget: int):
-    from pipeline.distill.interpolation import interpolate, sample_triples
+def augment(budget: int, seed: int):
+    from pipeline.distill.interpolation import virtual_samples
     from pipeline.io import save_npz_atomic
 
-    params, _ = setup()
+    params = load()
     _, targets = subset_targets(budget)
     a = params.augment
-    triples = sample_triples(targets, a.ratio, a.alpha, a.pairing, a.knn, np.random.default_rng([params.seed, budget]))
-    save_npz_atomic(ROOT / f"data/augmented/{budget}.npz", real_targets=targets, i=triples.i, j=triples.j,
-                    lam=triples.lam, targets=interpolate(targets, triples))
+    triples, virtual_targets = virtual_samples(targets, a.ratio, a.alpha, a.pairing, a.knn, seed, budget)
+    save_npz_atomic(ROOT / f"data/augmented/{budget}-{seed}.npz", real_targets=targets, i=triples.i, j=triples.j,
+                    lam=triples.lam, targets=virtual_targets)
     click.echo(f"{len(triples)} virtual samples for {budget} real ones (pairing {a.pairing}, alpha {a.alpha})")
 
 

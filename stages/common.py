@@ -54,17 +54,38 @@ def stage(fn):
     return wrapper
 
 
+def load(params_path: str = "params.yaml"):
+    """Validated params, for stages that need no torch."""
+    from pipeline.params import load_params
+
+    return load_params(ROOT / params_path)
+
+
 def setup(params_path: str = "params.yaml"):
     """Load and validate params; set torch threads; return (params, device)."""
     from pipeline.data.tensors import resolve_device
-    from pipeline.params import load_params
 
-    params = load_params(ROOT / params_path)
+    params = load(params_path)
     import torch
 
     if params.runtime.threads:
         torch.set_num_threads(params.runtime.threads)
     return params, resolve_device(params.runtime.device)
+
+
+def run_name(budget: int, method: str, seed: int) -> str:
+    """The file stem of one student: ``models/students/<name>.pt``, ``metrics/students/<name>.json``."""
+    return f"{budget}-{method}-{seed}"
+
+
+def check_cell(params, budget: int, method: str, seed: int) -> None:
+    """A stage asked for a cell that params.yaml does not define is a mistake worth naming."""
+    if budget not in params.budgets:
+        raise ValueError(f"budget {budget} is not in params.yaml's budgets {list(params.budgets)}")
+    if method not in params.method:
+        raise ValueError(f"method {method!r} has no settings under 'method' in params.yaml")
+    if seed not in params.seeds:
+        raise ValueError(f"seed {seed} is not in params.yaml's seeds {list(params.seeds)}")
 
 
 def progress(total: int, desc: str):

@@ -131,8 +131,12 @@ def tiny_training(steps=30):
     triples = sample_triples(targets, 2.0, 0.4, "random", 5, np.random.default_rng(1))
     from pipeline.distill.interpolation import interpolate
 
-    return (images, targets, triples, interpolate(targets, triples), StudentParams("student_tiny", 8),
-            TrainParams(steps=steps, batch_size=16, virtual_per_batch=8, log_every=5))
+    from pipeline.distill.train import TrainingData
+    from pipeline.params import ListwiseParams, MethodParams, RegressionParams
+
+    method = MethodParams(space="representation", losses=(("listwise", ListwiseParams()), ("regression", RegressionParams())))
+    return (TrainingData(images, targets, triples, interpolate(targets, triples)), StudentParams("student_tiny", 8),
+            TrainParams(steps=steps, batch_size=16, virtual_per_batch=8, log_every=5), method)
 
 
 class Killed(Exception):
@@ -243,10 +247,10 @@ def train_inputs(tmp_path_factory):
     from pipeline.distill.interpolation import interpolate
 
     (root / "data/augmented").mkdir(parents=True)
-    np.savez(root / f"data/augmented/{budget}.npz", real_targets=targets, i=triples.i, j=triples.j, lam=triples.lam,
+    np.savez(root / f"data/augmented/{budget}-0.npz", real_targets=targets, i=triples.i, j=triples.j, lam=triples.lam,
              targets=interpolate(targets, triples))
     (root / "params.yaml").write_text(yaml.safe_dump({
-        "budgets": [budget], "student": {"arch": "student_cnn", "dim": 16},
+        "budgets": [budget], "student": {"arch": "student_cnn", "dim": 16}, "sample": {"val_size": 100, "val_queries": 20},
         "train": {"steps": 150, "batch_size": 64, "virtual_per_batch": 32},
         "runtime": {"threads": 1, "checkpoint_every": 10}}))
     return root
@@ -254,11 +258,11 @@ def train_inputs(tmp_path_factory):
 
 def test_killed_training_stage_resumes_to_the_same_model(train_inputs, tmp_path):
     reference = clone(train_inputs, tmp_path / "reference")
-    subprocess.run(stage_cmd("train", "--budget", "200"), cwd=reference, env=stage_env(), check=True,
+    subprocess.run(stage_cmd("train", "--budget", "200", "--method", "derd", "--seed", "0"), cwd=reference, env=stage_env(), check=True,
                    capture_output=True)
     work = clone(train_inputs, tmp_path / "killed")
-    ck = work / "checkpoints/train/200.pt"
-    proc = subprocess.Popen(stage_cmd("train", "--budget", "200"), cwd=work, env=stage_env(),
+    ck = work / "checkpoints/train/200-derd-0.pt"
+    proc = subprocess.Popen(stage_cmd("train", "--budget", "200", "--method", "derd", "--seed", "0"), cwd=work, env=stage_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not ck.exists() and proc.poll() is None and time.time() < deadline:
@@ -268,11 +272,11 @@ def test_killed_training_stage_resumes_to_the_same_model(train_inputs, tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     step = torch.load(ck, weights_only=True)["state"]["step"]
-    assert 0 < step < 150 and not (work / "models/students/200.pt").exists()
-    done = subprocess.run(stage_cmd("train", "--budget", "200"), cwd=work, env=stage_env(), capture_output=True,
+    assert 0 < step < 150 and not (work / "models/students/200-derd-0.pt").exists()
+    done = subprocess.run(stage_cmd("train", "--budget", "200", "--method", "derd", "--seed", "0"), cwd=work, env=stage_env(), capture_output=True,
                           text=True, check=True)
     assert f"resuming training from step {step}" in done.stdout
     assert not ck.exists()  # cleared once the run is safely recorded
-    want = torch.load(reference / "models/students/200.pt", weights_only=True)["state_dict"]
-    got = torch.load(work / "models/students/200.pt", weights_only=True)["state_dict"]
+    want = torch.load(reference / "models/students/200-derd-0.pt", weights_only=True)["state_dict"]
+    got = torch.load(work / "models/students/200-derd-0.pt", weights_only=True)["state_dict"]
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)

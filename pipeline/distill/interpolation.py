@@ -52,3 +52,10 @@ def sample_triples(descriptors: np.ndarray, ratio: float, alpha: float, pairing:
         raise ValueError(f"unknown pairing {pairing!r}; use random or knn")
     lam = rng.beta(alpha, alpha, size=k).astype(np.float32)
     return Triples(i.astype(np.int64), np.asarray(j, dtype=np.int64), lam)
+
+
+def virtual_samples(descriptors: np.ndarray, ratio: float, alpha: float, pairing: str, knn: int, seed: int,
+                    budget: int) -> tuple[Triples, np.ndarray]:
+    """The triples and interpolated targets of one (budget, seed) cell: the same wherever they are made."""
+    triples = sample_triples(descriptors, ratio, alpha, pairing, knn, np.random.default_rng([seed, budget]))
+    return triples, interpolate(descriptors, triples)

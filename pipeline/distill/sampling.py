@@ -11,3 +11,13 @@ def nested_subset(pool_size: int, budget: int, seed: int) -> np.ndarray:
     if not 0 < budget <= pool_size:
         raise ValueError(f"budget {budget} must be between 1 and the pool size {pool_size}")
     return np.random.default_rng(seed).permutation(pool_size)[:budget].astype(np.int64)
+
+
+def validation_split(pool_size: int, val_size: int, val_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pool indices held out for choosing defaults: the *end* of the same permutation, so no budget
+    subset (a prefix no longer than ``pool_size - val_size``) ever contains one. Returns (queries, database)."""
+    if not 0 < val_queries < val_size < pool_size:
+        raise ValueError(f"validation split: need 0 < val_queries ({val_queries}) < val_size ({val_size}) "
+                         f"< pool size ({pool_size})")
+    held_out = np.random.default_rng(seed).permutation(pool_size)[pool_size - val_size:].astype(np.int64)
+    return held_out[:val_queries], held_out[val_queries:]

@@ -1,4 +1,5 @@
-"""Train a student to reproduce the teacher's similarity rankings on real + virtual samples.
+"""Train a student by one method: distil the teacher's rankings on real + virtual samples, or
+(the supervised baseline) learn from the subset's labels.
 
 A batch is built around virtual samples: draw ``virtual_per_batch`` triples, put both endpoints of
 each in the batch, fill up with other real samples. The joint set J = real + virtual then has
@@ -17,9 +18,9 @@ from torch.nn import functional as F
 
 from pipeline.data.tensors import to_input
 from pipeline.distill.interpolation import Triples
-from pipeline.distill.losses import listwise_ranking_loss
+from pipeline.distill.losses import JointBatch, Objective
 from pipeline.models import create
-from pipeline.params import StudentParams, TrainParams
+from pipeline.params import MethodParams, StudentParams, TrainParams
 
 
 @dataclass(frozen=True)
@@ -68,78 +69,126 @@ class TrainResult:
     resumed_from: int               # 0 for a fresh start
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """What one student may learn from: the B subset images and, per method, teacher targets or labels."""
+
+    images: np.ndarray                      # (B, H, W) uint8
+    targets: np.ndarray | None = None       # (B, d_T) teacher descriptors (distillation methods)
+    triples: Triples | None = None          # virtual samples over the subset
+    virtual_targets: np.ndarray | None = None
+    labels: np.ndarray | None = None        # (B,) only for the supervised baseline
+
+    @classmethod
+    def for_method(cls, method: MethodParams, images: np.ndarray, targets: np.ndarray, triples: Triples,
+                   virtual_targets: np.ndarray, labels: "Callable[[], np.ndarray]") -> "TrainingData":
+        """Only what ``method`` may see: teacher targets for distillation, labels (read lazily) for supervision."""
+        virtual = method.space != "none"
+        return cls(images, targets if method.uses_teacher else None, triples if virtual else None,
+                   virtual_targets if virtual else None, labels() if method.uses_labels else None)
+
+    @property
+    def teacher_dim(self) -> int:
+        return 0 if self.targets is None else int(self.targets.shape[1])
+
+
+_NO_TRIPLES = Triples(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+
+def flip_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
+    """Label-preserving image augmentation: random horizontal flip and a shift of up to ``max_shift`` pixels."""
+    n, _, h, w = x.shape
+    flip = torch.rand(n, device=x.device) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    padded = F.pad(x, (max_shift,) * 4)
+    dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n))).tolist()
+    return torch.stack([padded[k, :, a:a + h, b:b + w] for k, (a, b) in enumerate(zip(dy, dx))])
+
+
 def train_student(
-    images: np.ndarray,
-    targets: np.ndarray,
-    triples: Triples,
-    virtual_targets: np.ndarray,
+    data: TrainingData,
     sp: StudentParams,
     tp: TrainParams,
+    method: MethodParams,
     seed: int,
     device: torch.device,
     on_step: Callable[[int, float], None] | None = None,
     checkpointer: Checkpointer | None = None,
 ) -> TrainResult:
-    """``images`` (B, H, W) uint8 and ``targets`` (B, d_T) are the subset; ``triples`` index into it.
+    """Train one student of ``method`` on ``data``.
 
     With a ``checkpointer``, the full state (weights, optimiser, schedule, both RNGs, curve) is
     saved every ``checkpointer.every`` steps; a resumed run ends bit-identical to an uninterrupted one.
     """
+    if method.uses_teacher and data.targets is None:
+        raise ValueError("this method distils the teacher: it needs the subset's teacher targets")
+    if method.uses_labels and data.labels is None:
+        raise ValueError("this method is supervised: it needs the subset's labels")
+    steps, lr = method.steps or tp.steps, method.lr or tp.lr
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    if tp.space == "none":
-        triples = Triples(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
-    model = create(sp.arch, sp.dim).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
-    warmup = max(tp.steps // 20, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, tp.steps, warmup))
+    triples = data.triples if method.space != "none" and data.triples is not None else _NO_TRIPLES
+    n_classes = int(data.labels.max()) + 1 if data.labels is not None else 0
+    model = create(sp.arch, sp.dim).to(device).to(memory_format=torch.channels_last)  # faster convolutions
+    objective = Objective(method, sp.dim, data.teacher_dim, n_classes).to(device)
+    opt = torch.optim.AdamW(list(model.parameters()) + list(objective.parameters()), lr=lr,
+                            weight_decay=tp.weight_decay)
+    warmup = max(steps // 20, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, steps, warmup))
     curve: list[tuple[int, float]] = []
     window: list[float] = []
     start = 0
     state = checkpointer.load() if checkpointer else None
     if state is not None:
         model.load_state_dict(state["model"])
+        objective.load_state_dict(state["objective"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         curve, window, start = [tuple(c) for c in state["curve"]], list(state["window"]), state["step"]
-    x_all = to_input(images, device)
-    t_all = torch.as_tensor(targets, dtype=torch.float32, device=device)
-    tv_all = torch.as_tensor(virtual_targets, dtype=torch.float32, device=device)
-    lam_all = torch.as_tensor(triples.lam, dtype=torch.float32, device=device)
+    x_all = to_input(data.images, device).contiguous(memory_format=torch.channels_last)
+    tensor = (lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float32, device=device))
+    t_all, tv_all, lam_all = tensor(data.targets), tensor(data.virtual_targets), tensor(triples.lam)
+    if not len(triples):
+        tv_all = None
+    y_all = None if data.labels is None else torch.as_tensor(data.labels, dtype=torch.int64, device=device)
     model.train()
-    for step in range(start, tp.steps):
-        b = make_batch(len(images), triples, tp.batch_size, tp.virtual_per_batch, rng)
+    for step in range(start, steps):
+        b = make_batch(len(data.images), triples, tp.batch_size, tp.virtual_per_batch, rng)
         real = torch.as_tensor(b.real, device=device)
         virtual = torch.as_tensor(b.virtual, device=device)
         x = x_all[real]
+        if method.flip_shift:
+            x = flip_shift(x)
         lam = lam_all[virtual][:, None]
         vi, vj = torch.as_tensor(b.vi, device=device), torch.as_tensor(b.vj, device=device)
-        if tp.space == "input" and len(b.virtual):
+        if method.space == "input" and len(b.virtual):
             mixed = lam[:, :, None, None] * x[vi] + (1 - lam[:, :, None, None]) * x[vj]
             s_joint = model(torch.cat([x, mixed]))
         else:
             s_real = model(x)
             s_virtual = F.normalize(lam * s_real[vi] + (1 - lam) * s_real[vj], dim=-1)
             s_joint = torch.cat([s_real, s_virtual])
-        t_joint = torch.cat([t_all[real], tv_all[virtual]])
-        loss = listwise_ranking_loss(t_joint, s_joint, tp.tau_teacher, tp.tau_student)
+        t_joint = None if t_all is None else t_all[real] if tv_all is None else torch.cat([t_all[real], tv_all[virtual]])
+        labels = None if y_all is None else y_all[real]
+        loss, _ = objective(JointBatch(s_joint, t_joint, len(b.real), labels))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         value = loss.item()
         window.append(value)
-        if (step + 1) % tp.log_every == 0 or step + 1 == tp.steps:
+        if (step + 1) % tp.log_every == 0 or step + 1 == steps:
             curve.append((step + 1, float(np.mean(window))))
             window = []
         if on_step:
             on_step(step, value)
-        if checkpointer and ((step + 1) % checkpointer.every == 0 or step + 1 == tp.steps):
+        if checkpointer and ((step + 1) % checkpointer.every == 0 or step + 1 == steps):
             checkpointer.save({
-                "step": step + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "numpy_rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "curve": curve, "window": window,
+                "step": step + 1, "model": model.state_dict(), "objective": objective.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "curve": curve, "window": window,
             })
     return TrainResult(model.eval(), curve, start)

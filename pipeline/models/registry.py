@@ -33,4 +33,4 @@ def create(name: str, dim: int, in_channels: int = 1) -> nn.Module:
 
 
 def _load_builtin() -> None:
-    from pipeline.models import cnn  # noqa: F401  (registers on import)
+    from pipeline.models import cnn, students  # noqa: F401  (register on import)

@@ -32,8 +32,10 @@ def average_precision(positive_ranks: np.ndarray, n_positives: int) -> float:
 
 def _positive_ranks(ranking: np.ndarray, ok: np.ndarray, junk: np.ndarray) -> np.ndarray:
     """0-based positions of the positives in ``ranking`` once junk images are taken out."""
-    is_ok = np.isin(ranking, ok)
-    is_junk = np.isin(ranking, junk)
+    size = int(max(ranking.max(initial=-1), ok.max(initial=-1), junk.max(initial=-1))) + 1
+    is_ok, is_junk = np.zeros(size, bool), np.zeros(size, bool)
+    is_ok[ok], is_junk[junk] = True, True  # boolean lookup: O(n) where np.isin sorts
+    is_ok, is_junk = is_ok[ranking], is_junk[ranking]
     junk_before = np.cumsum(is_junk)
     pos = np.flatnonzero(is_ok)
     return pos - junk_before[pos]

@@ -1,0 +1,126 @@
+"""Choose defaults on the validation split, never on the test queries.
+
+Trains students for every combination of the given parameter values and scores each on the
+validation split: the last ``sample.val_size`` images of the pool permutation, which no budget
+subset ever contains, with their labels as class-level ground truth. Needs `dvc repro dump` first
+(it reads the teacher's stored answers; no new query). Results: reports/tuning.csv (appended) and
+one MLflow run per cell, tagged ``split=validation``.
+
+  python scripts/tune.py --method derd --budgets 60,3000 \\
+      --set method.derd.losses.listwise.tau_student=0.05,0.1 --set train.steps=400,800
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import click
+import mlflow
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path.cwd()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _set(raw: dict, dotted: str, value) -> None:
+    *path, last = dotted.split(".")
+    for key in path:
+        raw = raw.setdefault(key, {})
+    raw[last] = value
+
+
+def _parse_grid(specs: tuple[str, ...]) -> list[tuple[str, list]]:
+    grid = []
+    for spec in specs:
+        if "=" not in spec:
+            raise click.BadParameter(f"{spec!r}: expected key=value1,value2,...", param_hint="--set")
+        key, values = spec.split("=", 1)
+        grid.append((key, [yaml.safe_load(v) for v in values.split(",")]))
+    return grid
+
+
+@click.command()
+@click.option("--method", "methods", required=True, multiple=True, help="method(s) from params.yaml")
+@click.option("--budgets", default="", help="comma-separated; default: params.yaml's budgets")
+@click.option("--seeds", default="0", help="comma-separated seeds")
+@click.option("--set", "sets", multiple=True, help="key=v1,v2,... (dotted params.yaml key); repeatable")
+@click.option("--out", default="reports/tuning.csv", show_default=True)
+def tune(methods, budgets, seeds, sets, out):
+    import torch
+
+    from pipeline import tracking
+    from pipeline.data import prepared
+    from pipeline.data.split import class_level_gnd
+    from pipeline.data.tensors import describe, resolve_device
+    from pipeline.distill.interpolation import virtual_samples
+    from pipeline.distill.sampling import nested_subset, validation_split
+    from pipeline.distill.train import TrainingData, train_student
+    from pipeline.params import parse_params
+    from pipeline.retrieval.metrics import retrieval_metrics
+
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    grid = _parse_grid(sets)
+    budgets_list = [int(b) for b in budgets.split(",")] if budgets else list(parse_params(base).budgets)
+    seed_list = [int(s) for s in seeds.split(",")]
+    pool = prepared.pool_images(ROOT / "data/prepared")
+    labels = prepared.pool_labels(ROOT / "data/prepared")
+    with np.load(ROOT / "data/teacher/train_descriptors.npz") as z:
+        dumped, descriptors = z["indices"], z["descriptors"]
+    p0 = parse_params(base)
+    if p0.runtime.threads:
+        torch.set_num_threads(p0.runtime.threads)
+    device = resolve_device(p0.runtime.device)
+    vq, vdb = validation_split(len(pool), p0.sample.val_size, p0.sample.val_queries, p0.sample.seed)
+    if np.isin(dumped, np.concatenate([vq, vdb])).any():
+        raise SystemExit("the dump contains validation images: budgets exceed the pool less sample.val_size")
+    gnd = class_level_gnd(labels[vq], labels[vdb])
+    tracking.connect(ROOT)
+    rows = []
+    for values in itertools.product(*[v for _, v in grid]) if grid else [()]:
+        raw = copy.deepcopy(base)
+        for (key, _), value in zip(grid, values):
+            _set(raw, key, value)
+        p = parse_params(raw)
+        setting = {key: value for (key, _), value in zip(grid, values)}
+        for method, budget, seed in itertools.product(methods, budgets_list, seed_list):
+            if budget > len(dumped):
+                raise SystemExit(f"budget {budget} exceeds the dump ({len(dumped)}): run `dvc repro dump` with it")
+            m = p.method[method]
+            subset = nested_subset(len(pool), budget, p.sample.seed)
+            if not np.array_equal(dumped[:budget], subset):
+                raise SystemExit("the dump does not match sample.seed: rerun `dvc repro dump`")
+            a = p.augment
+            triples, vt = virtual_samples(descriptors[:budget], a.ratio, a.alpha, a.pairing, a.knn, seed, budget)
+            data = TrainingData.for_method(m, pool[subset], descriptors[:budget], triples, vt, lambda: labels[subset])
+            t0 = time.perf_counter()
+            model = train_student(data, p.student, p.train, m, seed, device).model
+            seconds = time.perf_counter() - t0
+            metrics = retrieval_metrics(describe(model, pool[vq], 1024, device), describe(model, pool[vdb], 1024, device),
+                                        gnd, p.eval.kappas)
+            row = {"method": method, "budget": budget, "seed": seed, **setting, "val_map": round(metrics["map"], 4),
+                   "train_seconds": round(seconds, 1)}
+            rows.append(row)
+            click.echo(" ".join(f"{k}={v}" for k, v in row.items()))
+            with mlflow.start_run(run_name=f"tune-{budget}-{method}-{seed}",
+                                  tags={"role": "tuning", "split": "validation", "method": method,
+                                        "budget": str(budget)}):
+                mlflow.log_params(tracking.flatten({"budget": budget, "seed": seed, "method": method,
+                                                    "method_params": m.as_dict(), "train": p.train.__dict__,
+                                                    "augment": p.augment.__dict__, "setting": setting}))
+                mlflow.log_metrics({"val_map": metrics["map"], "train_seconds": seconds})
+    df = pd.DataFrame(rows)
+    path = ROOT / out
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, mode="a", header=not path.exists(), index=False)
+    keys = [k for k, _ in grid]
+    summary = df.pivot_table(index=["method", *keys], columns="budget", values="val_map", aggfunc="mean")
+    click.echo(summary.to_string())
+
+
+if __name__ == "__main__":
+    tune()
