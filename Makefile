@@ -28,6 +28,7 @@ compare: setup
 
 bench: setup
 	python scripts/bench_pipeline.py
+	python scripts/bench_efficiency.py --teacher bench/repo/models/teacher.pt
 
 ui: setup
 	mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000

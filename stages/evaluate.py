@@ -1,23 +1,15 @@
 """evaluate@B-method-seed / evaluate-teacher: retrieval mAP (revisited protocol) of a model on the test split.
 
 The student is ours, so it is run directly. The teacher is reached only through the black box and
-a separate test-time gate: those queries are counted apart from the training budget.
+a separate test-time gate: those queries are counted apart from the training budget. The metrics
+JSON goes to the model's MLflow run in the ``report`` stage, which logs every cell in one process
+(importing MLflow here cost more than the evaluation itself).
 """
 import click
-import mlflow
 
 from stages.common import ROOT, check_cell, run_name, setup, stage
 
 TEST_STORE = ROOT / "teacher_queries" / "test"
-
-
-def _log(run_ref, run_name: str, metrics: dict, path) -> None:
-    from pipeline import tracking
-
-    tracking.connect(ROOT)
-    with tracking.reopen_run(run_ref, run_name):
-        mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in metrics.items() if isinstance(v, (int, float))})
-        mlflow.log_artifact(str(path), artifact_path="metrics")
 
 
 @click.command()
@@ -52,18 +44,17 @@ def evaluate(budget, method, seed, is_teacher):
         desc = gate.describe(np.arange(n_test), lambda idx: images[idx])
         q_desc, db_desc = desc[:len(test.query_images)], desc[len(test.query_images):]
         extra = {"test_queries": gate.store.count}
-        out, run_ref = ROOT / "metrics/teacher.json", ROOT / "models/teacher.mlflow.json"
+        out = ROOT / "metrics/teacher.json"
     else:
         model = load_model(ROOT / f"models/students/{name}.pt", device)
         q_desc = describe(model, test.query_images, params.eval.batch_size, device)
         db_desc = describe(model, test.db_images, params.eval.batch_size, device)
         extra = {"budget": budget, "method": method, "seed": seed}
-        out, run_ref = ROOT / f"metrics/students/{name}.json", ROOT / f"models/students/{name}.mlflow.json"
+        out = ROOT / f"metrics/students/{name}.json"
     metrics = retrieval_metrics(q_desc, db_desc, test.gnd, params.eval.kappas)
     metrics.update(extra)
     write_json_atomic(out, metrics)
     who = "teacher" if is_teacher else f"student {name}"
-    _log(run_ref, "teacher" if is_teacher else f"student-{name}", metrics, out)
     click.echo(f"{who}: mAP {metrics['map']:.4f} (medium protocol) on {len(q_desc)} queries")
 
 

@@ -15,6 +15,8 @@ BIN = Path(sys.executable).parent
 
 TINY = {
     "budgets": [20, 50],
+    "methods": ["derd", "supervised"],
+    "seeds": [0],
     "data": {"n_queries": 200},
     "teacher": {"epochs": 1, "train_images": 2000, "batch_size": 128},
     "train": {"steps": 30, "batch_size": 32, "virtual_per_batch": 16, "log_every": 10},
