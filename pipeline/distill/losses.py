@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.params import LABEL_LOSSES, MethodParams
+from pipeline.params import MethodParams
 
 
 def _off_diagonal(m: torch.Tensor) -> torch.Tensor:
@@ -67,7 +67,6 @@ def cosine_regression_loss(teacher: torch.Tensor, projected_student: torch.Tenso
 
 def supcon_loss(student: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
     """Supervised contrastive loss (Khosla et al., NeurIPS 2020) over L2-normalised descriptors."""
-    n = student.shape[0]
     logits = _off_diagonal(student @ student.T) / temperature
     same = _off_diagonal((labels[:, None] == labels[None, :]).float())
     log_prob = F.log_softmax(logits, dim=1)
@@ -75,7 +74,7 @@ def supcon_loss(student: torch.Tensor, labels: torch.Tensor, temperature: float)
     if not has_positive.any():
         return student.sum() * 0
     per_anchor = -(log_prob * same).sum(1)[has_positive] / same.sum(1)[has_positive]
-    return per_anchor.mean() if n > 1 else student.sum() * 0
+    return per_anchor.mean()
 
 
 def _check_pair(teacher: torch.Tensor, student: torch.Tensor, minimum: int) -> None:
@@ -171,7 +170,6 @@ class Objective(nn.Module):
         self.weights = [knobs.weight for _, knobs in method.losses]
         self.terms = nn.ModuleList(TERMS[name](knobs, student_dim=student_dim, teacher_dim=teacher_dim,
                                                n_classes=n_classes) for name, knobs in method.losses)
-        self.label_terms = [name in LABEL_LOSSES for name in self.names]
 
     def forward(self, batch: JointBatch) -> tuple[torch.Tensor, dict[str, float]]:
         values = [term(batch) for term in self.terms]
