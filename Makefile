@@ -9,7 +9,7 @@ export DO_NOT_TRACK := true
 # `git checkout params.yaml` returns to the default run, whose results DVC still has).
 ALL_METHODS := [derd,derd-input,derd-noaug,rkd,rkd-virtual,regression,supervised,derd-plus]
 
-.PHONY: run test setup bench ui compare tune clean-outputs
+.PHONY: run test setup bench ui compare tune preset clean-outputs
 
 setup:
 	@./scripts/setup.sh
@@ -29,6 +29,10 @@ compare: setup
 bench: setup
 	python scripts/bench_pipeline.py
 	python scripts/bench_efficiency.py --teacher bench/repo/models/teacher.pt
+
+# a preset (presets/*.yaml, e.g. the paper-scale runs) as a DVC experiment: make preset PRESET=presets/paper-roxford5k.yaml
+preset: setup
+	python scripts/preset.py $(PRESET)
 
 ui: setup
 	mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000

@@ -13,7 +13,8 @@ from pipeline.models import create
 
 def save_model(path: Path, model: nn.Module, arch: str, extra: dict | None = None) -> None:
     buf = io.BytesIO()
-    torch.save({"arch": arch, "dim": model.dim, "state_dict": model.state_dict(), **(extra or {})}, buf)
+    torch.save({"arch": arch, "dim": model.dim, "in_channels": getattr(model, "in_channels", 1),
+                "options": getattr(model, "options", {}), "state_dict": model.state_dict(), **(extra or {})}, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -22,8 +23,9 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> nn.Module:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run the stage that makes it (dvc repro)")
     ckpt = torch.load(path, map_location=device, weights_only=True)
-    model = create(ckpt["arch"], ckpt["dim"])
+    model = create(ckpt["arch"], ckpt["dim"], ckpt.get("in_channels", 1), **ckpt.get("options", {}))
     model.load_state_dict(ckpt["state_dict"])
+    model.preprocess = ckpt.get("preprocess")  # pretrained teachers: how their inputs are prepared
     return model.to(device).eval()
 
 

@@ -36,16 +36,19 @@ def _seconds_per_batch(model: nn.Module, x: torch.Tensor) -> float:
     return time.perf_counter() - t0
 
 
-def compare_throughput(models: dict[str, nn.Module], image_shape: tuple[int, ...], batch_size: int = 256,
-                       rounds: int = 15, device: torch.device | str = "cpu") -> dict[str, float]:
+def compare_throughput(models: dict[str, nn.Module], image_shape: tuple[int, ...] | dict[str, tuple[int, ...]],
+                       batch_size: int = 256, rounds: int = 15, device: torch.device | str = "cpu") -> dict[str, float]:
     """Images per second of each model (median of ``rounds``, timed in alternation) on random inputs,
-    in the layout that ``describe`` uses (channels-last)."""
-    x = torch.rand(batch_size, *image_shape, device=device).contiguous(memory_format=torch.channels_last)
-    for model in models.values():
+    in the layout that ``describe`` uses (channels-last). ``image_shape`` may differ per model (a
+    published teacher reads photos at its own resolution, the student at its own)."""
+    shapes = image_shape if isinstance(image_shape, dict) else {name: image_shape for name in models}
+    xs = {name: torch.rand(batch_size, *shapes[name], device=device).contiguous(memory_format=torch.channels_last)
+          for name in models}
+    for name, model in models.items():
         model.eval().to(memory_format=torch.channels_last)
-        _seconds_per_batch(model, x)  # warm-up: allocator, kernels
+        _seconds_per_batch(model, xs[name])  # warm-up: allocator, kernels
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
-            times[name].append(_seconds_per_batch(model, x))
+            times[name].append(_seconds_per_batch(model, xs[name]))
     return {name: batch_size / statistics.median(t) for name, t in times.items()}

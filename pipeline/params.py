@@ -24,8 +24,12 @@ class DataParams:
     n_queries: int = 1000
     split_seed: int = 0
     test_fraction: float = 0.2
-    image_size: int = 28
+    image_size: int = 28         # folder: greyscale squares of this size; photo datasets: the student's input size
     on_bad_image: str = "stop"
+    test: str = "split"          # split (of the dataset's own test images) | roxford5k | rparis6k | revisited
+    test_dir: str = ""           # test: revisited: your folder with gnd_<name>.pkl and jpg/<imlist name>.jpg
+    distractors: int = 0         # R1M distractor archives (0..100) added to a roxford5k/rparis6k database
+    mirror: str = ""             # base URL that replaces the official hosts (same paths), e.g. a local mirror
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,12 @@ class SampleParams:
 
 @dataclass(frozen=True)
 class TeacherParams:
+    kind: str = "train"          # train (on the labelled pool) | cirtorch | torchvision | efficientnet-lite
+    weights: str = ""            # cirtorch / torchvision: URL or local path of the weights
+    sha256: str = ""             # of the weights file, checked when given
+    image_size: int = 1024       # pretrained teachers: longest side of the input
+    scales: tuple[float, ...] = (1.0,)  # multi-scale extraction, e.g. [1, 0.7071, 0.5]
+    whitening: bool = True       # cirtorch: keep the checkpoint's learned whitening layer
     arch: str = "teacher_cnn"
     dim: int = 128
     epochs: int = 4
@@ -181,7 +191,9 @@ class Params:
 
 
 SPACES = ("representation", "input", "none")
-DATASETS = ("fashion-mnist", "folder")
+DATASETS = ("fashion-mnist", "folder", "sfm120k")
+TESTS = ("split", "roxford5k", "rparis6k", "revisited")
+TEACHER_KINDS = ("train", "cirtorch", "torchvision", "efficientnet-lite")
 FASHION_MNIST_DIR = "data/raw/fashion-mnist"  # where the fetch stage puts it
 PAIRINGS = ("random", "knn")
 DEVICES = ("auto", "cpu", "cuda")
@@ -319,7 +331,25 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
                       f"stage puts it there), got {p.data.raw_dir!r}")
     if not 0 < p.data.test_fraction < 1:
         errors.append(f"'data.test_fraction' must be between 0 and 1, got {p.data.test_fraction}")
-    choices = {"data.dataset": (p.data.dataset, DATASETS), "data.on_bad_image": (p.data.on_bad_image, ("stop", "skip")),
+    if p.data.dataset == "sfm120k" and p.data.test == "split":
+        errors.append("'data.test' must name a test set (roxford5k, rparis6k or revisited) for the sfm120k pool, "
+                      "which has no test split of its own")
+    if p.data.dataset == "fashion-mnist" and p.data.test != "split":
+        errors.append("'data.test' must be split for the fashion-mnist pool (greyscale 28x28 images cannot be "
+                      "tested on photos); use a folder or sfm120k pool for a photo test set")
+    if p.data.test == "revisited" and not p.data.test_dir:
+        errors.append("'data.test_dir' must name your folder (gnd_<name>.pkl + jpg/) when data.test is revisited")
+    if not 0 <= p.data.distractors <= 100:
+        errors.append(f"'data.distractors' must be 0..100 (R1M archives), got {p.data.distractors}")
+    if p.data.distractors and p.data.test not in ("roxford5k", "rparis6k"):
+        errors.append("'data.distractors' adds R1M to roxford5k or rparis6k only; set it to 0")
+    if p.teacher.kind in ("cirtorch", "torchvision") and not p.teacher.weights:
+        errors.append(f"'teacher.weights' must give the URL or path of the {p.teacher.kind} weights "
+                      "(torchvision: 'none' for random weights, smoke tests only)")
+    if any(s <= 0 for s in p.teacher.scales):
+        errors.append(f"'teacher.scales' must be positive, got {list(p.teacher.scales)}")
+    choices = {"data.dataset": (p.data.dataset, DATASETS), "data.test": (p.data.test, TESTS),
+               "teacher.kind": (p.teacher.kind, TEACHER_KINDS), "data.on_bad_image": (p.data.on_bad_image, ("stop", "skip")),
                "augment.pairing": (p.augment.pairing, PAIRINGS),
                "runtime.device": (p.runtime.device, DEVICES)}
     errors += [f"'{k}' must be one of {', '.join(c)}, got {v!r}" for k, (v, c) in choices.items() if v not in c]

@@ -19,8 +19,11 @@ TEST_STORE = ROOT / "teacher_queries" / "test"
 @click.option("--teacher", "is_teacher", is_flag=True, help="evaluate the teacher (counted test-time queries)")
 @stage
 def evaluate(budget, method, seed, is_teacher):
+    import numpy as np
+
     from pipeline.checkpoint import load_model
     from pipeline.data import prepared
+    from pipeline.data.images import array_chunks
     from pipeline.data.tensors import describe
     from pipeline.io import write_json_atomic
     from pipeline.retrieval.metrics import retrieval_metrics
@@ -34,21 +37,23 @@ def evaluate(budget, method, seed, is_teacher):
         name = run_name(budget, method, seed)
     test = prepared.load_test_split(ROOT / "data/prepared")
     if is_teacher:
-        import numpy as np
-
         from pipeline.teacher.blackbox import open_teacher
 
         n_test = len(test.query_images) + len(test.db_images)
-        gate = open_teacher(ROOT / "models/teacher.pt", TEST_STORE, "test", n_test, device, params.eval.batch_size)
-        images = np.concatenate([test.query_images, test.db_images])
+        if isinstance(test.query_images, np.ndarray):
+            images, batch = np.concatenate([test.query_images, test.db_images]), params.eval.batch_size
+        else:  # photo files: queries (cropped to their box) then the database, a few photos per call
+            images, batch = test.query_images + test.db_images, 32
+        gate = open_teacher(ROOT / "models/teacher.pt", TEST_STORE, "test", n_test, device, batch)
         desc = gate.describe(np.arange(n_test), lambda idx: images[idx])
         q_desc, db_desc = desc[:len(test.query_images)], desc[len(test.query_images):]
         extra = {"test_queries": gate.store.count}
         out = ROOT / "metrics/teacher.json"
     else:
         model = load_model(ROOT / f"models/students/{name}.pt", device)
-        q_desc = describe(model, test.query_images, params.eval.batch_size, device)
-        db_desc = describe(model, test.db_images, params.eval.batch_size, device)
+        size, bs = params.data.image_size, params.eval.batch_size
+        q_desc, db_desc = (np.concatenate([describe(model, a, bs, device) for a in array_chunks(images, size, 4 * bs)])
+                           for images in (test.query_images, test.db_images))
         extra = {"budget": budget, "method": method, "seed": seed}
         out = ROOT / f"metrics/students/{name}.json"
     metrics = retrieval_metrics(q_desc, db_desc, test.gnd, params.eval.kappas)

@@ -1,4 +1,6 @@
-"""teacher: train the default teacher on the labelled pool (a stand-in for someone else's model).
+"""teacher: train the default teacher on the labelled pool (a stand-in for someone else's model), or
+build a published one (``teacher.kind``: cirtorch, torchvision, efficientnet-lite) with its
+preprocessing, downloading its weights if need be.
 
 After this stage nothing reads the teacher's weights except the black-box wrapper behind the gate.
 """
@@ -20,6 +22,8 @@ def teacher():
     from pipeline.teacher.train import train_teacher
 
     params, device = setup()
+    if params.teacher.kind != "train":
+        return pretrained_teacher(params)
     images = prepared.pool_images(ROOT / "data/prepared")
     labels = prepared.pool_labels(ROOT / "data/prepared")
     if params.teacher.train_images:
@@ -42,6 +46,26 @@ def teacher():
         write_json_atomic(ROOT / "metrics/teacher_train.json",
                           {"epochs": [h.__dict__ for h in history], "parameters": n_params})
     click.echo(f"teacher: {n_params} parameters, final train accuracy {history[-1].accuracy:.4f}")
+
+
+def pretrained_teacher(params) -> None:
+    from pipeline import tracking
+    from pipeline.checkpoint import save_model
+    from pipeline.io import write_json_atomic
+    from pipeline.teacher import pretrained
+
+    tp = params.teacher
+    model, pre, source = pretrained.build(tp, ROOT / "data/downloads")
+    n_params = sum(p.numel() for p in model.parameters())
+    tracking.connect(ROOT)
+    with mlflow.start_run(run_name="teacher", tags={"role": "teacher", "budget": "pretrained"}) as run:
+        mlflow.log_params(tracking.flatten({"teacher": {**tp.__dict__, **source}, "preprocess": pre.as_dict(),
+                                            "dim": model.dim}))
+        mlflow.log_metric("parameters", n_params)
+        save_model(ROOT / "models/teacher.pt", model, source["architecture"], extra={"preprocess": pre.as_dict()})
+        tracking.write_run_ref(ROOT / "models/teacher.mlflow.json", run.info.run_id)
+    write_json_atomic(ROOT / "metrics/teacher_train.json", {"pretrained": source, "parameters": n_params, "dim": model.dim})
+    click.echo(f"teacher {source['architecture']} ({tp.kind}): {n_params} parameters, {model.dim}-d descriptors")
 
 
 if __name__ == "__main__":

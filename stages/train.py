@@ -30,6 +30,7 @@ def train(budget: int, method: str, seed: int):
     from pipeline import tracking
     from pipeline.checkpoint import FileCheckpointer, save_model
     from pipeline.data import prepared
+    from pipeline.data.images import student_arrays
     from pipeline.distill.interpolation import Triples
     from pipeline.distill.train import TrainingData, train_student
 
@@ -42,7 +43,8 @@ def train(budget: int, method: str, seed: int):
     with np.load(ROOT / inputs[1]) as z:
         targets, triples, virtual_targets = z["real_targets"], Triples(z["i"], z["j"], z["lam"]), z["targets"]
     meta = prepared.meta(ROOT / "data/prepared")
-    data = TrainingData.for_method(m, prepared.pool_images(ROOT / "data/prepared")[subset], targets, triples,
+    images = student_arrays(prepared.pool_images(ROOT / "data/prepared"), params.data.image_size, subset)
+    data = TrainingData.for_method(m, images, targets, triples,
                                    virtual_targets, lambda: prepared.pool_labels(ROOT / "data/prepared")[subset])
     tracking.connect(ROOT)  # fail now, not after training, if the store cannot be reached
     steps, lr = params.schedule(method)

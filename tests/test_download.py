@@ -1,58 +1,14 @@
 """Downloads from a local HTTP server on 127.0.0.1: resume after a cut, checksums, safe extraction."""
 import hashlib
-import io
-import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from pipeline.data.download import download, extract_tar
 from pipeline.data.fashion_mnist import DatasetError
+from tests.benchmark_files import tar_gz
+from tests.http_server import Server
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
-
-
-class Server:
-    """Serves ``files``; the first ``cuts`` responses stop after ``cut_at`` bytes (a cut connection)."""
-
-    def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.cuts = 0
-        self.cut_at = 0
-        self.ranges: list[str | None] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                data = server.files.get(self.path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                rng = self.headers.get("Range")
-                server.ranges.append(rng)
-                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
-                if start >= len(data):
-                    self.send_error(416)
-                    return
-                body = data[start:]
-                self.send_response(206 if rng else 200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if server.cuts > 0:
-                    server.cuts -= 1
-                    self.wfile.write(body[:server.cut_at])
-                    self.wfile.flush()
-                    self.connection.shutdown(2)  # the connection is cut mid-file
-                    return
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
 @pytest.fixture
@@ -92,34 +48,20 @@ def test_checksum_failure_is_refused(server, tmp_path):
         download(server.url + "/missing.bin", tmp_path / "m.bin")
 
 
-def tar_with(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, target in (links or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = tarfile.SYMTYPE, target
-            tar.addfile(info)
-    return buf.getvalue()
-
-
 def test_safe_extraction(tmp_path):
     good = tmp_path / "good.tgz"
-    good.write_bytes(tar_with({"jpg/a.jpg": b"x", "jpg/b.jpg": b"y"}))
+    good.write_bytes(tar_gz({"jpg/a.jpg": b"x", "jpg/b.jpg": b"y"}))
     assert sorted(extract_tar(good, tmp_path / "out")) == ["jpg/a.jpg", "jpg/b.jpg"]
     assert (tmp_path / "out/jpg/a.jpg").read_bytes() == b"x"
     for i, (members, links) in enumerate([({"../evil.txt": b"!"}, None), ({"jpg/../../evil.txt": b"!"}, None),
                                           ({}, {"jpg/link": "/etc/passwd"}), ({}, {"jpg/up": "../../.."})]):
         bad = tmp_path / f"bad{i}.tgz"
-        bad.write_bytes(tar_with(members, links))
+        bad.write_bytes(tar_gz(members, links))
         with pytest.raises(DatasetError, match="refused to extract.*outside"):
             extract_tar(bad, tmp_path / f"out{i}")
     assert not (tmp_path / "evil.txt").exists()
     absolute = tmp_path / "abs.tgz"  # an absolute member name is made relative: it lands inside
-    absolute.write_bytes(tar_with({"/abs/evil.txt": b"!"}))
+    absolute.write_bytes(tar_gz({"/abs/evil.txt": b"!"}))
     extract_tar(absolute, tmp_path / "out_abs")
     assert (tmp_path / "out_abs/abs/evil.txt").exists()
 

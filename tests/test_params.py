@@ -1,4 +1,6 @@
 """params.yaml is validated once, with messages that name the key and the fix."""
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,19 @@ def test_bad_yaml_names_the_file(tmp_path):
 def test_defaults_round_trip(tmp_path):
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     assert parse_params(raw) == load_params(REPO / "params.yaml")
+
+
+@pytest.mark.parametrize("preset", sorted((REPO / "presets").glob("*.yaml")), ids=lambda p: p.name)
+def test_presets_are_valid_and_pass_through_dvc_set_params_unchanged(preset):
+    import yaml
+
+    from scripts.preset import leaves, merged, set_args
+
+    values = yaml.safe_load(preset.read_text())
+    proc = subprocess.run([sys.executable, "scripts/preset.py", str(preset), "--check"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    args = set_args(values)
+    parsed = {a.split("=", 1)[0]: yaml.safe_load(a.split("=", 1)[1]) for a in args if a != "-S"}
+    assert parsed == dict(leaves(values))
+    assert merged(values)["data"]["test"] in ("roxford5k", "rparis6k")

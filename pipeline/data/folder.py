@@ -50,25 +50,51 @@ def load_image(path: Path, size: int) -> np.ndarray:
         return np.asarray(im.convert("L").resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
-def load_folder(root: Path, size: int, on_bad_image: str) -> FolderData:
-    rows = read_rows(root)
-    images, labels, paths, skipped = [], [], [], []
-    for rel, label in rows:
+def _scan(root: Path, on_bad_image: str, read) -> tuple[list[tuple[str, str, object]], list[dict]]:
+    """``(path, label, read(file))`` of each readable row; an unreadable image stops the run (naming
+    the file) or is skipped and recorded, as ``on_bad_image`` says."""
+    kept, skipped = [], []
+    for rel, label in read_rows(root):
         path = root / rel
         if not path.resolve().is_relative_to(root.resolve()):
             raise DatasetError(f"{root / CSV_NAME}: {rel!r} points outside the dataset folder")
         try:
-            images.append(load_image(path, size))
+            value = read(path)
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for unreadable images
             if on_bad_image == "stop":
                 raise DatasetError(f"{path}: cannot read this image ({exc}). Replace or remove it, or set "
                                    f"data.on_bad_image: skip in params.yaml to skip and record it") from exc
             skipped.append({"path": rel, "error": str(exc)})
             continue
-        labels.append(label)
-        paths.append(rel)
-    if not images:
+        kept.append((rel, label, value))
+    if not kept:
         raise DatasetError(f"{root}: no readable image")
+    return kept, skipped
+
+
+def _label_ids(labels: list[str]) -> np.ndarray:
     names = sorted(set(labels))
-    ids = np.array([names.index(x) for x in labels], dtype=np.int64)
-    return FolderData(np.stack(images), ids, paths, skipped)
+    return np.array([names.index(x) for x in labels], dtype=np.int64)
+
+
+def load_folder(root: Path, size: int, on_bad_image: str) -> FolderData:
+    kept, skipped = _scan(root, on_bad_image, lambda path: load_image(path, size))
+    paths, labels, images = zip(*kept)
+    return FolderData(np.stack(images), _label_ids(list(labels)), list(paths), skipped)
+
+
+def _verify(path: Path) -> None:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.verify()
+
+
+def load_folder_files(root: Path, on_bad_image: str):
+    """The folder as photo files (colour, full size) for a photo test set: each image's header is
+    checked now; unreadable ones stop the run or are skipped, as with arrays."""
+    from pipeline.data.images import ImageFiles
+
+    kept, skipped = _scan(root, on_bad_image, _verify)
+    paths, labels, _ = zip(*kept)
+    return ImageFiles(root, tuple(paths)), _label_ids(list(labels)), skipped

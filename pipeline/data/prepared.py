@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.images import ImageFiles
 from pipeline.data.safe_pickle import load_pickle
 
 
@@ -16,10 +17,18 @@ def _need(path: Path) -> Path:
     return path
 
 
-def pool_images(root: Path) -> np.ndarray:
-    """Pool images only: the distillation stages never see the pool's labels."""
+def _files(z, key: str, prepared_dir: Path, boxes: str | None = None) -> ImageFiles:
+    """A relative image root is relative to the repository (``prepared_dir`` is <repo>/data/prepared)."""
+    base = Path(str(z["root"]))
+    base = base if base.is_absolute() else prepared_dir.resolve().parents[1] / base
+    return ImageFiles(base, tuple(str(p) for p in z[key]), z[boxes] if boxes else None)
+
+
+def pool_images(root: Path) -> np.ndarray | ImageFiles:
+    """Pool images only (the distillation stages never see the pool's labels): uint8 arrays, or the
+    photo files of a photo dataset."""
     with np.load(_need(root / "pool.npz")) as z:
-        return z["images"]
+        return z["images"] if "images" in z else _files(z, "paths", root)
 
 
 def pool_labels(root: Path) -> np.ndarray:
@@ -33,14 +42,17 @@ def meta(root: Path) -> dict:
 
 @dataclass(frozen=True)
 class TestSplit:
-    query_images: np.ndarray
-    db_images: np.ndarray
+    query_images: np.ndarray | ImageFiles   # queries already cropped to their box (files: at decoding)
+    db_images: np.ndarray | ImageFiles
     gnd: list[dict]
 
 
 def load_test_split(root: Path) -> TestSplit:
     with np.load(_need(root / "test.npz")) as z:
-        q, db = z["query_images"], z["db_images"]
+        if "query_images" in z:
+            q, db = z["query_images"], z["db_images"]
+        else:
+            q, db = _files(z, "query_paths", root, "query_boxes"), _files(z, "db_paths", root)
     gnd_path = _need(root / "gnd.pkl")
     gt = load_pickle(gnd_path)
     check_gnd(gt, len(q), len(db), gnd_path)

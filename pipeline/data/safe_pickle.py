@@ -13,6 +13,7 @@ _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("builtins", "slice"),
+    ("_codecs", "encode"),  # how protocol-2 pickles (Python 2 compatible) store bytes
 }
 
 

@@ -4,13 +4,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-# Fashion-MNIST training-set statistics
+# Fashion-MNIST training-set statistics (greyscale), ImageNet's (colour photos)
 MEAN, STD = 0.2860, 0.3530
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def to_input(images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 (N, H, W) images -> normalised float (N, 1, H, W) on ``device``."""
+    """uint8 (N, H, W) greyscale -> normalised float (N, 1, H, W); uint8 (N, H, W, 3) colour ->
+    ImageNet-normalised (N, 3, H, W); on ``device``."""
     x = torch.as_tensor(images).to(device)
+    if x.ndim == 4 and x.shape[-1] == 3:
+        x = x.permute(0, 3, 1, 2).float() / 255.0
+        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
     if x.ndim == 3:
         x = x.unsqueeze(1)
     return ((x.float() / 255.0) - MEAN) / STD
@@ -33,3 +40,7 @@ def describe(model: torch.nn.Module, images: np.ndarray, batch_size: int, device
     out = [model(to_input(images[i:i + batch_size], device).contiguous(memory_format=torch.channels_last)).float().cpu()
            for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.dim), dtype=np.float32)
+
+
+def input_channels(images: np.ndarray) -> int:
+    return 3 if images.ndim == 4 and images.shape[-1] == 3 else 1

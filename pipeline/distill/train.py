@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from pipeline.data.tensors import to_input
+from pipeline.data.tensors import input_channels, to_input
 from pipeline.distill.interpolation import Triples
 from pipeline.distill.losses import JointBatch, Objective
 from pipeline.models import create
@@ -73,7 +73,7 @@ class TrainResult:
 class TrainingData:
     """What one student may learn from: the B subset images and, per method, teacher targets or labels."""
 
-    images: np.ndarray                      # (B, H, W) uint8
+    images: np.ndarray                      # (B, H, W) greyscale or (B, H, W, 3) colour, uint8
     targets: np.ndarray | None = None       # (B, d_T) teacher descriptors (distillation methods)
     triples: Triples | None = None          # virtual samples over the subset
     virtual_targets: np.ndarray | None = None
@@ -129,7 +129,7 @@ def train_student(
     rng = np.random.default_rng(seed)
     triples = data.triples if method.space != "none" and data.triples is not None else _NO_TRIPLES
     n_classes = int(data.labels.max()) + 1 if data.labels is not None else 0
-    model = create(sp.arch, sp.dim).to(device).to(memory_format=torch.channels_last)  # faster convolutions
+    model = create(sp.arch, sp.dim, input_channels(data.images)).to(device).to(memory_format=torch.channels_last)  # faster convolutions
     objective = Objective(method, sp.dim, data.teacher_dim, n_classes).to(device)
     opt = torch.optim.AdamW(list(model.parameters()) + list(objective.parameters()), lr=lr,
                             weight_decay=tp.weight_decay)

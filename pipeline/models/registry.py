@@ -25,12 +25,16 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create(name: str, dim: int, in_channels: int = 1) -> nn.Module:
+def create(name: str, dim: int, in_channels: int = 1, **options) -> nn.Module:
+    """``options`` are architecture-specific (e.g. ``whitening`` of a retrieval network); the
+    checkpoint stores them with ``in_channels`` so that ``load_model`` rebuilds the same network."""
     _load_builtin()
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; choose from {', '.join(available())}")
-    return _REGISTRY[name](dim=dim, in_channels=in_channels)
+    model = _REGISTRY[name](dim=dim, in_channels=in_channels, **options)
+    model.in_channels, model.options = in_channels, dict(options)
+    return model
 
 
 def _load_builtin() -> None:
-    from pipeline.models import cnn, students  # noqa: F401  (register on import)
+    from pipeline.models import cnn, retrieval_net, students  # noqa: F401  (register on import)

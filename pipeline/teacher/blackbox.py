@@ -19,6 +19,10 @@ from pipeline.teacher.queries import QueryGate, QueryStore
 
 def _black_box(checkpoint: Path, device: torch.device, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
     model = load_model(checkpoint, device)
+    if model.preprocess is not None:  # a published teacher: its own resolution, scales, normalisation
+        from pipeline.teacher.pretrained import describe_images
+
+        return lambda images: describe_images(model, images, model.preprocess, device)
 
     def teacher(images: np.ndarray) -> np.ndarray:
         return describe(model, images, batch_size, device)

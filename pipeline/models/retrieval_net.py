@@ -1,0 +1,77 @@
+"""Retrieval networks on standard backbones: a convolutional trunk, GeM pooling, L2 normalisation
+and an optional linear "whitening" layer, laid out as cnnimageretrieval-pytorch lays them out
+(``features.*``, ``pool.p``, ``whiten.*``) so its published checkpoints load by name.
+
+Registered as ``gem_<backbone>`` for every torchvision classification model (ResNets, MobileNets,
+EfficientNets, VGG, ...) and for EfficientNet-Lite. As a student, a descriptor size other than the
+trunk's width adds the linear layer (a projection); as a teacher, ``whitening`` adds it at full width.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pipeline.models import efficientnet_lite
+from pipeline.models.pooling import GeM
+from pipeline.models.registry import register
+
+
+def torchvision_trunk(name: str) -> nn.Module:
+    """The convolutional part of a torchvision model, without its pooling and classifier."""
+    import torchvision
+
+    try:
+        net = torchvision.models.get_model(name, weights=None)
+    except ValueError as exc:
+        raise KeyError(f"unknown torchvision model {name!r}; see torchvision.models.list_models()") from exc
+    if hasattr(net, "features"):  # VGG, MobileNet, EfficientNet, DenseNet, ConvNeXt, ...
+        return net.features
+    return nn.Sequential(*list(net.children())[:-2])  # ResNet family: drop avgpool and fc
+
+
+def trunk_channels(trunk: nn.Module, in_channels: int) -> int:
+    with torch.no_grad():
+        return int(trunk.eval()(torch.zeros(1, in_channels, 64, 64)).shape[1])
+
+
+class RetrievalNet(nn.Module):
+    def __init__(self, trunk: nn.Module, channels: int, dim: int, whitening: bool):
+        super().__init__()
+        self.features = trunk
+        self.pool = GeM()
+        self.whiten = nn.Linear(channels, dim) if whitening or dim != channels else None
+        if self.whiten is None and dim != channels:
+            raise ValueError(f"descriptor size {dim} differs from the trunk's {channels} channels")
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled features -> descriptor (split out for multi-scale extraction, which pools per scale)."""
+        out = F.normalize(pooled, dim=-1)
+        return F.normalize(self.whiten(out), dim=-1) if self.whiten is not None else out
+
+
+def build(trunk_name: str, dim: int, in_channels: int = 3, whitening: bool = False) -> RetrievalNet:
+    if trunk_name in efficientnet_lite.VARIANTS:
+        trunk = efficientnet_lite.EfficientNetLiteFeatures(trunk_name, in_channels)
+        channels = trunk.out_channels
+    else:
+        if in_channels != 3:
+            raise ValueError(f"gem_{trunk_name} takes colour images; this dataset's images are greyscale")
+        trunk = torchvision_trunk(trunk_name)
+        channels = trunk_channels(trunk, in_channels)
+    return RetrievalNet(trunk, channels, dim or channels, whitening)
+
+
+def _register_all() -> None:
+    import torchvision
+
+    names = [n for n in torchvision.models.list_models(module=torchvision.models)] + list(efficientnet_lite.VARIANTS)
+    for name in names:
+        register(f"gem_{name}")(lambda dim, in_channels=3, whitening=False, _n=name: build(_n, dim, in_channels, whitening))
+
+
+_register_all()

@@ -1,0 +1,48 @@
+"""A local HTTP server on 127.0.0.1 for download tests: Range requests, and cut connections on demand."""
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Server:
+    """Serves ``files``; the first ``cuts`` responses stop after ``cut_at`` bytes (a cut connection)."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.cuts = 0
+        self.cut_at = 0
+        self.cut_only: str | None = None  # cut only responses for this path
+        self.ranges: list[str | None] = []
+        self.paths: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                rng = self.headers.get("Range")
+                server.ranges.append(rng)
+                server.paths.append(self.path)
+                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+                if start >= len(data):
+                    self.send_error(416)
+                    return
+                body = data[start:]
+                self.send_response(206 if rng else 200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.cuts > 0 and server.cut_only in (None, self.path):
+                    server.cuts -= 1
+                    self.wfile.write(body[:server.cut_at])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)  # the connection is cut mid-file
+                    return
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
