@@ -57,6 +57,7 @@ def tune(methods, budgets, seeds, sets, out):
     from pipeline.data import prepared
     from pipeline.data.split import class_level_gnd
     from pipeline.data.tensors import describe, resolve_device
+    from pipeline.data.images import student_arrays
     from pipeline.distill.interpolation import virtual_samples
     from pipeline.distill.sampling import nested_subset, validation_split
     from pipeline.distill.train import TrainingData, train_student
@@ -75,6 +76,7 @@ def tune(methods, budgets, seeds, sets, out):
     if p0.runtime.threads:
         torch.set_num_threads(p0.runtime.threads)
     device = resolve_device(p0.runtime.device)
+    size = p0.data.image_size  # photo pools: the student's input squares
     vq, vdb = validation_split(len(pool), p0.sample.val_size, p0.sample.val_queries, p0.sample.seed)
     if np.isin(dumped, np.concatenate([vq, vdb])).any():
         raise SystemExit("the dump contains validation images: budgets exceed the pool less sample.val_size")
@@ -96,11 +98,13 @@ def tune(methods, budgets, seeds, sets, out):
                 raise SystemExit("the dump does not match sample.seed: rerun `dvc repro dump`")
             a = p.augment
             triples, vt = virtual_samples(descriptors[:budget], a.ratio, a.alpha, a.pairing, a.knn, seed, budget)
-            data = TrainingData.for_method(m, pool[subset], descriptors[:budget], triples, vt, lambda: labels[subset])
+            data = TrainingData.for_method(m, student_arrays(pool, size, subset), descriptors[:budget], triples, vt,
+                                           lambda: labels[subset])
             t0 = time.perf_counter()
             model = train_student(data, p.student, p.train, m, seed, device).model
             seconds = time.perf_counter() - t0
-            metrics = retrieval_metrics(describe(model, pool[vq], 1024, device), describe(model, pool[vdb], 1024, device),
+            metrics = retrieval_metrics(describe(model, student_arrays(pool, size, vq), 1024, device),
+                                        describe(model, student_arrays(pool, size, vdb), 1024, device),
                                         gnd, p.eval.kappas)
             row = {"method": method, "budget": budget, "seed": seed, **setting, "val_map": round(metrics["map"], 4),
                    "train_seconds": round(seconds, 1)}
