@@ -20,8 +20,8 @@ def repo(tmp_path_factory):
 def test_outputs_of_every_stage(repo):
     assert (repo / "data/raw/fashion-mnist/train-images-idx3-ubyte.gz").exists()
     meta = json.loads((repo / "data/prepared/meta.json").read_text())
-    assert meta == {"dataset": "fashion-mnist", "pool_size": 60000, "n_queries": 200, "n_database": 9800,
-                    "n_classes": 10, "skipped_images": 0}
+    assert meta == {"dataset": "fashion-mnist", "test": "split", "pool_size": 60000, "n_queries": 200,
+                    "n_database": 9800, "n_classes": 10, "skipped_images": 0}
     small, large = np.load(repo / "data/subsets/20.npy"), np.load(repo / "data/subsets/50.npy")
     assert np.array_equal(small, large[:20])
     with np.load(repo / "data/teacher/train_descriptors.npz") as z:
