@@ -363,7 +363,7 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
     from pipeline.models import registry  # local import: models import torch
 
     for key, arch in (("teacher.arch", p.teacher.arch), ("student.arch", p.student.arch)):
-        if arch not in registry.available():
+        if not registry.is_known(arch):
             errors.append(f"'{key}' = {arch!r} is not a known model; choose from {', '.join(registry.available())}")
     if errors:
         raise ParamsError("params.yaml is invalid:\n  - " + "\n  - ".join(errors))

@@ -21,20 +21,37 @@ def register(name: str):
 
 
 def available() -> list[str]:
+    """The registered names, and the ``gem_<backbone>`` family (resolved on demand: importing
+    torchvision costs seconds, which every stage would pay)."""
     _load_builtin()
-    return sorted(_REGISTRY)
+    return sorted(_REGISTRY) + ["gem_<any torchvision classification model>", "gem_efficientnet_lite0..4"]
+
+
+def is_known(name: str) -> bool:
+    _load_builtin()
+    if name in _REGISTRY:
+        return True
+    from pipeline.models import retrieval_net
+
+    return retrieval_net.is_backbone(name)
 
 
 def create(name: str, dim: int, in_channels: int = 1, **options) -> nn.Module:
     """``options`` are architecture-specific (e.g. ``whitening`` of a retrieval network); the
     checkpoint stores them with ``in_channels`` so that ``load_model`` rebuilds the same network."""
     _load_builtin()
-    if name not in _REGISTRY:
+    if name in _REGISTRY:
+        factory = _REGISTRY[name]
+    elif is_known(name):
+        from pipeline.models import retrieval_net
+
+        factory = retrieval_net.factory(name)
+    else:
         raise KeyError(f"unknown model {name!r}; choose from {', '.join(available())}")
-    model = _REGISTRY[name](dim=dim, in_channels=in_channels, **options)
+    model = factory(dim=dim, in_channels=in_channels, **options)
     model.in_channels, model.options = in_channels, dict(options)
     return model
 
 
 def _load_builtin() -> None:
-    from pipeline.models import cnn, retrieval_net, students  # noqa: F401  (register on import)
+    from pipeline.models import cnn, students  # noqa: F401  (register on import)

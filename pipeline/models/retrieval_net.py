@@ -2,8 +2,9 @@
 and an optional linear "whitening" layer, laid out as cnnimageretrieval-pytorch lays them out
 (``features.*``, ``pool.p``, ``whiten.*``) so its published checkpoints load by name.
 
-Registered as ``gem_<backbone>`` for every torchvision classification model (ResNets, MobileNets,
-EfficientNets, VGG, ...) and for EfficientNet-Lite. As a student, a descriptor size other than the
+Named ``gem_<backbone>`` for every torchvision classification model (ResNets, MobileNets,
+EfficientNets, VGG, ...) and for EfficientNet-Lite; resolved on demand by the registry, so that only
+stages that build one pay for importing torchvision. As a student, a descriptor size other than the
 trunk's width adds the linear layer (a projection); as a teacher, ``whitening`` adds it at full width.
 """
 from __future__ import annotations
@@ -14,7 +15,6 @@ from torch.nn import functional as F
 
 from pipeline.models import efficientnet_lite
 from pipeline.models.pooling import GeM
-from pipeline.models.registry import register
 
 
 def torchvision_trunk(name: str) -> nn.Module:
@@ -66,12 +66,18 @@ def build(trunk_name: str, dim: int, in_channels: int = 3, whitening: bool = Fal
     return RetrievalNet(trunk, channels, dim or channels, whitening)
 
 
-def _register_all() -> None:
+def is_backbone(name: str) -> bool:
+    """``name`` is ``gem_`` + EfficientNet-Lite or a torchvision classification model."""
+    if not name.startswith("gem_"):
+        return False
+    trunk = name.removeprefix("gem_")
+    if trunk in efficientnet_lite.VARIANTS:
+        return True
     import torchvision
 
-    names = [n for n in torchvision.models.list_models(module=torchvision.models)] + list(efficientnet_lite.VARIANTS)
-    for name in names:
-        register(f"gem_{name}")(lambda dim, in_channels=3, whitening=False, _n=name: build(_n, dim, in_channels, whitening))
+    return trunk in torchvision.models.list_models(module=torchvision.models)
 
 
-_register_all()
+def factory(name: str):
+    trunk = name.removeprefix("gem_")
+    return lambda dim, in_channels=3, whitening=False: build(trunk, dim, in_channels, whitening)
