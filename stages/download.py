@@ -20,8 +20,7 @@ def stamp(path):
 
 
 def listing(folder):
-    return {str(p.relative_to(folder)): [p.stat().st_size, p.stat().st_mtime_ns]
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(folder)): stamp(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @click.command()

@@ -22,13 +22,11 @@ from pipeline.data.download import download, extract_tar
 from pipeline.data.fashion_mnist import DatasetError
 from pipeline.data.images import ImageFiles
 from pipeline.data.safe_pickle import load_pickle
-from pipeline.io import write_json_atomic
 
 VGG = "https://www.robots.ox.ac.uk/~vgg/data"
 REVISITOP = "http://cmp.felk.cvut.cz/revisitop/data/datasets"
 R1M = "http://ptak.felk.cvut.cz/revisitop/revisitop1m/jpg"
 CIRTORCH = "http://cmp.felk.cvut.cz/cnnimageretrieval/data"
-R1M_ARCHIVES = 100
 
 REVISITED = {
     "roxford5k": [f"{VGG}/oxbuildings/oxbuild_images-v1.tgz"],
@@ -53,9 +51,9 @@ def mirrored(url: str, mirror: str) -> str:
 
 
 def _fetch_archive(url: str, mirror: str, downloads: Path, into: Path, flatten: bool) -> None:
-    """Download (resumably) and extract once; a ``.done`` marker records a finished extraction."""
+    """Download (resumably) and extract once; an ``.extracted`` marker beside the archive records it."""
     archive = download(mirrored(url, mirror), downloads / "archives" / Path(urlsplit(url).path).name)
-    done = archive.with_name(archive.name + ".extracted")  # beside the archive: image folders stay clean
+    done = archive.with_name(archive.name + ".extracted")
     if done.exists() and into.exists():
         return
     staging = into.parent / f".extract-{archive.name}"
@@ -126,8 +124,7 @@ def load_revisited(folder: Path, distractors: Path | None = None, n_distractor_a
         raise DatasetError(f"{folder}: {len(missing)} image(s) named in {gnd_path.name} are missing, e.g. "
                            f"{missing[0]}; download the dataset again (delete {folder} and rerun `dvc repro`)")
     if distractors is not None and n_distractor_archives:
-        base = distractors
-        extra = sorted(str(p.relative_to(folder.parent)) for p in (base / "jpg").rglob("*.jpg"))
+        extra = sorted(str(p.relative_to(folder.parent)) for p in (distractors / "jpg").rglob("*.jpg"))
         db_paths = [str(Path(folder.name) / p) for p in db_paths] + extra
         q_paths = [str(Path(folder.name) / f"jpg/{n}.jpg") for n in qimlist]
         root = folder.parent
@@ -162,6 +159,3 @@ def load_sfm120k(root: Path) -> tuple[ImageFiles, np.ndarray]:
     _, labels = np.unique(clusters, return_inverse=True)
     return ImageFiles(root, paths), labels.astype(np.int64)
 
-
-def write_manifest(path: Path, entries: dict) -> None:
-    write_json_atomic(path, entries)

@@ -25,6 +25,10 @@ def torchvision_trunk(name: str) -> nn.Module:
         net = torchvision.models.get_model(name, weights=None)
     except ValueError as exc:
         raise KeyError(f"unknown torchvision model {name!r}; see torchvision.models.list_models()") from exc
+    return trunk_of(net)
+
+
+def trunk_of(net: nn.Module) -> nn.Module:
     if hasattr(net, "features"):  # VGG, MobileNet, EfficientNet, DenseNet, ConvNeXt, ...
         return net.features
     return nn.Sequential(*list(net.children())[:-2])  # ResNet family: drop avgpool and fc
@@ -41,16 +45,10 @@ class RetrievalNet(nn.Module):
         self.features = trunk
         self.pool = GeM()
         self.whiten = nn.Linear(channels, dim) if whitening or dim != channels else None
-        if self.whiten is None and dim != channels:
-            raise ValueError(f"descriptor size {dim} differs from the trunk's {channels} channels")
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
-
-    def head(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Pooled features -> descriptor (split out for multi-scale extraction, which pools per scale)."""
-        out = F.normalize(pooled, dim=-1)
+        out = F.normalize(self.pool(self.features(x)), dim=-1)
         return F.normalize(self.whiten(out), dim=-1) if self.whiten is not None else out
 
 

@@ -18,7 +18,7 @@ def weights_file(spec: str, downloads: Path, sha256: str) -> Path:
         return download(spec, downloads / "weights" / Path(urlsplit(spec).path).name, sha256=sha256 or None)
     path = Path(spec)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: params.yaml teacher.weights must be a URL or an existing file")
+        raise FileNotFoundError(f"{path} not found: weights (teacher.weights / student.weights in params.yaml) must be a URL or an existing file")
     return path
 
 
@@ -51,7 +51,9 @@ def torchvision_trunk_state(arch: str, weights: Path) -> dict[str, torch.Tensor]
         net.load_state_dict(state)
     except RuntimeError as exc:
         raise DatasetError(f"{weights}: not torchvision {name} weights ({str(exc).splitlines()[0]})") from exc
-    return (net.features if hasattr(net, "features") else torch.nn.Sequential(*list(net.children())[:-2])).state_dict()
+    from pipeline.models.retrieval_net import trunk_of
+
+    return trunk_of(net).state_dict()
 
 
 def lite_trunk_state(arch: str) -> dict[str, torch.Tensor]:
