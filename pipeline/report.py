@@ -56,14 +56,22 @@ def to_markdown(df: pd.DataFrame, teacher_map: float, train_queries: int, test_q
               "`supervised` uses no teacher query: it reads the same B images' labels."]
     if efficiency:
         e = efficiency
+
+        def fmt(value, scale=1.0, spec=",.0f"):
+            return "n/a (queried teacher)" if value is None else format(value / scale, spec)
+
         lines += ["", "| model | parameters | MFLOPs / image | descriptors / s |", "|---|---|---|---|"]
         for who in ("teacher", "student"):
-            lines.append(f"| {who} | {e[who + '_parameters']:,} | {e[who + '_flops_per_image'] / 1e6:.2f} | "
-                         f"{e[who + '_images_per_second']:,.0f} |")
-        lines += ["", f"Student throughput {e['throughput_ratio']}x the teacher's "
-                  f"({e['teacher_parameters'] / e['student_parameters']:.1f}x fewer parameters, "
-                  f"{e['teacher_flops_per_image'] / e['student_flops_per_image']:.1f}x fewer FLOPs), "
-                  f"measured on {e['device']}."]
+            lines.append(f"| {who} | {fmt(e[who + '_parameters'])} | {fmt(e[who + '_flops_per_image'], 1e6, '.2f')} | "
+                         f"{fmt(e[who + '_images_per_second'])} |")
+        ratios = []
+        if e["teacher_parameters"]:
+            ratios.append(f"{e['teacher_parameters'] / e['student_parameters']:.1f}x fewer parameters")
+        if e["teacher_flops_per_image"]:
+            ratios.append(f"{e['teacher_flops_per_image'] / e['student_flops_per_image']:.1f}x fewer FLOPs")
+        lines += ["", f"Student throughput {e['throughput_ratio']}x the teacher's"
+                  + (f" ({', '.join(ratios)})" if ratios else "")
+                  + f", measured on {e['device']}; the teacher's from the gate's timings of its answered calls."]
     return "\n".join(lines) + "\n"
 
 

@@ -17,11 +17,9 @@ from pathlib import Path
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
+from pipeline.errors import DatasetError, TrackingError  # noqa: E402
+
 DEFAULT_EXPERIMENT = "data-efficient-ranking-distillation"
-
-
-class TrackingError(RuntimeError):
-    """The MLflow store cannot be reached or written."""
 
 
 def tracking_uri(repo_root: Path) -> str:
@@ -83,7 +81,7 @@ def write_run_ref(path: Path, run_id: str) -> None:
 
 def read_run_ref(path: Path) -> str:
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: it is written by the training stage (dvc repro)")
+        raise DatasetError(f"{path} not found: it is written by the training stage (dvc repro)")
     return json.loads(path.read_text())["run_id"]
 
 

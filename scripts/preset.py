@@ -58,7 +58,9 @@ def main(preset: Path, check: bool):
         path = Path(tmp) / "params.yaml"
         path.write_text(yaml.safe_dump(merged(values), sort_keys=False))
         try:
-            load_params(path)
+            from pipeline.models.registry import check_names
+
+            check_names(load_params(path))
         except ParamsError as exc:
             raise click.ClickException(f"{preset}: {str(exc).replace(str(path), 'merged params')}") from exc
     cmd = ["dvc", "exp", "run", *set_args(values)]

@@ -42,7 +42,21 @@ print("\n".join(p["dependencies"] + p["optional-dependencies"]["test"]))' > .ven
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 
-# 3. DVC: a repository of its own if this is not a git checkout, no analytics.
+# 3. The `derd` command (the project itself, editable: no copy to keep in sync) and, for the tests of
+#    teachers behind the Open Inference Protocol, MLServer in a folder of its own (its pins clash
+#    with MLflow's; only the MLServer process puts that folder first on its path).
+if [ ! -x .venv/bin/derd ]; then
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . || .venv/bin/python -m pip install -q --no-deps -e .
+fi
+mlserver_stamp=".venv/mlserver/.installed-$(sha256sum tests/mlserver-requirements.txt | cut -c1-16)"
+if [ ! -f "$mlserver_stamp" ]; then
+  echo "setup: installing MLServer for the tests into .venv/mlserver"
+  rm -rf .venv/mlserver
+  grep -v '^#' tests/mlserver-requirements.txt | .venv/bin/python -m pip install -q --no-deps --target .venv/mlserver -r /dev/stdin
+  touch "$mlserver_stamp"
+fi
+
+# 4. DVC: a repository of its own if this is not a git checkout, no analytics.
 if [ ! -d .dvc ]; then
   if git rev-parse --git-dir >/dev/null 2>&1; then .venv/bin/dvc init -q; else .venv/bin/dvc init -q --no-scm; fi
 fi

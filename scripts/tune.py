@@ -114,8 +114,8 @@ def tune(methods, budgets, seeds, sets, out):
                                   tags={"role": "tuning", "split": "validation", "method": method,
                                         "budget": str(budget)}):
                 mlflow.log_params(tracking.flatten({"budget": budget, "seed": seed, "method": method,
-                                                    "method_params": m.as_dict(), "train": p.train.__dict__,
-                                                    "augment": p.augment.__dict__, "setting": setting}))
+                                                    "method_params": m.as_dict(), "train": p.train.model_dump(),
+                                                    "augment": p.augment.model_dump(), "setting": setting}))
                 mlflow.log_metrics({"val_map": metrics["map"], "train_seconds": seconds})
     df = pd.DataFrame(rows)
     path = ROOT / out

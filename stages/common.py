@@ -1,28 +1,35 @@
-"""What every stage command shares: the repo root, params, threads, devices, and clean errors."""
+"""What every stage command shares: params, threads, devices, progress, and clean errors.
+
+Stages take every path they read or write as an argument from ``dvc.yaml``; relative paths are
+relative to the working directory (the repository root when DVC runs them).
+"""
 from __future__ import annotations
 
 import errno
 import functools
 import os
-import pickle
 import sys
 from pathlib import Path
 
 import click
 
-ROOT = Path.cwd()
+from pipeline.errors import DerdError, ParamsError
 
-# error types a user can fix; anything else is a bug and keeps its traceback
-_USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, KeyError, pickle.UnpicklingError)
+params_option = click.option("--params", "params_path", default="params.yaml", show_default=True,
+                             type=click.Path(path_type=Path), help="the params file")
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    from pipeline.data.fashion_mnist import DatasetError
-    from pipeline.params import ParamsError
-    from pipeline.teacher.queries import BudgetExceeded
-    from pipeline.tracking import TrackingError
+def path_option(*names, **kwargs):
+    return click.option(*names, type=click.Path(path_type=Path), required=True, **kwargs)
 
-    return _USER_ERRORS + (DatasetError, ParamsError, BudgetExceeded, TrackingError)
+
+def cell_options(fn):
+    """``--budget``, ``--method``, ``--seed``: which student of the budgets x methods x seeds matrix."""
+    for option in reversed([click.option("--budget", type=int, required=True, help="a budget of params.yaml"),
+                            click.option("--method", required=True, help="a method defined under 'method'"),
+                            click.option("--seed", type=int, required=True, help="one of params.yaml's seeds")]):
+        fn = option(fn)
+    return fn
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -30,18 +37,17 @@ def _disk_full(exc: BaseException) -> bool:
 
 
 def stage(fn):
-    """Run a stage body, turning user-fixable errors into one clear line and exit code 1
-    (``DERD_DEBUG=1`` keeps the traceback)."""
+    """Run a stage body, turning the project's own errors into one clear line and exit code 1
+    (``DERD_DEBUG=1`` keeps the traceback); any other exception is a bug and keeps its traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except user_errors() as exc:
+        except DerdError as exc:
             if os.environ.get("DERD_DEBUG") == "1":
                 raise
-            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            click.echo(f"error [{fn.__name__}]: {msg}", err=True)
+            click.echo(f"error [{fn.__name__}]: {exc}", err=True)
             sys.exit(1)
         except OSError as exc:
             if not _disk_full(exc):
@@ -54,14 +60,14 @@ def stage(fn):
     return wrapper
 
 
-def load(params_path: str = "params.yaml"):
+def load(params_path: Path = Path("params.yaml")):
     """Validated params, for stages that need no torch."""
     from pipeline.params import load_params
 
-    return load_params(ROOT / params_path)
+    return load_params(params_path)
 
 
-def setup(params_path: str = "params.yaml"):
+def setup(params_path: Path = Path("params.yaml")):
     """Load and validate params; set torch threads; return (params, device)."""
     from pipeline.data.tensors import resolve_device
 
@@ -81,15 +87,18 @@ def run_name(budget: int, method: str, seed: int) -> str:
 def check_cell(params, budget: int, method: str, seed: int) -> None:
     """A stage asked for a cell that params.yaml does not define is a mistake worth naming."""
     if budget not in params.budgets:
-        raise ValueError(f"budget {budget} is not in params.yaml's budgets {list(params.budgets)}")
+        raise ParamsError(f"budget {budget} is not in params.yaml's budgets {list(params.budgets)}")
     if method not in params.method:
-        raise ValueError(f"method {method!r} has no settings under 'method' in params.yaml")
+        raise ParamsError(f"method {method!r} has no settings under 'method' in params.yaml; "
+                          f"choose from {', '.join(params.method)}")
     if seed not in params.seeds:
-        raise ValueError(f"seed {seed} is not in params.yaml's seeds {list(params.seeds)}")
+        raise ParamsError(f"seed {seed} is not in params.yaml's seeds {list(params.seeds)}")
 
 
 def progress(total: int, desc: str):
+    """A progress bar on a terminal; plain start and end lines otherwise (logs, CI, DVC's pipes)."""
     from tqdm import tqdm
 
+    quiet = os.environ.get("DERD_NO_PROGRESS") == "1"
     return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, mininterval=1.0,
-                disable=os.environ.get("DERD_NO_PROGRESS") == "1")
+                disable=quiet or not sys.stderr.isatty())

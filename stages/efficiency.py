@@ -1,53 +1,65 @@
-"""efficiency: parameters, FLOPs per image and descriptor throughput of the teacher and the student.
+"""efficiency: parameters, FLOPs per image and descriptor throughput of the student, against the
+teacher's.
 
-The teacher's weights are timed on random images here: cost is measured, no descriptor is kept,
-so nothing is a query. The student is the configured architecture (timing does not depend on its
-trained weights)."""
+The teacher is a black box: its throughput is what the gate measured on its answered calls (images
+per second of call time, from the ledger, as the dump reports it), so the figure exists for a served
+teacher too; its parameters and FLOPs are known only for a teacher built here (from its card). The
+student is the configured architecture, timed the same way as a teacher call: ``describe`` on
+batches of real test images (timing does not depend on its trained weights)."""
+from pathlib import Path
+
 import click
 
-from stages.common import ROOT, setup, stage
+from stages.common import params_option, path_option, setup, stage
 
 
 @click.command()
+@params_option
+@path_option("--teacher", help="the teacher's folder (card.json)")
+@path_option("--queries", help="the dump's query accounting JSON (the gate's call timings)")
+@path_option("--prepared", help="the prepared dataset (test images to time the student on)")
+@path_option("--out", help="the efficiency JSON")
 @stage
-def efficiency():
+def efficiency(params_path: Path, teacher: Path, queries: Path, prepared: Path, out: Path):
+    import json
+
     import numpy as np
 
-    from pipeline.checkpoint import load_model
+    from pipeline.data import prepared as prepared_data
+    from pipeline.data.images import student_arrays
     from pipeline.data.tensors import input_channels
-    from pipeline.data import prepared
-    from pipeline.efficiency import compare_throughput, flops_per_image, parameter_count
+    from pipeline.efficiency import describe_throughput, flops_per_image, parameter_count
+    from pipeline.models.registry import check_names
     from pipeline.io import write_json_atomic
     from pipeline.models import create
+    from pipeline.teacher.blackbox import read_card
 
-    params, device = setup()
-    test = prepared.load_test_split(ROOT / "data/prepared")
-    teacher = load_model(ROOT / "models/teacher.pt", device)
-    if isinstance(test.query_images, np.ndarray):  # small arrays: both models read them as they are
-        student_shape = (input_channels(test.query_images), *test.query_images.shape[1:3])
-        batch = 256
-    else:  # photos: the student at data.image_size, batches of a few images
-        student_shape, batch = (3, params.data.image_size, params.data.image_size), 8
-    # a published teacher reads photos with their longest side at teacher.image_size (4:3 assumed)
-    teacher_shape = student_shape if teacher.preprocess is None else \
-        (3, teacher.preprocess["image_size"] * 3 // 4, teacher.preprocess["image_size"])
-    shapes = {"teacher": teacher_shape, "student": student_shape}
-    models = {"teacher": teacher,
-              "student": create(params.student.arch, params.student.dim, student_shape[0]).to(device)}
-    speed = compare_throughput(models, shapes, batch, rounds=15 if batch > 8 else 3, device=device)
-    out = {}
-    for name, model in models.items():
-        out[f"{name}_parameters"] = parameter_count(model)
-        out[f"{name}_flops_per_image"] = flops_per_image(model, shapes[name])
-        out[f"{name}_input"] = list(shapes[name])
-        out[f"{name}_images_per_second"] = round(speed[name], 1)
-    out["throughput_ratio"] = round(speed["student"] / speed["teacher"], 2)
-    out["device"] = str(device)
-    write_json_atomic(ROOT / "metrics/efficiency.json", out)
-    click.echo(f"student {out['student_parameters']} params, {out['student_flops_per_image'] / 1e6:.1f} MFLOP/image, "
-               f"{out['student_images_per_second']:.0f} img/s; teacher {out['teacher_parameters']} params, "
-               f"{out['teacher_flops_per_image'] / 1e6:.1f} MFLOP/image, {out['teacher_images_per_second']:.0f} img/s; "
-               f"throughput ratio {out['throughput_ratio']}x on {device}")
+    params, device = setup(params_path)
+    check_names(params)  # before any model is built
+    card = read_card(teacher)
+    ledger = json.loads(queries.read_text()).get("ledger") or {}
+    teacher_ips = (ledger.get("all") or {}).get("answered_images_per_second")
+    test = prepared_data.load_test_split(prepared)
+    batch = params.queries.call_batch if isinstance(test.db_images, np.ndarray) else 8
+    images = student_arrays(test.db_images, params.data.image_size, np.arange(min(len(test.db_images), 4 * batch)))
+    shape = (input_channels(images), *images.shape[1:3])
+    student = create(params.student.arch, params.student.dim, shape[0]).to(device)
+    student_ips = describe_throughput(student, images, batch, device)
+    out_json = {
+        "student_parameters": parameter_count(student), "student_flops_per_image": flops_per_image(student, shape),
+        "student_input": list(shape), "student_images_per_second": round(student_ips, 1),
+        "teacher_parameters": card.get("parameters"), "teacher_flops_per_image": card.get("flops_per_image"),
+        "teacher_input": card.get("input_shape"), "teacher_images_per_second": teacher_ips,
+        "teacher_endpoint": card.get("endpoint", "in-process"), "device": str(device),
+        "throughput_ratio": round(student_ips / teacher_ips, 2) if teacher_ips else None,
+    }
+    write_json_atomic(out, out_json)
+    t_flops = out_json["teacher_flops_per_image"]
+    click.echo(f"student {out_json['student_parameters']:,} params, {out_json['student_flops_per_image'] / 1e6:.2f} "
+               f"MFLOP/image, {student_ips:,.0f} img/s; teacher " +
+               (f"{card['parameters']:,} params, {t_flops / 1e6:.2f} MFLOP/image, " if t_flops else "") +
+               (f"{teacher_ips:,.0f} img/s (its answered calls); ratio {out_json['throughput_ratio']}x"
+                if teacher_ips else "throughput unknown (no answered call timed)"))
 
 
 if __name__ == "__main__":

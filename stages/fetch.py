@@ -2,21 +2,21 @@
 
 The default data: always fetched (a few seconds), so that a pipeline on a folder dataset can be
 switched back to it at no cost."""
+from pathlib import Path
+
 import click
 
-from stages.common import ROOT, setup, stage
+from stages.common import path_option, stage
 
 
 @click.command()
+@path_option("--out", help="folder for the four IDX files")
 @stage
-def fetch():
+def fetch(out: Path):
     from pipeline.data import fashion_mnist
 
-    from pipeline.params import FASHION_MNIST_DIR
-
-    setup()
-    for path in fashion_mnist.fetch(ROOT / FASHION_MNIST_DIR, source=fashion_mnist.DEBIAN_DIR):
-        click.echo(f"verified {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    for path in fashion_mnist.fetch(out, source=fashion_mnist.DEBIAN_DIR):
+        click.echo(f"verified {path}")
 
 
 if __name__ == "__main__":

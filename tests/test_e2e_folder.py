@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.pipeline_copy import TINY, copy_repo, deep_update, dvc, ledger_total
+from tests.pipeline_copy import TINY, copy_repo, deep_update, dvc, ledger_total, run_pipeline
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,8 @@ def test_folder_dataset_runs_the_whole_pipeline(tmp_path):
     })
     repo = copy_repo(tmp_path / "repo", override)
     photo_folder(repo / "photos")
-    dvc(repo, "repro")
+    run_pipeline(repo)
+    assert "Data and pipelines are up to date" in dvc(repo, "status").stdout
     meta = json.loads((repo / "data/prepared/meta.json").read_text())
     assert meta["dataset"] == "folder" and meta["skipped_images"] == 1 and meta["n_classes"] == 4
     assert meta["pool_size"] + meta["n_queries"] + meta["n_database"] == 120

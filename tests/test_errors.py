@@ -14,38 +14,63 @@ from pipeline.data import fashion_mnist
 from pipeline.data.folder import load_folder
 from pipeline.data.prepared import check_gnd, load_test_split
 from pipeline.data.safe_pickle import UnsafePickleError, load_pickle
+from pipeline.errors import DatasetError
 from pipeline.tracking import TrackingError, connect
-from tests.pipeline_copy import REPO, env
+from tests.pipeline_copy import REPO, env, set_params, stage_argv
 
 
-def run_stage(cwd, name, *args):
+def run_stage(cwd, name):
+    """The stage as DVC runs it (its command from dvc.yaml), in a subprocess: what a user sees."""
     e = env()
     e["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", f"stages.{name}", *args], cwd=cwd, env=e,
-                          capture_output=True, text=True)
+    module, args = stage_argv(REPO, name)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=e, capture_output=True, text=True)
 
 
 def write_params(root, override):
-    (root / "params.yaml").write_text(yaml.safe_dump(override))
+    set_params(root, override)
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"budgets": [100, 0]}, "'budgets' must all be positive integers"),
+    ({"budgets": [100, 0]}, "'budgets[1]': input should be greater than 0"),
     ({"budgets": [100, 100]}, "'budgets' has duplicates"),
-    ({"budgets": [100], "student": {"dim": -4}}, "'student.dim' must be > 0"),
-    ({"budgets": [100], "augment": {"alpha": 0.0}}, "'augment.alpha' must be > 0"),
-    ({"budgets": [100], "student": {"arch": "vit_huge"}}, "'student.arch' = 'vit_huge' is not a known model"),
-    ({"budgets": [100], "train": {"methodd": "x"}}, "unknown key(s) train.methodd"),
+    ({"budgets": [100], "student": {"dim": -4}}, "'student.dim': input should be greater than 0"),
+    ({"budgets": [100], "augment": {"alpha": 0.0}}, "'augment.alpha': input should be greater than 0"),
+    ({"budgets": [100], "train": {"methodd": "x"}}, "unknown key 'train.methodd'"),
     ({"budgets": [70000]}, "exceeds the training pool of 60000 images"),
 ])
 def test_invalid_params_stop_a_stage_cleanly(tmp_path, override, message):
     (tmp_path / "data/prepared").mkdir(parents=True)
     (tmp_path / "data/prepared/meta.json").write_text(json.dumps({"pool_size": 60000}))
     write_params(tmp_path, override)
-    proc = run_stage(tmp_path, "sample", "--budget", "100")
+    proc = run_stage(tmp_path, "sample@100")
     assert proc.returncode == 1
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "data/subsets").exists()
+
+
+def test_an_unknown_model_stops_the_teacher_stage_before_any_training(tmp_path):
+    write_params(tmp_path, {"student": {"arch": "vit_huge"}})
+    proc = run_stage(tmp_path, "teacher")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "'student.arch' = 'vit_huge' is not a known model" in proc.stderr
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_bug_keeps_its_traceback(tmp_path):
+    """Only the project's own errors become one line: anything else is a bug worth its traceback."""
+    import click
+    from click.testing import CliRunner
+
+    from stages.common import stage
+
+    @click.command()
+    @stage
+    def broken():
+        raise KeyError("a programming error")
+
+    result = CliRunner().invoke(broken)
+    assert isinstance(result.exception, KeyError)
 
 
 def test_missing_dataset_files_say_how_to_get_them(tmp_path):
@@ -57,12 +82,9 @@ def test_missing_dataset_files_say_how_to_get_them(tmp_path):
 
 
 def test_truncated_dataset_file_is_named(tmp_path):
-    src = fashion_mnist.DEBIAN_DIR / "t10k-labels-idx1-ubyte.gz"
-    if not src.exists():
-        pytest.skip("Debian's dataset-fashion-mnist is not installed (make test installs it)")
     import gzip
 
-    data = gzip.decompress(src.read_bytes())
+    data = (0x0801).to_bytes(4, "big") + (10000).to_bytes(4, "big") + bytes(10000)  # a labels file's layout
     bad = tmp_path / "t10k-labels-idx1-ubyte.gz"
     bad.write_bytes(gzip.compress(data[:5000]))
     with pytest.raises(fashion_mnist.DatasetError, match="t10k-labels-idx1-ubyte.gz is truncated"):
@@ -73,7 +95,8 @@ def test_truncated_dataset_file_is_named(tmp_path):
 
 def test_ground_truth_of_the_wrong_shape(tmp_path):
     root = tmp_path
-    np.savez(root / "test.npz", query_images=np.zeros((3, 28, 28), np.uint8), db_images=np.zeros((5, 28, 28), np.uint8))
+    np.savez(root / "test.npz", query_images=np.zeros((3, 28, 28), np.uint8), db_images=np.zeros((5, 28, 28), np.uint8),
+             query_names=np.array(["q0", "q1", "q2"]), db_names=np.array([f"d{i}" for i in range(5)]))
     bad_cases = [
         ({"gnd": [{"easy": [0], "hard": [], "junk": []}] * 2}, "'gnd' has 2 entries for 3 queries"),
         ({"imlist": []}, "expected a dict with a 'gnd' list"),
@@ -82,7 +105,7 @@ def test_ground_truth_of_the_wrong_shape(tmp_path):
     ]
     for gt, message in bad_cases:
         (root / "gnd.pkl").write_bytes(pickle.dumps(gt))
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(DatasetError, match=message):
             load_test_split(root)
     check_gnd({"gnd": [{"easy": [4], "hard": [], "junk": [0]}] * 3}, 3, 5, root / "gnd.pkl")
 

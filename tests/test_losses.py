@@ -125,7 +125,7 @@ def test_every_method_trains_at_any_descriptor_size(d_s):
         loss, parts = objective(batch)
         loss.backward()
         assert torch.isfinite(loss) and s.grad.abs().sum() > 0, name
-        assert set(parts) == {n for n, _ in method.losses}
+        assert set(parts) == {n for n, _ in method.losses.items()}
         has_projection = any(p.shape == (d_t, d_s) for p in objective.parameters())
         assert has_projection == ("regression" in parts), name  # only regression needs a projection
 
@@ -133,7 +133,7 @@ def test_every_method_trains_at_any_descriptor_size(d_s):
 def test_identical_structure_gives_zero_for_every_teacher_term():
     t = unit(12, 128, 3)
     for name, method in _repo_methods().items():
-        if method.uses_labels or "regression" in dict(method.losses):
+        if method.uses_labels or "regression" in method.losses:
             continue
         loss, _ = Objective(method, 128, 128)(JointBatch(t.clone(), t, 8))
         assert loss.item() < 1e-5, name

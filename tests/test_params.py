@@ -1,14 +1,29 @@
-"""params.yaml is validated once, with messages that name the key and the fix."""
-import subprocess
-import sys
+"""params.yaml is validated once, with messages that name the key and the fix; it is the only place
+where defaults live."""
+import copy
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline.params import ParamsError, load_params, parse_params, validate
+from pipeline.errors import ParamsError
+from pipeline.params import LossTerms, MethodParams, Params, load_params, parse_params, validate
+from tests.pipeline_copy import deep_update
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULTS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def with_defaults(override: dict) -> dict:
+    return deep_update(copy.deepcopy(DEFAULTS), override)
+
+
+def leaves(d, prefix=()):
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            yield from leaves(v, prefix + (k,))
+        else:
+            yield prefix + (k,)
 
 
 def test_repository_params_load():
@@ -16,45 +31,90 @@ def test_repository_params_load():
     assert p.max_budget == max(p.budgets) and p.student.dim != p.teacher.dim
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"budgets": [10, 0]}, "'budgets' must all be positive"),
-    ({"budgets": [10, -5]}, "'budgets' must all be positive"),
-    ({"budgets": [10, 10]}, "duplicates"),
-    ({"budgets": []}, "'budgets' must be a non-empty list"),
-    ({"budgets": [1.5]}, r"'budgets\[0\]' must be an integer"),
-    ({"student": {"dim": 0}}, "'student.dim' must be > 0"),
-    ({"student": {"arch": "resnet9000"}}, "'student.arch' = 'resnet9000' is not a known model"),
-    ({"student": {"weights": "efficientnet-lite"}}, "'student.weights' initialises a gem_<backbone> student"),
-    ({"data": {"test": "roxford5k"}}, "'data.test' must be split for the fashion-mnist pool"),
-    ({"data": {"dataset": "sfm120k"}}, "'data.test' must name a test set"),
-    ({"data": {"dataset": "folder", "test": "revisited"}}, "'data.test_dir' must name your folder"),
-    ({"data": {"dataset": "folder", "test": "rparis6k", "distractors": 101}}, "'data.distractors' must be 0..100"),
-    ({"teacher": {"kind": "cirtorch"}}, "'teacher.weights' must give the URL or path"),
-    ({"teacher": {"kind": "gem"}}, "'teacher.kind' must be one of train, cirtorch"),
-    ({"augment": {"alpha": 0}}, "'augment.alpha' must be > 0"),
-    ({"augment": {"pairing": "nearest"}}, "'augment.pairing' must be one of random, knn"),
-    ({"method": {"derd": {"space": "pixels", "losses": {"listwise": {}}}}}, "'method.derd.space' must be one of"),
-    ({"method": {"derd": {"space": "none", "losses": {"triplet": {}}}}}, "'method.derd.losses.triplet' is not a known"),
-    ({"method": {"derd": {"space": "none", "losses": {"listwise": {"tau_student": 0}}}}},
-     "'method.derd.losses.listwise.tau_student' must be > 0"),
-    ({"method": {"derd": {"space": "none", "losses": {"listwise": {"tau": 1}}}}},
-     r"unknown key\(s\) method.derd.losses.listwise.tau"),
-    ({"method": {"sup": {"space": "input", "losses": {"supcon": {}}}}, "methods": ["sup"]},
-     "'method.sup.space' must be none"),
-    ({"methods": ["derd", "distill"]}, "'methods' lists 'distill', which has no settings"),
-    ({"methods": ["derd", "derd"]}, "'methods' has duplicates"),
-    ({"seeds": [0, 0]}, "'seeds' must be distinct"),
-    ({"train": {"stepz": 3}}, "unknown key.*train.stepz"),
-    ({"teacher": "big"}, "'teacher' must be a mapping"),
-])
-def test_invalid_values_are_named(raw, message):
-    with pytest.raises(ParamsError, match=message):
+def test_the_typed_view_declares_no_defaults():
+    """Every value comes from params.yaml: the models only hold types and ranges (the per-method
+    overrides and the loss terms a method leaves out are absences, not defaults)."""
+    optional = {(MethodParams, "steps"), (MethodParams, "lr")} | {(LossTerms, n) for n in LossTerms.model_fields}
+    seen, todo = set(), [Params]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            assert field.is_required() or (model, name) in optional, f"{model.__name__}.{name} has a default"
+            for t in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                if isinstance(t, type) and hasattr(t, "model_fields"):
+                    todo.append(t)
+    assert len(seen) > 10
+
+
+@pytest.mark.parametrize("key", [k for k in leaves(DEFAULTS) if k[0] != "method"], ids=".".join)
+def test_every_key_must_be_in_params_yaml(key):
+    raw = copy.deepcopy(DEFAULTS)
+    parent = raw
+    for k in key[:-1]:
+        parent = parent[k]
+    del parent[key[-1]]
+    with pytest.raises(ParamsError, match=rf"'{'.'.join(key)}' is missing"):
         parse_params(raw)
 
 
-def test_budget_larger_than_pool():
+@pytest.mark.parametrize("override, message", [
+    ({"budgets": [10, 0]}, r"'budgets\[1\]': input should be greater than 0, got 0"),
+    ({"budgets": [10, 10]}, "'budgets' has duplicates"),
+    ({"budgets": []}, "'budgets': tuple should have at least 1 item"),
+    ({"budgets": [1.5]}, r"'budgets\[0\]': input should be a valid integer"),
+    ({"student": {"dim": 0}}, "'student.dim': input should be greater than 0"),
+    ({"student": {"weights": "efficientnet-lite"}}, "'student.weights' initialises a gem_<backbone> student"),
+    ({"data": {"test": "roxford5k"}}, "'data.test' must be split for the fashion-mnist pool"),
+    ({"data": {"dataset": "sfm120k", "raw_dir": "x"}}, "'data.test' must name a test set"),
+    ({"data": {"dataset": "folder", "test": "revisited"}}, "'data.test_dir' must name your folder"),
+    ({"data": {"dataset": "folder", "test": "rparis6k", "distractors": 101}}, "'data.distractors': input should be less"),
+    ({"teacher": {"kind": "cirtorch"}}, "'teacher.weights' must give the URL or path"),
+    ({"teacher": {"kind": "gem"}}, "'teacher.kind': input should be 'train', 'cirtorch'"),
+    ({"teacher": {"kind": "mlflow"}}, "'teacher.url' must be set for teacher.kind mlflow: the server's base URL"),
+    ({"teacher": {"kind": "kserve-v2", "url": "http://127.0.0.1:8080"}}, "'teacher.model' must name the served model"),
+    ({"teacher": {"kind": "mlflow", "url": "127.0.0.1:5001"}}, "'teacher.url' must start with http"),
+    ({"teacher": {"kind": "command"}}, "'teacher.command' must be set"),
+    ({"teacher": {"kind": "precomputed"}}, "'teacher.descriptors' must be set"),
+    ({"data": {"dataset": "sfm120k", "raw_dir": "x", "test": "roxford5k"}},
+     "'teacher.kind' train learns a small CNN on an array pool and cannot read the photo pool"),
+    ({"augment": {"alpha": 0}}, "'augment.alpha': input should be greater than 0"),
+    ({"augment": {"pairing": "nearest"}}, "'augment.pairing': input should be 'random' or 'knn'"),
+    ({"method": {"derd": {"space": "pixels"}}}, "'method.derd.space': input should be"),
+    ({"method": {"derd": {"losses": {"triplet": {}}}}}, "unknown key 'method.derd.losses.triplet'; allowed: listwise"),
+    ({"method": {"derd": {"losses": {"listwise": {"tau_student": 0}}}}},
+     "'method.derd.losses.listwise.tau_student': input should be greater than 0"),
+    ({"method": {"derd": {"losses": {"listwise": {"tau": 1}}}}}, "unknown key 'method.derd.losses.listwise.tau'"),
+    ({"method": {"sup": {"space": "input", "flip_shift": False, "losses": {"supcon": {"weight": 1, "temperature": 1}}}},
+      "methods": ["sup"]}, "'method.sup.space' must be none"),
+    ({"methods": ["derd", "distill"]}, "'methods' lists 'distill', which has no settings"),
+    ({"methods": ["derd", "derd"]}, "'methods' has duplicates"),
+    ({"seeds": [0, 0]}, "'seeds' must be distinct"),
+    ({"train": {"stepz": 3}}, "unknown key 'train.stepz'; allowed: steps, batch_size"),
+    ({"teacher": "big"}, "'teacher' must be a mapping"),
+    ({"budgets": [60000]}, "'budgets' max 60000 exceeds the training pool of 60000 images less the 5000"),
+    ({"budgets": [600], "data": {"pool_limit": 1000}}, "exceeds the training pool of 1000 images"),
+    ({"data": {"test_limit": 500, "n_queries": 500}}, "'data.n_queries' .500. must be smaller than data.test_limit"),
+])
+def test_invalid_values_are_named(override, message):
+    with pytest.raises(ParamsError, match=message):
+        parse_params(with_defaults(override))
+
+
+def test_model_names_are_checked_before_a_model_is_built():
+    from pipeline.models.registry import check_names
+
+    with pytest.raises(ParamsError, match="'student.arch' = 'resnet9000' is not a known model; choose from"):
+        check_names(parse_params(with_defaults({"student": {"arch": "resnet9000"}})))
+    check_names(parse_params(with_defaults({"teacher": {"kind": "mlflow", "url": "http://x", "arch": "unknown"}})))
+
+
+def test_a_prepared_pool_bounds_the_budgets():
     with pytest.raises(ParamsError, match="exceeds the training pool of 100 images"):
-        validate(parse_params({"budgets": [50, 200]}), pool_size=100)
+        validate(parse_params(with_defaults({"data": {"dataset": "folder", "raw_dir": "mine"}, "budgets": [50]})),
+                 pool_size=100)
 
 
 def test_bad_yaml_names_the_file(tmp_path):
@@ -64,22 +124,25 @@ def test_bad_yaml_names_the_file(tmp_path):
         load_params(path)
 
 
-def test_defaults_round_trip(tmp_path):
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert parse_params(raw) == load_params(REPO / "params.yaml")
+def test_a_bad_value_names_the_file_it_is_in(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(with_defaults({"student": {"dim": -1}})))
+    with pytest.raises(ParamsError, match=r"mine.yaml is invalid:\n  - 'student.dim'"):
+        load_params(path)
 
 
 @pytest.mark.parametrize("preset", sorted((REPO / "presets").glob("*.yaml")), ids=lambda p: p.name)
 def test_presets_are_valid_and_pass_through_dvc_set_params_unchanged(preset):
-    import yaml
+    from scripts.preset import leaves as preset_leaves, merged, set_args
 
-    from scripts.preset import leaves, merged, set_args
+    from click.testing import CliRunner
+
+    from scripts.preset import main
 
     values = yaml.safe_load(preset.read_text())
-    proc = subprocess.run([sys.executable, "scripts/preset.py", str(preset), "--check"], cwd=REPO,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    result = CliRunner().invoke(main, [str(preset), "--check"])
+    assert result.exit_code == 0, result.output
     args = set_args(values)
     parsed = {a.split("=", 1)[0]: yaml.safe_load(a.split("=", 1)[1]) for a in args if a != "-S"}
-    assert parsed == dict(leaves(values))
+    assert parsed == dict(preset_leaves(values))
     assert merged(values)["data"]["test"] in ("roxford5k", "rparis6k")

@@ -1,88 +1,286 @@
-"""The query gate and its ledger: counted, budgeted, never repeated, durable."""
+"""The gate and the teacher's store: answers keyed by content, calls counted before they are sent,
+budgets that bound calls made, a ledger that survives kills and torn writes."""
 import json
+import multiprocessing
 
 import numpy as np
 import pytest
 
-from pipeline.teacher.queries import BudgetExceeded, QueryGate, QueryStore
+from pipeline.errors import BudgetExceeded, TeacherChanged, TeacherError
+from pipeline.params import QueriesParams
+from pipeline.teacher.gate import QueryGate
+from pipeline.teacher.keys import TeacherInputs, pixels_key
+from pipeline.teacher.outcomes import CallFailed, CallRefused, CallUnreachable
+from pipeline.teacher.store import AnswerStore
+
+DIM = 8
+
+
+def describe_pixels(images: np.ndarray, salt: int = 0) -> np.ndarray:
+    """A deterministic stand-in teacher: a unit vector that depends on every pixel."""
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    rng = np.random.default_rng(1234 + salt)
+    d = flat @ rng.standard_normal((flat.shape[1], DIM))
+    return (d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32)
 
 
 class CountingTeacher:
-    """A black box that records every image it is sent."""
+    """A black box that records every image it receives (by its pixels' key)."""
 
-    def __init__(self, dim=4):
-        self.seen: list[int] = []
-        self.dim = dim
+    endpoint = "counting-teacher"
 
-    def __call__(self, images):
-        self.seen += [int(x) for x in images[:, 0, 0]]
-        d = np.zeros((len(images), self.dim), np.float32)
-        d[:, 0] = images[:, 0, 0]
-        return d
+    def __init__(self, salt=0, remote=False, failures=()):
+        self.seen: list[bytes] = []
+        self.calls = 0
+        self.salt, self.remote = salt, remote
+        self.failures = list(failures)  # exceptions to raise on the next calls, in order
+
+    def __call__(self, pixels):
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        self.seen += [pixels_key(p) for p in pixels]
+        return describe_pixels(np.asarray(pixels), self.salt)
 
 
-def images_of(idx):
-    return np.asarray(idx, dtype=np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
+def images(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 6, 6), dtype=np.uint8)
 
 
-def gate(tmp_path, budget, teacher=None, sha="a" * 64, batch_size=3):
+def inputs(arr):
+    return TeacherInputs(arr, [f"img-{i}" for i in range(len(arr))])
+
+
+def queries(**kw):
+    base = dict(store="unused", call_batch=3, extra_calls=0, timeout_s=5, retries=3, max_qps=0, verify=2)
+    return QueriesParams(**{**base, **kw})
+
+
+def gate(tmp_path, teacher=None, identity="a", **kw):
     teacher = teacher or CountingTeacher()
-    return QueryGate(teacher, QueryStore(tmp_path / "store", sha, "train"), budget, batch_size), teacher
+    store = AnswerStore(tmp_path / "store", {"kind": "test", "name": identity})
+    return QueryGate(teacher, store, queries(**kw), DIM, sleep=lambda s: None), teacher
 
 
-def test_counts_every_query_and_ledger_sums_to_total(tmp_path):
-    g, t = gate(tmp_path, budget=10)
-    out = g.describe(np.array([5, 1, 7, 2]), images_of)
-    assert out[:, 0].tolist() == [5, 1, 7, 2]
-    assert sorted(t.seen) == [1, 2, 5, 7]
-    ledger = [json.loads(l) for l in (tmp_path / "store/ledger.jsonl").read_text().splitlines()]
-    assert [e["count"] for e in ledger] == [3, 1] and ledger[-1]["total"] == 4 == g.store.count
-    assert all(e["budget"] == 10 and e["purpose"] == "train" for e in ledger)
+def ledger(g):
+    return [json.loads(line) for line in g.store.ledger_path.read_text().splitlines()]
 
 
-def test_never_queries_an_image_twice_even_after_reopening(tmp_path):
-    g, t = gate(tmp_path, budget=10)
-    g.describe(np.array([0, 1, 2]), images_of)
-    g2, t2 = gate(tmp_path, budget=10)  # a new process: same store on disk
-    out = g2.describe(np.array([2, 1, 0, 3]), images_of)
-    assert t2.seen == [3]
-    assert out[:, 0].tolist() == [2, 1, 0, 3]
-    assert g2.store.count == 4
+def test_every_call_is_on_the_ledger_before_and_after(tmp_path):
+    g, t = gate(tmp_path)
+    x = images(7)
+    out, report = g.describe(inputs(x), "train", budget=7)
+    assert np.allclose(out, describe_pixels(x)) and report.sent == 7 == report.spent
+    events = [e["event"] for e in ledger(g)]
+    assert events == ["send", "answered"] * 3  # batches of 3, 3, 1
+    sends = [e for e in ledger(g) if e["event"] == "send"]
+    assert [e["images"] for e in sends] == [3, 3, 1] and all(e["purpose"] == "train" for e in sends)
+    assert t.calls == 3 and len(t.seen) == 7
+
+
+def test_answers_follow_the_pixels_not_the_position(tmp_path):
+    """A new split or order of the same images reuses their answers; another image is asked anew."""
+    g, t = gate(tmp_path)
+    x = images(6)
+    g.describe(inputs(x), "test", budget=6)
+    t.seen.clear()
+    shuffled = x[[5, 3, 1, 0, 2, 4]]
+    out, report = g.describe(inputs(shuffled), "test", budget=6)
+    assert t.seen == [] and report.sent == 0
+    assert np.array_equal(out, describe_pixels(shuffled))  # each row is its own image's answer
+    changed = shuffled.copy()
+    changed[0, 0, 0] ^= 1  # one pixel differs: a different input
+    out, report = g.describe(inputs(changed), "test", budget=12)
+    assert len(t.seen) == 1 and report.sent == 1
+    assert np.allclose(out, describe_pixels(changed))
+
+
+def test_never_sends_an_image_twice_even_from_another_process(tmp_path):
+    g, t = gate(tmp_path)
+    g.describe(inputs(images(4)), "train", budget=4)
+    g2, t2 = gate(tmp_path)  # a new process: the same store on disk
+    out, report = g2.describe(inputs(images(6)[[3, 2, 1, 0, 4, 5]][:5]), "train", budget=6)
+    assert len(t2.seen) == 1 and report.stored_before == 4
+
+
+def test_duplicate_images_in_a_request_are_sent_once(tmp_path):
+    g, t = gate(tmp_path)
+    x = images(3)
+    dup = np.concatenate([x, x[:2]])
+    out, report = g.describe(inputs(dup), "train", budget=3)
+    assert len(t.seen) == 3 and report.unique == 3 and np.array_equal(out[3:], out[:2])
+
+
+def test_lowering_and_raising_the_budget_sends_only_new_images(tmp_path):
+    g, t = gate(tmp_path)
+    x = images(10)
+    g.describe(inputs(x), "train", budget=10)
+    out, report = g.describe(inputs(x[:4]), "train", budget=4)  # a lower budget: no spurious refusal
+    assert report.sent == 0 and report.spent == 4
+    more = np.concatenate([x, images(5, seed=1)])
+    _, report = g.describe(inputs(more), "train", budget=15)
+    assert report.sent == 5 and len(t.seen) == 15
 
 
 def test_refuses_past_the_budget_before_calling(tmp_path):
-    g, t = gate(tmp_path, budget=4)
-    g.describe(np.array([0, 1, 2]), images_of)
-    with pytest.raises(BudgetExceeded, match="budget is 4 images"):
-        g.describe(np.array([3, 4]), images_of)
-    assert t.seen == [0, 1, 2]  # nothing was sent for the refused request
-    assert g.store.count == 3
-    g.describe(np.array([0, 3]), images_of)  # one new image still fits
-    assert g.store.count == 4
+    g, t = gate(tmp_path)
+    with pytest.raises(BudgetExceeded, match="train teacher budget is 4 images.*Nothing was sent"):
+        g.describe(inputs(images(5)), "train", budget=4)
+    assert t.calls == 0 and not g.store.ledger_path.exists()
 
 
-def test_duplicate_request_is_an_error(tmp_path):
-    g, t = gate(tmp_path, budget=10)
-    with pytest.raises(ValueError, match="duplicate"):
-        g.describe(np.array([1, 1]), images_of)
-    assert t.seen == []
+def test_teachers_keep_their_own_stores_side_by_side(tmp_path):
+    x = images(4)
+    ga, ta = gate(tmp_path, CountingTeacher(salt=0), identity="A")
+    a1, _ = ga.describe(inputs(x), "test", 4)
+    gb, tb = gate(tmp_path, CountingTeacher(salt=1), identity="B")
+    b, _ = gb.describe(inputs(x), "test", 4)
+    assert len(tb.seen) == 4 and not np.allclose(a1, b)
+    ga2, ta2 = gate(tmp_path, CountingTeacher(salt=0), identity="A")  # back to A: nothing asked
+    a2, report = ga2.describe(inputs(x), "test", 4)
+    assert ta2.calls == 0 and report.sent == 0 and np.array_equal(a1, a2)
+    assert len(list((tmp_path / "store").iterdir())) == 2
 
 
-def test_new_teacher_gets_a_fresh_store_and_old_answers_are_kept(tmp_path):
-    g, _ = gate(tmp_path, budget=5, sha="a" * 64)
-    g.describe(np.array([0, 1]), images_of)
-    g2, t2 = gate(tmp_path, budget=5, sha="b" * 64)
-    assert g2.store.count == 0
-    g2.describe(np.array([0, 1]), images_of)
-    assert t2.seen == [0, 1]
-    assert (tmp_path / f"store.teacher-{'a' * 12}" / "chunk-00000.npz").exists()
+def test_a_call_lost_to_a_kill_is_counted_and_blocks_paying_twice(tmp_path):
+    g, _ = gate(tmp_path)
+    x = images(6)
+    g.describe(inputs(x[:3]), "train", budget=6)
+    keys = [pixels_key(p) for p in x[3:]]
+    with g.store.locked():
+        g.store.begin(keys, "train")  # sent, then the process died before any outcome
+    g2, t2 = gate(tmp_path)
+    with pytest.raises(BudgetExceeded, match=r"3 of those images went in 1 call.*lost.*queries.extra_calls: 3"):
+        g2.describe(inputs(x), "train", budget=6)
+    assert t2.calls == 0
+    lost = [e for e in ledger(g2) if e["event"] == "lost"]
+    assert len(lost) == 1 and "killed" in lost[0]["detail"]
+    assert g2.store.summary("train")["images_lost"] == 3 and g2.store.summary("train")["images_spent"] == 6
+    g3, t3 = gate(tmp_path, extra_calls=3)  # the user allows paying for them again
+    out, report = g3.describe(inputs(x), "train", budget=6)
+    assert len(t3.seen) == 3 and report.spent == 9 and np.allclose(out, describe_pixels(x))
 
 
-def test_chunk_without_ledger_line_is_recovered(tmp_path):
-    g, _ = gate(tmp_path, budget=10)
-    g.describe(np.array([0, 1, 2, 3]), images_of)
-    ledger = tmp_path / "store/ledger.jsonl"
-    ledger.write_text(ledger.read_text().splitlines()[0] + "\n")  # as if killed after the 2nd chunk's write
-    store = QueryStore(tmp_path / "store", "a" * 64, "train")
-    entries = store.ledger()
-    assert len(entries) == 2 and entries[-1].total == 4 == store.count
+def test_answers_stored_before_a_kill_are_recovered_not_resent(tmp_path):
+    g, _ = gate(tmp_path)
+    x = images(3)
+    keys = [pixels_key(p) for p in x]
+    with g.store.locked():
+        call = g.store.begin(keys, "train")
+        g.store.answered(call, keys, describe_pixels(x), 0.1)
+    lines = g.store.ledger_path.read_text().splitlines()
+    g.store.ledger_path.write_text("\n".join(lines[:-1]) + "\n")  # killed before the outcome line
+    g2, t2 = gate(tmp_path)
+    out, report = g2.describe(inputs(x), "train", budget=3)
+    assert t2.calls == 0 and report.spent == 3
+    assert [e["detail"] for e in ledger(g2) if e["event"] == "answered"][-1].startswith("recovered")
+
+
+def test_a_torn_ledger_line_is_repaired(tmp_path):
+    g, _ = gate(tmp_path)
+    g.describe(inputs(images(3)), "train", budget=6)
+    with open(g.store.ledger_path, "ab") as f:
+        f.write(b'{"event": "send", "call": "x", "purp')  # the write of the next send line was cut off
+    g2, t2 = gate(tmp_path)
+    _, report = g2.describe(inputs(images(6)), "train", budget=6)
+    assert report.sent == 3 and t2.calls == 1
+    entries = ledger(g2)  # every line parses again
+    assert any(e["event"] == "repaired" for e in entries)
+
+
+def test_refusals_are_retried_after_retry_after_and_not_counted(tmp_path):
+    waits = []
+    t = CountingTeacher(failures=[CallRefused("HTTP 429", retry_after=7.0), CallRefused("HTTP 503")])
+    store = AnswerStore(tmp_path / "store", {"kind": "test"})
+    g = QueryGate(t, store, queries(), DIM, sleep=waits.append)
+    _, report = g.describe(inputs(images(2)), "train", budget=2)
+    assert waits == [7.0, 1.0]  # Retry-After honoured, else backoff
+    outcomes = [e["event"] for e in ledger(g) if e["event"] != "send"]
+    assert outcomes == ["refused", "refused", "answered"] and report.spent == 2
+    assert store.summary()["requests"] == 3  # every attempt reached the server and is on the ledger
+
+
+def test_unreachable_server_gives_up_with_a_clear_error_and_counts_nothing(tmp_path):
+    t = CountingTeacher(failures=[CallUnreachable("connection refused")] * 4)
+    g, _ = gate(tmp_path, t, retries=3)
+    with pytest.raises(TeacherError, match="cannot reach the teacher at counting-teacher.*is the server running"):
+        g.describe(inputs(images(2)), "train", budget=2)
+    assert g.store.summary()["requests"] == 0 and g.store.summary()["images_spent"] == 0
+
+
+def test_a_failed_call_counts_and_is_resent_only_within_extra_calls(tmp_path):
+    t = CountingTeacher(failures=[CallFailed("HTTP 500")])
+    g, _ = gate(tmp_path, t)
+    with pytest.raises(BudgetExceeded, match="1 call.*failed"):
+        g.describe(inputs(images(2)), "train", budget=2)
+    t2 = CountingTeacher(failures=[CallFailed("timed out")])
+    g2, _ = gate(tmp_path / "b", t2, extra_calls=2)
+    _, report = g2.describe(inputs(images(2)), "train", budget=2)
+    assert report.spent == 4 and g2.store.summary()["images_failed"] == 2
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda d: d[:, :4], "answered 4-d descriptors, but teacher.dim is 8"),
+    (lambda d: np.where(d > 0, np.nan, d), "NaN"),
+    (lambda d: 3 * d, "not L2-normalised"),
+    (lambda d: d[:1], r"answered \(1, 8\) for 2 images"),
+])
+def test_unusable_answers_are_refused_and_earlier_answers_kept(tmp_path, bad, message):
+    g, _ = gate(tmp_path)
+    x = images(4)
+    g.describe(inputs(x[:2]), "train", budget=4)
+
+    class Broken(CountingTeacher):
+        def __call__(self, pixels):
+            return bad(super().__call__(pixels))
+
+    g2, _ = gate(tmp_path, Broken())
+    with pytest.raises(TeacherError, match=message):
+        g2.describe(inputs(x), "train", budget=4)
+    assert len(g2.store) == 2  # the two answers from before are still there
+    assert [e["event"] for e in ledger(g2)][-1] == "invalid"
+
+
+def test_a_changed_teacher_behind_the_same_endpoint_is_detected(tmp_path):
+    x = images(5)
+    g, _ = gate(tmp_path, CountingTeacher(salt=0, remote=True))
+    g.describe(inputs(x[:3]), "train", budget=5)
+    g2, t2 = gate(tmp_path, CountingTeacher(salt=0, remote=True))  # the same model: two images re-asked
+    g2.describe(inputs(x), "train", budget=5)
+    assert t2.calls == 2 and [e["purpose"] for e in ledger(g2) if e["event"] == "send"][-2] == "verify"
+    g3, t3 = gate(tmp_path, CountingTeacher(salt=1, remote=True))  # swapped behind the same identity
+    with pytest.raises(TeacherChanged, match="answers 2 stored image.*differently.*answers are kept"):
+        g3.describe(inputs(x), "train", budget=5)
+    assert len(g3.store) == 5 and t3.calls == 1
+
+
+def test_rate_limit_spaces_calls(tmp_path):
+    waits = []
+    store = AnswerStore(tmp_path / "store", {"kind": "test"})
+    g = QueryGate(CountingTeacher(), store, queries(max_qps=2, call_batch=1), DIM, sleep=waits.append)
+    g.describe(inputs(images(3)), "train", budget=3)
+    assert len(waits) == 2 and all(0.3 < w <= 0.5 for w in waits)
+
+
+def _describe_in_process(root, seed_images, out):
+    store = AnswerStore(root, {"kind": "test"})
+    t = CountingTeacher()
+    g = QueryGate(t, store, queries(call_batch=2), DIM, sleep=lambda s: None)
+    g.describe(inputs(seed_images), "train", budget=len(seed_images))
+    out.put(len(t.seen))
+
+
+def test_parallel_processes_share_the_store_without_sending_an_image_twice(tmp_path):
+    """Two DVC experiments dumping at once: the store's lock makes the second reuse the first's answers."""
+    x = images(40)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_describe_in_process, args=(tmp_path / "store", x[i:i + 30], out)) for i in (0, 10)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    sent = sorted(out.get() for _ in procs)
+    assert sum(sent) == 40  # 30 by the first, the 10 new ones by the second
+    store = AnswerStore(tmp_path / "store", {"kind": "test"})
+    assert len(store) == 40 and store.summary()["images_sent"] == 40

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from pipeline.data.download import download, extract_tar
-from pipeline.data.fashion_mnist import DatasetError
+from pipeline.errors import DatasetError
 from pipeline.data.images import ImageFiles
 from pipeline.data.safe_pickle import load_pickle
 

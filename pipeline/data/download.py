@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pipeline.data.fashion_mnist import DatasetError
+from pipeline.errors import DatasetError
 from pipeline.io import file_sha256
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import DatasetError
+
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
@@ -29,10 +31,6 @@ HOW_TO_GET = (
     "install Debian's package (apt-get install -y dataset-fashion-mnist) or let the fetch stage "
     f"download them from {MIRROR}"
 )
-
-
-class DatasetError(RuntimeError):
-    """A dataset file that is missing or not what it should be."""
 
 
 def content_digest(path: Path) -> tuple[str, int]:

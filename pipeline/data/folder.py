@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.fashion_mnist import DatasetError
+from pipeline.errors import DatasetError
 
 CSV_NAME = "labels.csv"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.fashion_mnist import DatasetError
+from pipeline.errors import DatasetError
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,15 @@ class ImageFiles:
             x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
             im = im.crop((int(np.floor(x1)), int(np.floor(y1)), int(np.ceil(x2)), int(np.ceil(y2))))
         return im
+
+    def head(self, n: int) -> "ImageFiles":
+        """The first ``n`` images."""
+        return self.take(np.arange(min(n, len(self))))
+
+    def take(self, idx) -> "ImageFiles":
+        """The images at ``idx``, in that order (nothing is decoded)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return ImageFiles(self.root, tuple(self.paths[i] for i in idx), None if self.boxes is None else self.boxes[idx])
 
     def __getitem__(self, idx) -> list:
         return [self.load(int(i)) for i in np.atleast_1d(np.asarray(idx))]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+from pipeline.errors import DatasetError
+
 _ALLOWED = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -17,8 +19,8 @@ _ALLOWED = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    pass
+class UnsafePickleError(DatasetError, pickle.UnpicklingError):
+    """A pickle that asks for code, not data: refused before anything of it runs."""
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -34,4 +36,6 @@ def load_pickle(path: Path):
             return _RestrictedUnpickler(f, encoding="latin1").load()
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{path}: {exc}") from exc
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a readable pickle ({exc}); download it again") from exc
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
+from pipeline.errors import ParamsError
 
 
 def split_queries(n_test: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split of test indices into queries and database (a query is never in the database)."""
     if not 0 < n_queries < n_test:
-        raise ValueError(f"'data.n_queries' must be between 1 and {n_test - 1} (the test set has {n_test} images)")
+        raise ParamsError(f"'data.n_queries' must be between 1 and {n_test - 1} (the test set has {n_test} images)")
     order = np.random.default_rng(seed).permutation(n_test)
     return np.sort(order[:n_queries]), np.sort(order[n_queries:])
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from pipeline.errors import ParamsError
 
 # Fashion-MNIST training-set statistics (greyscale), ImageNet's (colour photos)
 MEAN, STD = 0.2860, 0.3530
@@ -28,7 +29,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("params.yaml: runtime.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+        raise ParamsError("params.yaml: runtime.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
     return torch.device(name)
 
 

@@ -166,10 +166,10 @@ class Objective(nn.Module):
         super().__init__()
         if method.uses_labels and n_classes < 1:
             raise ValueError("a label loss needs the number of classes")
-        self.names = [name for name, _ in method.losses]
-        self.weights = [knobs.weight for _, knobs in method.losses]
+        self.names = [name for name, _ in method.losses.items()]
+        self.weights = [knobs.weight for _, knobs in method.losses.items()]
         self.terms = nn.ModuleList(TERMS[name](knobs, student_dim=student_dim, teacher_dim=teacher_dim,
-                                               n_classes=n_classes) for name, knobs in method.losses)
+                                               n_classes=n_classes) for name, knobs in method.losses.items())
 
     def forward(self, batch: JointBatch) -> tuple[torch.Tensor, dict[str, float]]:
         values = [term(batch) for term in self.terms]

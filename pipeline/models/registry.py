@@ -53,5 +53,18 @@ def create(name: str, dim: int, in_channels: int = 1, **options) -> nn.Module:
     return model
 
 
+def check_names(params) -> None:
+    """Every architecture that params.yaml names must be known; checked before any model is built."""
+    from pipeline.errors import ParamsError
+
+    archs = [("student.arch", params.student.arch)]
+    if not params.teacher.queried:
+        archs.append(("teacher.arch", params.teacher.arch))
+    errors = [f"'{key}' = {arch!r} is not a known model; choose from {', '.join(available())}"
+              for key, arch in archs if not is_known(arch)]
+    if errors:
+        raise ParamsError("params.yaml is invalid:\n  - " + "\n  - ".join(errors))
+
+
 def _load_builtin() -> None:
     from pipeline.models import cnn, students  # noqa: F401  (register on import)

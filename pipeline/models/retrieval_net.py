@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from pipeline.models import efficientnet_lite
 from pipeline.models.pooling import GeM
+from pipeline.errors import ParamsError
 
 
 def torchvision_trunk(name: str) -> nn.Module:
@@ -58,7 +59,7 @@ def build(trunk_name: str, dim: int, in_channels: int = 3, whitening: bool = Fal
         channels = trunk.out_channels
     else:
         if in_channels != 3:
-            raise ValueError(f"gem_{trunk_name} takes colour images; this dataset's images are greyscale")
+            raise ParamsError(f"gem_{trunk_name} takes colour images; this dataset's images are greyscale")
         trunk = torchvision_trunk(trunk_name)
         channels = trunk_channels(trunk, in_channels)
     return RetrievalNet(trunk, channels, dim or channels, whitening)

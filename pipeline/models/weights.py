@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import torch
 
 from pipeline.data.download import download
-from pipeline.data.fashion_mnist import DatasetError
+from pipeline.errors import DatasetError
 from pipeline.models import efficientnet_lite
 
 
@@ -18,7 +18,7 @@ def weights_file(spec: str, downloads: Path, sha256: str) -> Path:
         return download(spec, downloads / "weights" / Path(urlsplit(spec).path).name, sha256=sha256 or None)
     path = Path(spec)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: weights (teacher.weights / student.weights in params.yaml) must be a URL or an existing file")
+        raise DatasetError(f"{path} not found: weights (teacher.weights / student.weights in params.yaml) must be a URL or an existing file")
     return path
 
 

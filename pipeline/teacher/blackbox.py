@@ -1,38 +1,115 @@
-"""The teacher as a black box behind its gate: images in, descriptors out, every call counted.
+"""The teacher as a black box: images in, descriptors out, every call through the gate.
 
-``open_teacher`` is the only public way to the teacher's checkpoint, and it returns the gate, not
-the model: no code path can call the teacher without the budget check and the ledger.
+``open_teacher`` is the only way from the teacher's card (``models/teacher/card.json``, written by
+the teacher stage) to its answers: built teachers run in-process, served ones over HTTP, a command
+as a program; all of them behind the same gate, store and ledger. Precomputed descriptors are
+looked up by name and never counted (nothing is queried).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
-from pipeline.checkpoint import load_model
-from pipeline.data.tensors import describe
-from pipeline.io import file_sha256
-from pipeline.teacher.queries import QueryGate, QueryStore
+from pipeline.errors import DatasetError
+from pipeline.params import BUILT_TEACHERS, QueriesParams
+from pipeline.teacher.keys import TeacherInputs
 
-
-def _black_box(checkpoint: Path, device: torch.device, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
-    model = load_model(checkpoint, device)
-    if model.preprocess is not None:  # a published teacher: its own resolution, scales, normalisation
-        from pipeline.teacher.pretrained import describe_images
-
-        return lambda images: describe_images(model, images, model.preprocess, device)
-
-    def teacher(images: np.ndarray) -> np.ndarray:
-        return describe(model, images, batch_size, device)
-
-    return teacher
+CARD = "card.json"
 
 
-def open_teacher(checkpoint: Path, store_dir: Path, purpose: str, budget: int, device: torch.device,
-                 batch_size: int = 256) -> QueryGate:
-    """The teacher of ``checkpoint``, reachable only through a gate of ``budget`` images whose
-    answers and ledger live in ``store_dir`` (one store per teacher checkpoint)."""
-    store = QueryStore(store_dir, file_sha256(checkpoint), purpose)
-    return QueryGate(_black_box(checkpoint, device, batch_size), store, budget, batch_size)
+def read_card(teacher_dir: Path) -> dict:
+    path = Path(teacher_dir) / CARD
+    if not path.exists():
+        raise DatasetError(f"{path} not found: run `dvc repro teacher` first")
+    return json.loads(path.read_text())
+
+
+class GatedTeacher:
+    def __init__(self, gate):
+        self.gate = gate
+        self.store = gate.store
+
+    def describe(self, inputs: TeacherInputs, purpose: str, budget: int,
+                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, dict]:
+        descriptors, report = self.gate.describe(inputs, purpose, budget, progress)
+        stats = {**dataclasses.asdict(report), "teacher": self.gate.client.endpoint, "store": str(self.store.dir),
+                 "ledger": {"this_purpose": self.store.summary(purpose), "all": self.store.summary()}}
+        return descriptors, stats
+
+
+class PrecomputedTeacher:
+    store = None
+
+    def __init__(self, descriptors):
+        self.descriptors = descriptors
+
+    def describe(self, inputs: TeacherInputs, purpose: str, budget: int,
+                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, dict]:
+        out = self.descriptors.describe(inputs)
+        if progress:
+            progress(len(inputs))
+        return out, {"purpose": purpose, "images": len(inputs), "unique": len(set(inputs.names)), "sent": 0,
+                     "stored_before": len(inputs), "spent": 0, "budget": budget,
+                     "teacher": f"{self.descriptors.path} (precomputed)", "store": None, "ledger": None}
+
+
+def identity_of(card: dict) -> dict:
+    """Whose answers a store holds: the weights' hash for a teacher built here, the endpoint for a
+    served one, the command line and the content of the files it names for a command."""
+    kind = card["kind"]
+    if kind in BUILT_TEACHERS:
+        return {"kind": kind, "weights_sha256": card["weights_sha256"]}
+    if kind == "mlflow":
+        return {"kind": kind, "url": card["url"].rstrip("/")}
+    if kind == "kserve-v2":
+        return {"kind": kind, "url": card["url"].rstrip("/"), "model": card["model"]}
+    if kind == "command":
+        from pipeline.teacher.clients import CommandTeacher
+
+        return {"kind": kind, "command": card["command"], "files": CommandTeacher(card["command"], 1.0).named_files()}
+    raise ValueError(f"a {kind} teacher has no store")
+
+
+def open_store(card: dict, queries: QueriesParams):
+    from pipeline.teacher.store import AnswerStore
+
+    return AnswerStore(queries.store_root(), identity_of(card))
+
+
+def client_for(card: dict, teacher_dir: Path, queries: QueriesParams, device):
+    """The client that reaches the teacher the card describes (checked to be reachable)."""
+    from pipeline.teacher import clients
+    from pipeline.teacher.http import HttpEndpoint
+
+    kind = card["kind"]
+    if kind in BUILT_TEACHERS:
+        weights = Path(teacher_dir) / card["weights"]
+        from pipeline.io import file_sha256
+
+        if not weights.exists() or file_sha256(weights) != card["weights_sha256"]:
+            raise DatasetError(f"{weights} is missing or not the weights its card {Path(teacher_dir) / CARD} was "
+                               "written for: rerun `dvc repro teacher`")
+        return clients.LocalTeacher(weights, device, queries.call_batch)
+    if kind == "command":
+        return clients.CommandTeacher(card["command"], queries.timeout_s)
+    http = HttpEndpoint(card["url"], queries.timeout_s, card["auth_env"], card["auth_header"])
+    client = (clients.MlflowTeacher(card["url"], http) if kind == "mlflow"
+              else clients.KServeTeacher(card["url"], card["model"], http))
+    client.check()
+    return client
+
+
+def open_teacher(teacher_dir: Path, queries: QueriesParams, device) -> GatedTeacher | PrecomputedTeacher:
+    from pipeline.teacher.gate import QueryGate
+
+    card = read_card(teacher_dir)
+    if card["kind"] == "precomputed":
+        from pipeline.teacher.precomputed import PrecomputedDescriptors
+
+        return PrecomputedTeacher(PrecomputedDescriptors(Path(card["descriptors"]), card["dim"]))
+    client = client_for(card, teacher_dir, queries, device)
+    return GatedTeacher(QueryGate(client, open_store(card, queries), queries, card["dim"]))

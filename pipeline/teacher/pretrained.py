@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from pipeline.data.fashion_mnist import DatasetError
+from pipeline.errors import DatasetError
 from pipeline.data.tensors import IMAGENET_MEAN, IMAGENET_STD
 from pipeline.models import create, efficientnet_lite
 from pipeline.models.retrieval_net import RetrievalNet

@@ -1,0 +1,183 @@
+"""The only way to a teacher: a gate that sends only images whose answers are not stored, counts
+every call in the ledger before it is sent, and refuses a call that would pass the budget.
+
+The budget bounds calls *made* for the images of one request (the training subset, or the test
+set): images sent by earlier spent calls for those images (answered, lost to a kill, timed out)
+count against it, images answered for other requests do not. ``queries.extra_calls`` lets the gate
+replace lost calls beyond the budget; it is 0 by default, so that no image is paid for twice.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from pipeline.errors import BudgetExceeded, TeacherChanged, TeacherError
+from pipeline.params import QueriesParams
+from pipeline.teacher.keys import TeacherInputs
+from pipeline.teacher.outcomes import CallError
+from pipeline.teacher.store import AnswerStore
+
+NORM_TOLERANCE = 1e-3      # |1 - ||d|||: the teacher's descriptors must be L2-normalised
+CHANGED_TOLERANCE = 1e-3   # max |stored - new| for a re-asked image before the teacher counts as changed
+
+
+class TeacherClient(Protocol):
+    endpoint: str    # where the calls go, for messages (never holds a secret)
+    remote: bool     # a service whose model can change behind it: re-ask a few stored images
+
+    def __call__(self, pixels) -> np.ndarray: ...
+
+
+@dataclass
+class RequestReport:
+    purpose: str
+    images: int           # images asked for (duplicates included)
+    unique: int           # distinct inputs among them
+    sent: int             # images sent by this request's answered calls
+    stored_before: int    # distinct inputs already answered
+    spent: int            # images sent for these inputs, ever, by spent calls of this purpose
+    budget: int
+
+
+class QueryGate:
+    def __init__(self, client: TeacherClient, store: AnswerStore, queries: QueriesParams, dim: int,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.client, self.store, self.q, self.dim = client, store, queries, dim
+        self._sleep = sleep
+        self._last_call = 0.0
+
+    def describe(self, inputs: TeacherInputs, purpose: str, budget: int,
+                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, RequestReport]:
+        """Descriptors of ``inputs`` in order, asking the teacher only for inputs never answered."""
+        keys = inputs.keys()
+        first: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+        with self.store.locked():
+            stored = [k for k in first if self.store.has(k)]
+            if stored and self.client.remote and self.q.verify:
+                self._verify(inputs, [first[k] for k in stored[:self.q.verify]], [k for k in stored[:self.q.verify]])
+            missing = [k for k in first if not self.store.has(k)]
+            wanted = set(first)
+            spent = self.store.spent_on(wanted, purpose)
+            self._check_budget(purpose, budget, spent, len(missing), wanted)
+            size = self.q.call_batch if inputs.same_size else 1
+            sent = 0
+            for start in range(0, len(missing), size):
+                batch = missing[start:start + size]
+                spent = self._call(inputs, [first[k] for k in batch], batch, purpose, budget, spent, wanted)
+                sent += len(batch)
+                if progress:
+                    progress(len(batch))
+            descriptors = self.store.answers(keys) if keys else np.zeros((0, self.dim), np.float32)
+        report = RequestReport(purpose, len(keys), len(first), sent, len(stored), spent, budget)
+        return descriptors, report
+
+    # -- one call, with retries --------------------------------------------------------------
+    def _call(self, inputs: TeacherInputs, idx: list[int], keys: list[bytes], purpose: str, budget: int,
+              spent: int, wanted: set[bytes]) -> int:
+        """Send one batch until it is answered; returns the images spent on ``wanted`` so far."""
+        attempt = 0
+        while True:
+            self._check_budget(purpose, budget, spent, len(keys), wanted)
+            pixels = inputs.batch(idx)
+            self._pace()
+            call = self.store.begin(keys, purpose)
+            started = time.perf_counter()
+            try:
+                answer = self.client(pixels)
+            except CallError as exc:
+                self.store.failed(call, exc.outcome, exc.detail)
+                if call.spent:
+                    spent += len(keys)
+                attempt += 1
+                if not exc.retry or attempt > self.q.retries:
+                    raise TeacherError(self._failure_message(exc, attempt)) from None
+                self._sleep(exc.retry_after if exc.retry_after is not None else min(30.0, 0.5 * 2 ** (attempt - 1)))
+                continue
+            except BaseException as exc:  # an interrupt or a bug mid-call: it may have been answered
+                self.store.failed(call, "failed", f"{type(exc).__name__} during the call")
+                raise
+            seconds = time.perf_counter() - started
+            problem = self._check_answer(answer, len(keys))
+            if problem:
+                self.store.failed(call, "invalid", problem)
+                raise TeacherError(f"the teacher at {self.client.endpoint} {problem}. Nothing of this call was "
+                                   f"stored; the {len(self.store)} answers stored before it are kept "
+                                   f"({self.store.dir})")
+            self.store.answered(call, keys, np.asarray(answer, dtype=np.float32), seconds)
+            return spent + len(keys)
+
+    def _pace(self) -> None:
+        if self.q.max_qps:
+            wait = self._last_call + 1.0 / self.q.max_qps - time.monotonic()
+            if wait > 0:
+                self._sleep(wait)
+        self._last_call = time.monotonic()
+
+    def _check_answer(self, answer, n: int) -> str:
+        a = np.asarray(answer)
+        if a.ndim != 2 or a.shape[0] != n:
+            return f"answered {a.shape} for {n} images (expected ({n}, {self.dim}))"
+        if a.shape[1] != self.dim:
+            return (f"answered {a.shape[1]}-d descriptors, but teacher.dim is {self.dim}: set teacher.dim: "
+                    f"{a.shape[1]} if this is the right teacher")
+        if not np.isfinite(a).all():
+            return "answered descriptors with NaN or infinite values"
+        norms = np.linalg.norm(a.astype(np.float64), axis=1)
+        if np.abs(norms - 1).max() > NORM_TOLERANCE:
+            return (f"answered descriptors that are not L2-normalised (norms {norms.min():.4g} to {norms.max():.4g}); "
+                    "a retrieval teacher must return unit vectors: normalise them in the service")
+        return ""
+
+    def _failure_message(self, exc: CallError, attempts: int) -> str:
+        where = self.client.endpoint
+        if exc.outcome == "unreachable":
+            return (f"cannot reach the teacher at {where} ({exc.detail}) after {attempts} attempts: is the server "
+                    "running? (`derd serve-teacher` serves the default teacher); teacher.url sets the address")
+        if exc.outcome == "rejected":
+            return f"the teacher at {where} rejected the call: {exc.detail}"
+        return f"the teacher at {where} failed {attempts} times, the last: {exc.detail}"
+
+    # -- budget and identity -------------------------------------------------------------------
+    def _check_budget(self, purpose: str, budget: int, spent: int, needed: int, wanted: set[bytes]) -> None:
+        limit = budget + self.q.extra_calls
+        if spent + needed <= limit:
+            return
+        lost = [c for c in self.store.calls(purpose) if c.spent and c.outcome != "answered"
+                and self.store.call_keys(c.id) & wanted]
+        lost_images = sum(len(self.store.call_keys(c.id) & wanted) for c in lost)
+        why = (f"; {lost_images} of those images went in {len(lost)} call(s) that were never answered "
+               f"({', '.join(sorted({c.outcome for c in lost}))}, see {self.store.ledger_path}). To pay for "
+               f"them again, allow it with queries.extra_calls: {spent + needed - budget}") if lost else (
+               "; raise the budget or ask for fewer images")
+        raise BudgetExceeded(
+            f"{purpose} teacher budget is {budget} images (+ queries.extra_calls {self.q.extra_calls}): "
+            f"{spent} already sent for these images and {needed} more needed. Nothing was sent{why}")
+
+    def _verify(self, inputs: TeacherInputs, idx: list[int], keys: list[bytes]) -> None:
+        """Re-ask a few stored images: a service may have swapped its model behind the same URL."""
+        call = self.store.begin(keys, "verify")
+        started = time.perf_counter()
+        try:
+            answer = np.asarray(self.client(inputs.batch(idx) if inputs.same_size else
+                                            inputs.batch(idx[:1])), dtype=np.float32)
+        except CallError as exc:
+            self.store.failed(call, exc.outcome, exc.detail)
+            raise TeacherError(self._failure_message(exc, 1)) from None
+        keys = keys if inputs.same_size else keys[:1]
+        problem = self._check_answer(answer, len(keys))
+        if problem:
+            self.store.failed(call, "invalid", problem)
+            raise TeacherError(f"the teacher at {self.client.endpoint} {problem}")
+        self.store.verified(call, time.perf_counter() - started)
+        diff = float(np.abs(answer - self.store.answers(keys)).max())
+        if diff > CHANGED_TOLERANCE:
+            raise TeacherChanged(
+                f"the teacher at {self.client.endpoint} now answers {len(keys)} stored image(s) differently "
+                f"(max difference {diff:.3g}): it is not the model whose {len(self.store)} answers are stored in "
+                f"{self.store.dir}. Those answers are kept. If the new model is intended, give it its own store: "
+                "change teacher.url or teacher.model (e.g. a versioned name), or start a fresh queries.store")

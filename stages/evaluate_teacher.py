@@ -1,0 +1,55 @@
+"""evaluate-teacher: the teacher's retrieval mAP on the test split, through the gate.
+
+Its test images are asked of the teacher like any other input, under the purpose ``test``: counted
+apart from the training budget, and answered from the store whenever the same pixels were answered
+before (a new query/database split of the same test images sends nothing).
+"""
+from pathlib import Path
+
+import click
+
+from stages.common import params_option, path_option, progress, setup, stage
+
+
+def test_inputs(test):
+    """Queries (cropped to their box) then the database, as the teacher receives them."""
+    import numpy as np
+
+    from pipeline.teacher.keys import TeacherInputs
+
+    if isinstance(test.query_images, np.ndarray):
+        images = np.concatenate([test.query_images, test.db_images])
+    else:
+        images = test.query_images + test.db_images
+    return TeacherInputs(images, test.query_names + test.db_names)
+
+
+@click.command()
+@params_option
+@path_option("--teacher", help="the teacher's folder (card.json)")
+@path_option("--prepared", help="the prepared dataset (test split and ground truth)")
+@path_option("--out", help="the metrics JSON")
+@stage
+def evaluate_teacher(params_path: Path, teacher: Path, prepared: Path, out: Path):
+    from pipeline.data import prepared as prepared_data
+    from pipeline.io import write_json_atomic
+    from pipeline.retrieval.metrics import retrieval_metrics
+    from pipeline.teacher.blackbox import open_teacher
+
+    params, device = setup(params_path)
+    test = prepared_data.load_test_split(prepared)
+    inputs = test_inputs(test)
+    access = open_teacher(teacher, params.queries, device)
+    bar = progress(len(inputs), "teacher test queries")
+    desc, stats = access.describe(inputs, "test", len(inputs), bar.update)
+    bar.close()
+    n_q = len(test.query_names)
+    metrics = retrieval_metrics(desc[:n_q], desc[n_q:], test.gnd, params.eval.kappas)
+    metrics.update(test_queries=stats["spent"], test_images=len(inputs), sent_this_run=stats["sent"])
+    write_json_atomic(out, metrics)
+    click.echo(f"teacher: mAP {metrics['map']:.4f} (medium protocol) on {n_q} queries; {stats['sent']} test images "
+               f"sent this run, {stats['spent']} for this test set in total")
+
+
+if __name__ == "__main__":
+    evaluate_teacher()
