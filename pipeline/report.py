@@ -5,11 +5,8 @@ can be told from noise; the best mean per budget is marked.
 """
 from __future__ import annotations
 
-import io
-
 import pandas as pd
 
-from pipeline.io import atomic_write_bytes
 
 
 def summary_table(runs: list[dict], teacher_map: float, pool_size: int, methods: list[str]) -> pd.DataFrame:
@@ -73,26 +70,3 @@ def to_markdown(df: pd.DataFrame, teacher_map: float, train_queries: int, test_q
                   + (f" ({', '.join(ratios)})" if ratios else "")
                   + f", measured on {e['device']}; the teacher's from the gate's timings of its answered calls."]
     return "\n".join(lines) + "\n"
-
-
-def plot_map_vs_budget(df: pd.DataFrame, teacher_map: float, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for method, rows in df.groupby("method", sort=False):
-        ax.errorbar(rows["budget"], rows["map_mean"], yerr=rows["map_std"], marker="o", capsize=3, label=method)
-    ax.axhline(teacher_map, color="k", ls="--", label="teacher")
-    ax.set_xscale("log")
-    ax.set_xlabel("teacher queries (budget B)")
-    ax.set_ylabel("mAP (medium protocol)")
-    ax.set_title("Student mAP vs teacher query budget, per method")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())

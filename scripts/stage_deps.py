@@ -7,6 +7,7 @@ dvc.yaml:
 
   python scripts/stage_deps.py           # prints, per stage, what is missing or extra
   python scripts/stage_deps.py --print   # the dependency list each stage should have
+  python scripts/stage_deps.py --write   # rewrites the code deps in dvc.yaml (other deps, comments kept)
 """
 from __future__ import annotations
 
@@ -89,7 +90,30 @@ def check(dvc_yaml: Path = REPO / "dvc.yaml") -> dict[str, tuple[set[Path], set[
     return report
 
 
+def write(dvc_yaml: Path = REPO / "dvc.yaml") -> None:
+    """Replace each stage's code deps (modules of the project's packages) with what it imports."""
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    lines, out, stage, in_deps = dvc_yaml.read_text().splitlines(), [], None, False
+    for line in lines:
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if indent == 2 and stripped.endswith(":") and not stripped.startswith("#"):
+            stage, in_deps = stripped[:-1], False
+        elif indent == 4 and stripped:
+            in_deps = stripped == "deps:"
+            if in_deps:
+                out.append(line)
+                out += [f"      - {p}" for p in sorted(closure(stage_module(stages[stage]["cmd"])))]
+                continue
+        if in_deps and stripped.startswith("- ") and stripped[2:].split("/")[0] in PACKAGES:
+            continue  # an old code dep: replaced above
+        out.append(line)
+    dvc_yaml.write_text("\n".join(out) + "\n")
+
+
 def main() -> int:
+    if "--write" in sys.argv:
+        write()
     if "--print" in sys.argv:
         for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
             print(f"{name}:\n" + "".join(f"  - {p}\n" for p in sorted(closure(stage_module(stage['cmd'])))))
@@ -101,7 +125,8 @@ def main() -> int:
         for p in sorted(extra):
             print(f"{name}: depends on {p}, which it never imports")
         bad += len(missing) + len(extra)
-    print("dvc.yaml code deps match the stages' imports" if not bad else f"{bad} mismatches")
+    print("dvc.yaml code deps match the stages' imports" if not bad else
+          f"{bad} mismatches: `python scripts/stage_deps.py --write` fixes them")
     return 1 if bad else 0
 
 

@@ -17,6 +17,12 @@ from stages.common import load, stage
 TEACHER = Path("models/teacher")
 
 
+def tool(name: str) -> str:
+    """A command of this environment (``dvc``, ``mlflow``), also when its bin folder is not on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """Data-efficient ranking distillation: shrink a retrieval model you can only query."""
@@ -51,7 +57,7 @@ def serve_teacher(port: int, teacher_dir: Path, model_uri: str, workers: int):
     tracking.connect(Path.cwd())
     uri, what = model_uri or _register_teacher(teacher_dir), model_uri or "the teacher"
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking.tracking_uri(Path.cwd()))
-    argv = [shutil.which("mlflow") or "mlflow", "models", "serve", "-m", uri, "--host", "127.0.0.1",
+    argv = [tool("mlflow"), "models", "serve", "-m", uri, "--host", "127.0.0.1",
             "--port", str(port), "--env-manager", "local", "--workers", str(workers)]
     click.echo(f"serving {what} at http://127.0.0.1:{port} ({uri}); distil it with teacher.kind: mlflow, "
                f"teacher.url: http://127.0.0.1:{port}", err=True)
@@ -78,9 +84,11 @@ def _register_teacher(teacher_dir: Path) -> str:
         latest = max(versions, key=lambda v: int(v.version))
         return f"models:/{SERVED_MODEL}/{latest.version}"
     with tracking.reopen_run(teacher_dir / "mlflow.json", "teacher") as run:
-        if "model" not in {a.path for a in client.list_artifacts(run.info.run_id)}:
-            log_teacher_model(teacher_dir, card)
         run_uri = f"runs:/{run.info.run_id}/model"
+        try:
+            mlflow.models.get_model_info(run_uri)
+        except (mlflow.exceptions.MlflowException, OSError):  # a store that lost the run, or an older run
+            log_teacher_model(teacher_dir, card)
     existing = [v for v in (client.search_model_versions(f"name='{SERVED_MODEL}'") if _registered(client) else [])
                 if v.run_id == run.info.run_id]
     version = existing[0].version if existing else mlflow.register_model(run_uri, SERVED_MODEL).version
@@ -111,12 +119,139 @@ def status(params_path: Path):
 
     params = load(params_path)
     click.echo(teacher_status(params, TEACHER))
-    proc = subprocess.run(["dvc", "status", "-q"], capture_output=True, text=True)
+    proc = subprocess.run([tool("dvc"), "status", "-q"], capture_output=True, text=True)
     stale = "up to date" if proc.returncode == 0 else "stale stages (dvc status): " + ", ".join(
-        line.strip().rstrip(":") for line in subprocess.run(["dvc", "status"], capture_output=True, text=True)
+        line.strip().rstrip(":") for line in subprocess.run([tool("dvc"), "status"], capture_output=True, text=True)
         .stdout.splitlines() if line and not line.startswith((" ", "\t")))
     click.echo(f"pipeline: {stale}")
     click.echo(f"MLflow store: {tracking.tracking_uri(Path.cwd())} (experiment {tracking.experiment_name()})")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("-S", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="a params.yaml value for this run only (a DVC experiment); repeatable")
+@click.option("--queue", is_flag=True, help="queue the experiment instead (`dvc queue start -j N` runs the queue)")
+@click.argument("dvc_args", nargs=-1, type=click.UNPROCESSED)
+def run(overrides: tuple[str, ...], queue: bool, dvc_args: tuple[str, ...]):
+    """Run the pipeline: `dvc repro`, or `dvc exp run` with -S overrides (kept as a DVC experiment).
+
+    \b
+      derd run                                   # the whole pipeline, as params.yaml says
+      derd run -S 'budgets=[60,300]' -S seeds=[0,1]
+      derd run -S teacher.kind=mlflow -S teacher.url=http://127.0.0.1:5001
+    """
+    if overrides or queue:
+        argv = [tool("dvc"), "exp", "run", *[a for o in overrides for a in ("-S", o)], *(["--queue"] if queue else [])]
+    else:
+        argv = [tool("dvc"), "repro"]
+    sys.exit(subprocess.call([*argv, *dvc_args]))
+
+
+@main.command()
+@click.option("--reports", default=Path("reports"), show_default=True, type=click.Path(path_type=Path))
+@stage
+def report(reports: Path):
+    """The summary table of the last run in the terminal: mAP per method and budget, % of the teacher.
+
+    \b
+      derd report
+    """
+    import pandas as pd
+
+    from pipeline.errors import DatasetError
+
+    path = reports / "summary.csv"
+    if not path.exists():
+        raise DatasetError(f"{path} not found: run the pipeline first (`derd run` or `make run`)")
+    df = pd.read_csv(path)
+    table = df.pivot(index="method", columns="budget", values="map_mean").loc[list(dict.fromkeys(df["method"]))]
+    ratio = df.pivot(index="method", columns="budget", values="ratio").loc[table.index]
+    cells = table.map(lambda v: f"{v:.4f}") + ratio.map(lambda r: f" ({100 * r:.0f}%)")
+    std = df.pivot(index="method", columns="budget", values="map_std").loc[table.index]
+    if df["seeds"].max() > 1:
+        cells = table.map(lambda v: f"{v:.4f}") + std.map(lambda v: f" ± {v:.4f}") + ratio.map(lambda r: f" ({100 * r:.0f}%)")
+    cells.columns = [f"B={b}" for b in cells.columns]
+    click.echo(f"mAP (Medium protocol); teacher mAP {df['teacher_map'].iloc[0]:.4f}; mean over {df['seeds'].max()} "
+               "seed(s), (% of the teacher)")
+    click.echo(cells.to_string())
+    for extra in ("claims.md",):
+        if (reports / extra).exists():
+            click.echo(f"\n{(reports / extra).read_text().strip()}")
+
+
+@main.command()
+@click.option("--port", default=5000, show_default=True, help="port on 127.0.0.1")
+def ui(port: int):
+    """The MLflow UI on 127.0.0.1; prints the link that opens on this project's runs.
+
+    \b
+      derd ui --port 5000      # then open the link it prints
+    """
+    from pipeline import tracking
+
+    uri = tracking.tracking_uri(Path.cwd())
+    exp_id = tracking.connect(Path.cwd())
+    # MLflow 3.17 opens experiments on its GenAI pages unless the link says model training
+    click.echo(f"MLflow UI for {uri}: open http://127.0.0.1:{port}/#/experiments/{exp_id}/runs"
+               "?workflowType=machine_learning", err=True)
+    sys.exit(subprocess.call([tool("mlflow"), "ui", "--backend-store-uri", uri, "--host",
+                              "127.0.0.1", "--port", str(port)]))
+
+
+@main.command()
+@click.argument("student", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="folder for the exported files [default: exports/<student's name>]")
+@click.option("--prepared", default=Path("data/prepared"), show_default=True, type=click.Path(path_type=Path),
+              help="the prepared dataset: its test split checks the exported model")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
+@stage
+def export(student: Path, out: Path | None, prepared: Path, params_path: Path):
+    """Export a student as ONNX (dynamic batch) and TorchScript, uint8 images in, and check both.
+
+    Parity: onnxruntime against PyTorch on 100 test images (max abs difference <= 1e-4) and the
+    retrieval mAP of each exported model against the original's (within 1e-4).
+
+    \b
+      derd export models/students/3000-derd-0.pt
+    """
+    import numpy as np
+
+    from pipeline import export as ex
+    from pipeline.checkpoint import load_model
+    from pipeline.data import prepared as prepared_data
+    from pipeline.data.images import student_arrays
+    from pipeline.errors import DatasetError
+    from pipeline.io import write_json_atomic
+    from pipeline.models.deploy import deployable
+    from pipeline.retrieval.metrics import retrieval_metrics
+
+    params = load(params_path)
+    out = out or Path("exports") / student.stem
+    model = deployable(load_model(student))
+    test = prepared_data.load_test_split(prepared)
+    size = params.data.image_size
+    queries, database = (student_arrays(x, size) for x in (test.query_images, test.db_images))
+    ex.to_onnx(model, queries[:2], out / "model.onnx")
+    ex.to_torchscript(model, queries[:2], out / "model.torchscript.pt")
+    onnx, script = ex.OnnxDescriptor(out / "model.onnx"), ex.load_torchscript(out / "model.torchscript.pt")
+    sample = database[:100]
+    want = ex.torch_descriptors(model, sample)
+    diffs = {"onnx": float(np.abs(onnx(sample) - want).max()), "torchscript": float(np.abs(script(sample) - want).max())}
+    maps = {"pytorch": retrieval_metrics(ex.torch_descriptors(model, queries), ex.torch_descriptors(model, database),
+                                         test.gnd)["map"]}
+    maps["onnx"] = retrieval_metrics(onnx(queries), onnx(database), test.gnd)["map"]
+    maps["torchscript"] = retrieval_metrics(script(queries), script(database), test.gnd)["map"]
+    parity = {"max_abs_difference_100_images": diffs, "map": maps,
+              "ok": all(d <= 1e-4 for d in diffs.values()) and all(abs(m - maps["pytorch"]) <= 1e-4 for m in maps.values())}
+    write_json_atomic(out / "parity.json", parity)
+    for fmt in ("onnx", "torchscript"):
+        click.echo(f"{fmt}: max |difference| {diffs[fmt]:.2e} on 100 images; mAP {maps[fmt]:.6f} "
+                   f"(PyTorch {maps['pytorch']:.6f})")
+    click.echo(f"wrote {out / 'model.onnx'}, {out / 'model.torchscript.pt'}, {out / 'parity.json'}")
+    if not parity["ok"]:
+        raise DatasetError(f"the exported model does not match the original (see {out / 'parity.json'}); "
+                           "do not deploy it")
 
 
 if __name__ == "__main__":

@@ -95,10 +95,33 @@ def check_cell(params, budget: int, method: str, seed: int) -> None:
         raise ParamsError(f"seed {seed} is not in params.yaml's seeds {list(params.seeds)}")
 
 
-def progress(total: int, desc: str):
-    """A progress bar on a terminal; plain start and end lines otherwise (logs, CI, DVC's pipes)."""
-    from tqdm import tqdm
+class PlainProgress:
+    """Progress as plain lines (a log, CI, DVC's pipes): the start, each further tenth, the end."""
 
+    def __init__(self, total: int, desc: str, quiet: bool):
+        self.total, self.desc, self.quiet, self.done, self.shown = total, desc, quiet, 0, -1
+        self._line(force=True)
+
+    def _line(self, force=False):
+        tenth = 10 * self.done // max(self.total, 1)
+        if not self.quiet and (force or tenth > self.shown):
+            self.shown = tenth
+            click.echo(f"{self.desc}: {self.done}/{self.total}", err=True)
+
+    def update(self, n: int = 1):
+        self.done += n
+        self._line()
+
+    def close(self):
+        if self.shown < 10:
+            self._line(force=True)
+
+
+def progress(total: int, desc: str):
+    """A progress bar on a terminal; plain lines otherwise (``DERD_NO_PROGRESS=1``: none)."""
     quiet = os.environ.get("DERD_NO_PROGRESS") == "1"
-    return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, mininterval=1.0,
-                disable=quiet or not sys.stderr.isatty())
+    if sys.stderr.isatty() and not quiet:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, mininterval=1.0)
+    return PlainProgress(total, desc, quiet)

@@ -29,11 +29,13 @@ def test_inputs(test):
 @path_option("--teacher", help="the teacher's folder (card.json)")
 @path_option("--prepared", help="the prepared dataset (test split and ground truth)")
 @path_option("--out", help="the metrics JSON")
+@path_option("--gallery", help="the fixed queries' top results JSON (the report draws them)")
 @stage
-def evaluate_teacher(params_path: Path, teacher: Path, prepared: Path, out: Path):
+def evaluate_teacher(params_path: Path, teacher: Path, prepared: Path, out: Path, gallery: Path):
     from pipeline.data import prepared as prepared_data
     from pipeline.io import write_json_atomic
-    from pipeline.retrieval.metrics import retrieval_metrics
+    from pipeline.pictures import gallery_queries, gallery_rows
+    from pipeline.retrieval.metrics import rank_and_score
     from pipeline.teacher.blackbox import open_teacher
 
     params, device = setup(params_path)
@@ -44,9 +46,10 @@ def evaluate_teacher(params_path: Path, teacher: Path, prepared: Path, out: Path
     desc, stats = access.describe(inputs, "test", len(inputs), bar.update)
     bar.close()
     n_q = len(test.query_names)
-    metrics = retrieval_metrics(desc[:n_q], desc[n_q:], test.gnd, params.eval.kappas)
+    metrics, ranks = rank_and_score(desc[:n_q], desc[n_q:], test.gnd, params.eval.kappas)
     metrics.update(test_queries=stats["spent"], test_images=len(inputs), sent_this_run=stats["sent"])
     write_json_atomic(out, metrics)
+    write_json_atomic(gallery, gallery_rows(ranks, test.gnd, gallery_queries(n_q)))
     click.echo(f"teacher: mAP {metrics['map']:.4f} (medium protocol) on {n_q} queries; {stats['sent']} test images "
                f"sent this run, {stats['spent']} for this test set in total")
 

@@ -43,12 +43,16 @@ def teacher(params_path: Path, prepared: Path, downloads: Path, out: Path, metri
         card, summary, logged = queried_card(params, device), {"queried": tp.kind, "dim": tp.dim}, {}
     else:
         card, summary, logged = built_teacher(params, device, prepared, downloads, out)
-    with mlflow.start_run(run_name="teacher", tags={"role": "teacher", "teacher.kind": tp.kind}) as run:
+    tags = {"role": "teacher", "teacher.kind": tp.kind, **tracking.pipeline_tag(params_path)}
+    with mlflow.start_run(run_name="teacher", tags=tags) as run:
         mlflow.log_params(tracking.flatten({"teacher": card, **logged}))
         for h in summary.pop("history", []):
             mlflow.log_metrics({"train_loss": h["loss"], "train_accuracy": h["accuracy"]}, step=h["epoch"])
         if card.get("parameters"):
             mlflow.log_metric("parameters", card["parameters"])
+            from pipeline.teacher.serving import log_teacher_model
+
+            log_teacher_model(out, card)  # an MLflow Model: `derd serve-teacher` puts it behind HTTP
         tracking.write_run_ref(out / "mlflow.json", run.info.run_id)
     write_json_atomic(out / "card.json", card)
     write_json_atomic(metrics, summary)

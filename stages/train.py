@@ -43,6 +43,7 @@ def train(budget: int, method: str, seed: int, params_path: Path, prepared: Path
     from pipeline.distill.interpolation import Triples
     from pipeline.distill.train import TrainingData, train_student
     from pipeline.models.weights import trunk_init
+    from pipeline.pictures import training_curve
 
     params, device = setup(params_path)
     check_names(params)  # before any model is built
@@ -76,8 +77,10 @@ def train(budget: int, method: str, seed: int, params_path: Path, prepared: Path
     seconds = time.perf_counter() - started
     bar.close()
     ckpt = out
-    save_model(ckpt, result.model.cpu(), params.student.arch, extra={"budget": budget, "method": method, "seed": seed})
-    tags = {"role": "student", "budget": str(budget), "method": method, "seed": str(seed)}
+    save_model(ckpt, result.model.cpu(), params.student.arch,
+               extra={"budget": budget, "method": method, "seed": seed, "curve": [list(c) for c in result.curve]})
+    tags = {"role": "student", "budget": str(budget), "method": method, "seed": str(seed),
+            "student": params.student.arch, **tracking.pipeline_tag(params_path)}
     with mlflow.start_run(run_name=f"student-{name}", tags=tags) as run:
         mlflow.log_params(tracking.flatten({**run_params, "device": str(device)}))
         now = int(time.time() * 1000)
@@ -87,7 +90,9 @@ def train(budget: int, method: str, seed: int, params_path: Path, prepared: Path
                             "train_seconds": seconds})
         if result.resumed_from:
             mlflow.set_tag("resumed_from_step", str(result.resumed_from))
-        mlflow.log_artifact(str(ckpt), artifact_path="model")
+        tracking.log_subset(indices, subset, f"pool subset B={budget}")
+        tracking.log_descriptor_model(result.model, images)
+        mlflow.log_figure(training_curve(result.curve, f"student {name}"), "training_curve.png")
         tracking.write_run_ref(run_ref, run.info.run_id)
     checkpointer.clear()
     click.echo(f"student {name}: final loss {result.curve[-1][1]:.4f} after {steps} steps "

@@ -61,7 +61,9 @@ def test_mlflow_runs(finished_repo):
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{finished_repo / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["data-efficient-ranking-distillation"])
+    exp = mlflow.get_experiment_by_name("data-efficient-ranking-distillation")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs
+    runs = mlflow.search_runs(experiment_names=[exp.name])
     students = runs[runs["tags.role"] == "student"]
     assert sorted(zip(students["tags.method"], students["params.budget"].astype(int))) == [
         (m, b) for m in ("derd", "supervised") for b in (20, 50)]
@@ -69,14 +71,30 @@ def test_mlflow_runs(finished_repo):
     assert queries["derd"] == [20, 50] and queries["supervised"] == [0, 0]  # the baseline asks the teacher nothing
     assert set(students.loc[students["tags.method"] == "supervised", "params.uses_labels"]) == {"True"}
     assert set(students.loc[students["tags.method"] != "supervised", "params.uses_labels"]) == {"False"}
-    assert students["metrics.map"].between(0.1, 1).all()
+    assert students["metrics.map"].between(0.1, 1).all() and students["metrics.map_easy"].notna().all()
     assert set(students["params.student.dim"]) == {"64"} and set(students["params.schedule.steps"]) == {"30"}
+    assert runs["tags.pipeline"].nunique() == 1 and runs["tags.pipeline"].notna().all()  # one configuration: one group
+    assert set(students["tags.mlflow.runName"]) == {  # what each run is, and its mAP, in its name
+        f"mAP {mp:.4f} | B={b} {m} seed 0 student_fast-64d" for b, m, mp in
+        zip(students["params.budget"], students["tags.method"], students["metrics.map"])}
     client = mlflow.tracking.MlflowClient()
-    run_id = students["run_id"].iloc[0]
+    first = students.iloc[0]
+    run_id = first["run_id"]
     assert len(client.get_metric_history(run_id, "train_loss")) == 3  # the training curve
-    artifacts = {a.path for a in client.list_artifacts(run_id)} | {
-        a.path for d in ("model", "metrics") for a in client.list_artifacts(run_id, d)}
-    assert any(p.endswith(".pt") for p in artifacts) and any(p.endswith(".json") for p in artifacts)
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    gallery = f"{first['params.budget']}-{first['tags.method']}-{first['params.seed']}.png"
+    assert {"training_curve.png", "metrics", gallery} <= artifacts  # its pictures are logged with the run
+    run = client.get_run(run_id)
+    assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest
+    model = mlflow.pytorch.load_model(f"runs:/{run_id}/model")  # uint8 images in, descriptors out
+    images = np.load(finished_repo / "data/prepared/test.npz")["query_images"][:3]
+    import torch
+
+    assert model(torch.from_numpy(images)).shape == (3, 64)
+    info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
+    assert info.signature.inputs.to_dict()[0]["tensor-spec"]["dtype"] == "uint8"
+    for budget in (20, 50):  # the best student of each budget is registered
+        assert client.search_model_versions(f"name='derd-student-B{budget}'")
     assert runs[runs["tags.role"] == "teacher"]["metrics.map"].between(0.3, 1).all()
 
 

@@ -7,7 +7,7 @@ from scripts.stage_deps import REPO, check, closure
 def test_every_stage_depends_on_every_module_it_imports_and_no_other():
     mismatches = {stage: (sorted(map(str, missing)), sorted(map(str, extra)))
                   for stage, (missing, extra) in check().items() if missing or extra}
-    assert not mismatches, f"fix dvc.yaml (python scripts/stage_deps.py --print lists the right deps): {mismatches}"
+    assert not mismatches, f"run `python scripts/stage_deps.py --write` to fix dvc.yaml: {mismatches}"
 
 
 def test_the_check_sees_function_level_imports():

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 class GeM(nn.Module):
@@ -13,7 +12,9 @@ class GeM(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(x.clamp(min=self.eps).pow(self.p), x.shape[-2:]).pow(1.0 / self.p).flatten(1)
+        # the mean over the whole map, as cnnimageretrieval's avg_pool2d over (H, W); written as a mean
+        # so that it exports to ONNX with any input size
+        return x.clamp(min=self.eps).pow(self.p).mean(dim=(-2, -1)).pow(1.0 / self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p.item():.2f}, eps={self.eps}"

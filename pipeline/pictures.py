@@ -1,0 +1,141 @@
+"""The pictures a user would rather look at than read: mAP against budget, training curves, the
+size-quality frontier and retrieval galleries (a model's top results for fixed queries, right and
+wrong marked). Each returns a matplotlib figure; ``save_png`` writes one atomically."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.io import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    _plt().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def map_vs_budget(df: "pd.DataFrame", teacher_map: float):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for method, rows in df.groupby("method", sort=False):
+        ax.errorbar(rows["budget"], rows["map_mean"], yerr=rows["map_std"], marker="o", capsize=3, label=method)
+    ax.axhline(teacher_map, color="k", ls="--", label="teacher")
+    ax.set_xscale("log")
+    ax.set_xlabel("teacher queries (budget B)")
+    ax.set_ylabel("mAP (medium protocol)")
+    ax.set_title("Student mAP vs teacher query budget, per method")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def training_curve(curve, title: str):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=110)
+    steps, losses = zip(*curve) if curve else ((), ())
+    ax.plot(steps, losses)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(curves: dict[tuple[str, int], list]):
+    """One panel per budget, one line per method (the first seed's curve)."""
+    plt = _plt()
+    budgets = sorted({b for _, b in curves})
+    fig, axes = plt.subplots(1, len(budgets), figsize=(3.4 * len(budgets), 3.2), dpi=110, squeeze=False)
+    for ax, budget in zip(axes[0], budgets):
+        for (method, b), curve in curves.items():
+            if b == budget and curve:
+                steps, losses = zip(*curve)
+                ax.plot(steps, np.asarray(losses) / max(losses[0], 1e-12), label=method)
+        ax.set_title(f"B = {budget}", fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("training loss / its first value")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("Training curves", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _thumb(image) -> np.ndarray:
+    """A displayable array from a uint8 array or a PIL photo."""
+    if isinstance(image, np.ndarray):
+        return image
+    im = image.copy()
+    im.thumbnail((96, 96))
+    return np.asarray(im)
+
+
+def gallery(queries: list, results: list[list], correct: list[list[bool]], title: str):
+    """Rows: a query, then its top results with a green (right) or red (wrong) frame."""
+    plt = _plt()
+    k = max(len(r) for r in results)
+    fig, axes = plt.subplots(len(queries), k + 1, figsize=(1.05 * (k + 1), 1.1 * len(queries) + 0.4), dpi=100,
+                             squeeze=False)
+    for row, (q, res, ok) in enumerate(zip(queries, results, correct)):
+        for col in range(k + 1):
+            ax = axes[row][col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.imshow(_thumb(q), cmap="gray")
+                for s in ax.spines.values():
+                    s.set_color("#1f4e9c")
+                    s.set_linewidth(2.5)
+            elif col - 1 < len(res):
+                ax.imshow(_thumb(res[col - 1]), cmap="gray")
+                for s in ax.spines.values():
+                    s.set_color("#1a9e3a" if ok[col - 1] else "#d62728")
+                    s.set_linewidth(3)
+            else:
+                ax.axis("off")
+    axes[0][0].set_title("query", fontsize=8)
+    for col in range(1, k + 1):
+        axes[0][col].set_title(str(col), fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def gallery_rows(ranks: np.ndarray, gnd: list[dict], queries: list[int], k: int = 10) -> dict:
+    """The fixed queries' top ``k`` database indices (junk left out, as the protocol does) and whether
+    each is a positive (Medium protocol: easy or hard)."""
+    out = {"queries": [], "top": [], "correct": []}
+    for q in queries:
+        g = gnd[q]
+        junk = set(np.asarray(g["junk"]).ravel().tolist())
+        ok = set(np.asarray(g["easy"]).ravel().tolist()) | set(np.asarray(g["hard"]).ravel().tolist())
+        top = [int(i) for i in ranks[q] if int(i) not in junk][:k]
+        out["queries"].append(int(q))
+        out["top"].append(top)
+        out["correct"].append([i in ok for i in top])
+    return out
+
+
+def gallery_queries(n_queries: int, count: int = 6) -> list[int]:
+    """Fixed, spread-out queries, the same for every model."""
+    return sorted({int(round(x)) for x in np.linspace(0, n_queries - 1, min(count, n_queries))})
