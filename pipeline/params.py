@@ -220,15 +220,27 @@ class RuntimeParams(Section):
     checkpoint_every: Positive
 
 
+class FullParams(Section):
+    """The paper's full-supervision baseline: the same student trained on every labelled pool image
+    (the validation split left out), no teacher."""
+
+    method: str                  # a label method of `method` (its loss terms)
+    steps: Positive
+
+
 class Params(Section):
     budgets: Annotated[tuple[Positive, ...], Field(min_length=1)]
     methods: Annotated[tuple[str, ...], Field(min_length=1)]
+    recommended: str
     seeds: Annotated[tuple[NonNegative, ...], Field(min_length=1)]
+    student: str
+    sizes: Annotated[tuple[str, ...], Field(min_length=1)]
+    students: dict[str, StudentParams]
+    full: FullParams
     data: DataParams
     sample: SampleParams
     teacher: TeacherParams
     queries: QueriesParams
-    student: StudentParams
     augment: AugmentParams
     train: TrainParams
     method: dict[str, MethodParams]
@@ -238,6 +250,15 @@ class Params(Section):
     @property
     def max_budget(self) -> int:
         return max(self.budgets)
+
+    def size(self, name: str | None = None) -> StudentParams:
+        """A student size's settings (default: the size every method is compared at)."""
+        return self.students[name or self.student]
+
+    @property
+    def all_sizes(self) -> tuple[str, ...]:
+        """Every size a run trains: the frontier's, and the comparison's."""
+        return tuple(dict.fromkeys((*self.sizes, self.student)))
 
     def schedule(self, name: str) -> tuple[int, float]:
         """(steps, lr) of a method: its own override, else the shared ``train`` value."""
@@ -336,6 +357,24 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
         if name not in p.method:
             errors.append(f"'methods' lists {name!r}, which has no settings under 'method'; "
                           f"define it there or choose from {', '.join(p.method)}")
+    if p.recommended not in p.method:
+        errors.append(f"'recommended' = {p.recommended!r} has no settings under 'method'; choose from {', '.join(p.method)}")
+    if p.recommended in p.methods:
+        errors.append(f"'methods' lists the recommended method {p.recommended!r}: it is trained at every size of "
+                      "'sizes' already (the frontier); list only the methods to compare it with")
+    for key, names in (("student", (p.student,)), ("sizes", p.sizes)):
+        for name in names:
+            if name not in p.students:
+                errors.append(f"'{key}' names the student size {name!r}, which 'students' does not define; "
+                              f"choose from {', '.join(p.students)}")
+    if p.student not in p.sizes:
+        errors.append(f"'sizes' must include the compared size 'student' ({p.student!r}): the recommended method's "
+                      "row of the table comes from the frontier")
+    if len(set(p.sizes)) != len(p.sizes):
+        errors.append(f"'sizes' has duplicates: {list(p.sizes)}")
+    if p.full.method not in p.method or not p.method[p.full.method].uses_labels:
+        errors.append(f"'full.method' must name a method that learns from labels (e.g. supervised), got "
+                      f"{p.full.method!r}")
     for name, m in p.method.items():
         if m.uses_labels and m.space != "none":
             errors.append(f"'method.{name}.space' must be none: label losses have no labels for virtual samples")
@@ -356,9 +395,10 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
         errors.append(f"'data.n_queries' ({d.n_queries}) must be smaller than data.test_limit ({d.test_limit}): "
                       "the rest of the test images are the database")
     errors += _teacher_errors(p)
-    if p.student.weights and not p.student.arch.startswith("gem_"):
-        errors.append(f"'student.weights' initialises a gem_<backbone> student, not {p.student.arch!r}; "
-                      "leave it empty or choose e.g. student.arch: gem_resnet18")
+    for name, sp in p.students.items():
+        if sp.weights and not sp.arch.startswith("gem_"):
+            errors.append(f"'students.{name}.weights' initialises a gem_<backbone> student, not {sp.arch!r}; "
+                          "leave it empty or choose e.g. arch: gem_resnet18")
     if errors:
         raise ParamsError("params.yaml is invalid:\n  - " + "\n  - ".join(errors))
     return p

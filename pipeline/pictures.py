@@ -139,3 +139,30 @@ def gallery_rows(ranks: np.ndarray, gnd: list[dict], queries: list[int], k: int 
 def gallery_queries(n_queries: int, count: int = 6) -> list[int]:
     """Fixed, spread-out queries, the same for every model."""
     return sorted({int(round(x)) for x in np.linspace(0, n_queries - 1, min(count, n_queries))})
+
+
+def frontier(df: "pd.DataFrame", teacher_map: float, teacher_flops: float | None, teacher_ips: float | None):
+    """mAP against cost (FLOPs per image; measured descriptors per second), one curve per budget, the
+    full-supervision student of each size and the teacher as points."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), dpi=110)
+    for ax, x, label, teacher_x in ((axes[0], "mflops", "MFLOPs per image (log)", teacher_flops and teacher_flops / 1e6),
+                                    (axes[1], "images_per_second", "descriptors per second (log)", teacher_ips)):
+        for budget, rows in df[df["budget"] != "all"].groupby("budget", sort=False):
+            rows = rows.sort_values(x)
+            ax.errorbar(rows[x], rows["map_mean"], yerr=rows["map_std"], marker="o", capsize=3, label=f"B={budget}")
+        full = df[df["budget"] == "all"].sort_values(x)
+        if len(full):
+            ax.plot(full[x], full["map_mean"], "s--", color="gray", label="all labels, no teacher")
+        if teacher_x:
+            ax.plot([teacher_x], [teacher_map], "k*", markersize=14, label="teacher")
+        else:
+            ax.axhline(teacher_map, color="k", ls=":", label="teacher")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("mAP (medium protocol)")
+    axes[1].legend(fontsize=8)
+    fig.suptitle("Size-quality frontier of the recommended method", fontsize=10)
+    fig.tight_layout()
+    return fig

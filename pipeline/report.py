@@ -10,11 +10,18 @@ import pandas as pd
 
 
 def summary_table(runs: list[dict], teacher_map: float, pool_size: int, methods: list[str]) -> pd.DataFrame:
-    """One row per (method, budget) from per-run metrics dicts (each with budget, method, seed, map)."""
+    """One row per (method, budget) from per-run metrics dicts (each with budget, method, seed, map;
+    ``asym_map`` where the student was also evaluated against the teacher's database)."""
     df = pd.DataFrame(runs)
-    g = df.groupby(["method", "budget"])["map"]
-    out = g.agg(map_mean="mean", map_std="std", seeds="count").reset_index()
+    g = df.groupby(["method", "budget"])
+    out = g["map"].agg(map_mean="mean", map_std="std", seeds="count").reset_index()
     out["map_std"] = out["map_std"].fillna(0.0)
+    if "asym_map" in df:
+        asym = g["asym_map"].agg(asym_mean="mean", asym_std="std").reset_index()
+        out = out.merge(asym, on=["method", "budget"])
+        out["asym_mean"], out["asym_std"] = out["asym_mean"].round(4), out["asym_std"].fillna(0.0).round(4)
+    else:
+        out["asym_mean"], out["asym_std"] = float("nan"), float("nan")
     out["pool_percent"] = (100 * out["budget"] / pool_size).round(3)
     out["ratio"] = (out["map_mean"] / teacher_map).round(4)
     out["teacher_map"] = round(teacher_map, 4)
@@ -24,7 +31,31 @@ def summary_table(runs: list[dict], teacher_map: float, pool_size: int, methods:
     out = out.sort_values(["method", "budget"]).reset_index(drop=True)
     out["method"] = out["method"].astype(str)
     out["map_mean"], out["map_std"] = out["map_mean"].round(4), out["map_std"].round(4)
-    return out[["method", "budget", "pool_percent", "seeds", "map_mean", "map_std", "ratio", "teacher_map", "best"]]
+    return out[["method", "budget", "pool_percent", "seeds", "map_mean", "map_std", "ratio", "teacher_map", "best",
+                "asym_mean", "asym_std"]]
+
+
+def size_table(runs: list[dict], full: list[dict], efficiency: dict, teacher_map: float) -> pd.DataFrame:
+    """The frontier: one row per (student size, budget) of the recommended method, with the size's
+    cost, and the same size trained on every label (budget ``all``)."""
+    rows = []
+    for source, budget_of in ((runs, lambda r: r["budget"]), (full, lambda r: "all")):
+        if not source:
+            continue
+        df = pd.DataFrame(source)
+        df["budget"] = [budget_of(r) for r in source]
+        agg = df.groupby(["size", "budget"])["map"].agg(map_mean="mean", map_std="std", seeds="count").reset_index()
+        rows.append(agg)
+    out = pd.concat(rows, ignore_index=True)
+    out["map_std"] = out["map_std"].fillna(0.0).round(4)
+    out["map_mean"] = out["map_mean"].round(4)
+    out["ratio"] = (out["map_mean"] / teacher_map).round(4)
+    sizes = efficiency.get("sizes", {})
+    t_flops = efficiency.get("teacher_flops_per_image")
+    out["mflops"] = [round(sizes[s]["flops_per_image"] / 1e6, 2) for s in out["size"]]
+    out["flops_fewer"] = [round(t_flops / sizes[s]["flops_per_image"], 1) if t_flops else float("nan") for s in out["size"]]
+    out["images_per_second"] = [sizes[s]["images_per_second"] for s in out["size"]]
+    return out
 
 
 def _cell(row) -> str:
@@ -33,6 +64,24 @@ def _cell(row) -> str:
         text += f" ± {row.map_std:.4f}"
     text += f" ({100 * row.ratio:.0f}%)"
     return f"**{text}**" if row.best else text
+
+
+def frontier_markdown(frontier: pd.DataFrame, method: str) -> str:
+    """mAP per student size and budget (the recommended method), with each size's cost."""
+    budgets = [b for b in frontier["budget"].unique() if b != "all"]
+    has_full = (frontier["budget"] == "all").any()
+    lines = [f"`{method}` at every student size (mAP, % of the teacher), and each size trained on every label:", "",
+             "| size | MFLOPs / image | descriptors / s | " + " | ".join(f"B={b}" for b in budgets) +
+             (" | all labels, no teacher |" if has_full else " |"),
+             "|---|---|---|" + "---|" * (len(budgets) + has_full)]
+    for size, rows in frontier.groupby("size", sort=False):
+        r0 = rows.iloc[0]
+        fewer = f" ({r0.flops_fewer:g}x fewer)" if r0.flops_fewer == r0.flops_fewer else ""
+        cells = {r.budget: f"{r.map_mean:.4f}" + (f" ± {r.map_std:.4f}" if r.seeds > 1 else "") +
+                 f" ({100 * r.ratio:.0f}%)" for r in rows.itertuples()}
+        lines.append(f"| {size} | {r0.mflops:g}{fewer} | {r0.images_per_second:,.0f} | " +
+                     " | ".join(cells.get(b, "") for b in budgets + (["all"] if has_full else [])) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def to_markdown(df: pd.DataFrame, teacher_map: float, train_queries: int, test_queries: int,
@@ -48,6 +97,15 @@ def to_markdown(df: pd.DataFrame, teacher_map: float, train_queries: int, test_q
     for method, rows in df.groupby("method", sort=False):
         cells = {r.budget: _cell(r) for r in rows.itertuples()}
         lines.append(f"| {method} | " + " | ".join(cells.get(b, "") for b in budgets) + " |")
+    asym = df[df["asym_mean"].notna()] if "asym_mean" in df else df.iloc[0:0]
+    if len(asym):
+        lines += ["", "Asymmetric retrieval, as such students are deployed (queries by the student, projected to the "
+                  "teacher's space; the database described once by the teacher):", "",
+                  "| method | " + " | ".join(f"B={b}" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+        for method, rows in asym.groupby("method", sort=False):
+            cells = {r.budget: f"{r.asym_mean:.4f}" + (f" ± {r.asym_std:.4f}" if r.seeds > 1 else "") +
+                     f" (symmetric {r.map_mean:.4f})" for r in rows.itertuples()}
+            lines.append(f"| {method} | " + " | ".join(cells.get(b, "") for b in budgets) + " |")
     lines += ["", f"Teacher queries for training (ledger): {train_queries}; "
               f"for evaluating the teacher, counted apart: {test_queries}. "
               "`supervised` uses no teacher query: it reads the same B images' labels."]

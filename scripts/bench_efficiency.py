@@ -48,8 +48,9 @@ def main(repeats: int, params_path: Path, teacher_dir: Path, prepared_dir: Path)
     batch = params.queries.call_batch
     images = student_arrays(test.db_images, params.data.image_size, np.arange(min(len(test.db_images), batch)))
     shape = (input_channels(images), *images.shape[1:3])
-    student = create(params.student.arch, params.student.dim, shape[0])
-    click.echo(f"student {params.student.arch}: {parameter_count(student):,} parameters, "
+    sp = params.size()
+    student = create(sp.arch, sp.dim, shape[0])
+    click.echo(f"student {params.student} ({sp.arch}-{sp.dim}d): {parameter_count(student):,} parameters, "
                f"{flops_per_image(student, shape) / 1e6:.2f} MFLOP/image")
     for threads in sorted({1, torch.get_num_threads()}):
         torch.set_num_threads(threads)

@@ -101,7 +101,7 @@ def tune(methods, budgets, seeds, sets, out):
             data = TrainingData.for_method(m, student_arrays(pool, size, subset), descriptors[:budget], triples, vt,
                                            lambda: labels[subset])
             t0 = time.perf_counter()
-            model = train_student(data, p.student, p.train, m, seed, device).model
+            model = train_student(data, p.size(), p.train, m, seed, device).model
             seconds = time.perf_counter() - t0
             metrics = retrieval_metrics(describe(model, student_arrays(pool, size, vq), 1024, device),
                                         describe(model, student_arrays(pool, size, vdb), 1024, device),

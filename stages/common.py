@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import DerdError, ParamsError
+from pipeline.errors import DerdError
 
 params_option = click.option("--params", "params_path", default="params.yaml", show_default=True,
                              type=click.Path(path_type=Path), help="the params file")
@@ -21,15 +21,6 @@ params_option = click.option("--params", "params_path", default="params.yaml", s
 
 def path_option(*names, **kwargs):
     return click.option(*names, type=click.Path(path_type=Path), required=True, **kwargs)
-
-
-def cell_options(fn):
-    """``--budget``, ``--method``, ``--seed``: which student of the budgets x methods x seeds matrix."""
-    for option in reversed([click.option("--budget", type=int, required=True, help="a budget of params.yaml"),
-                            click.option("--method", required=True, help="a method defined under 'method'"),
-                            click.option("--seed", type=int, required=True, help="one of params.yaml's seeds")]):
-        fn = option(fn)
-    return fn
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -79,20 +70,10 @@ def setup(params_path: Path = Path("params.yaml")):
     return params, resolve_device(params.runtime.device)
 
 
-def run_name(budget: int, method: str, seed: int) -> str:
-    """The file stem of one student: ``models/students/<name>.pt``, ``metrics/students/<name>.json``."""
-    return f"{budget}-{method}-{seed}"
-
-
-def check_cell(params, budget: int, method: str, seed: int) -> None:
-    """A stage asked for a cell that params.yaml does not define is a mistake worth naming."""
-    if budget not in params.budgets:
-        raise ParamsError(f"budget {budget} is not in params.yaml's budgets {list(params.budgets)}")
-    if method not in params.method:
-        raise ParamsError(f"method {method!r} has no settings under 'method' in params.yaml; "
-                          f"choose from {', '.join(params.method)}")
-    if seed not in params.seeds:
-        raise ParamsError(f"seed {seed} is not in params.yaml's seeds {list(params.seeds)}")
+def run_name(budget: int | None, method: str, size: str, seed: int) -> str:
+    """The file stem of one student (``models/students/<name>.pt``, ``metrics/students/<name>.json``);
+    ``budget`` None is the full-supervision baseline."""
+    return f"full-{size}-{seed}" if budget is None else f"{budget}-{method}-{size}-{seed}"
 
 
 class PlainProgress:

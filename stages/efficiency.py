@@ -29,9 +29,9 @@ def efficiency(params_path: Path, teacher: Path, queries: Path, prepared: Path, 
     from pipeline.data.images import student_arrays
     from pipeline.data.tensors import input_channels
     from pipeline.efficiency import describe_throughput, flops_per_image, parameter_count
-    from pipeline.models.registry import check_names
     from pipeline.io import write_json_atomic
     from pipeline.models import create
+    from pipeline.models.registry import check_names
     from pipeline.teacher.blackbox import read_card
 
     params, device = setup(params_path)
@@ -43,23 +43,33 @@ def efficiency(params_path: Path, teacher: Path, queries: Path, prepared: Path, 
     batch = params.queries.call_batch if isinstance(test.db_images, np.ndarray) else 8
     images = student_arrays(test.db_images, params.data.image_size, np.arange(min(len(test.db_images), 4 * batch)))
     shape = (input_channels(images), *images.shape[1:3])
-    student = create(params.student.arch, params.student.dim, shape[0]).to(device)
-    student_ips = describe_throughput(student, images, batch, device)
+    sizes = {}
+    for name in params.all_sizes:
+        sp = params.size(name)
+        model = create(sp.arch, sp.dim, shape[0]).to(device)
+        ips = describe_throughput(model, images, batch, device)
+        sizes[name] = {"arch": sp.arch, "dim": sp.dim, "parameters": parameter_count(model),
+                       "flops_per_image": flops_per_image(model, shape), "images_per_second": round(ips, 1),
+                       "throughput_ratio": round(ips / teacher_ips, 2) if teacher_ips else None}
+    main = sizes[params.student]
     out_json = {
-        "student_parameters": parameter_count(student), "student_flops_per_image": flops_per_image(student, shape),
-        "student_input": list(shape), "student_images_per_second": round(student_ips, 1),
+        "student_parameters": main["parameters"], "student_flops_per_image": main["flops_per_image"],
+        "student_input": list(shape), "student_images_per_second": main["images_per_second"],
         "teacher_parameters": card.get("parameters"), "teacher_flops_per_image": card.get("flops_per_image"),
         "teacher_input": card.get("input_shape"), "teacher_images_per_second": teacher_ips,
         "teacher_endpoint": card.get("endpoint", "in-process"), "device": str(device),
-        "throughput_ratio": round(student_ips / teacher_ips, 2) if teacher_ips else None,
+        "throughput_ratio": main["throughput_ratio"], "sizes": sizes,
     }
     write_json_atomic(out, out_json)
     t_flops = out_json["teacher_flops_per_image"]
-    click.echo(f"student {out_json['student_parameters']:,} params, {out_json['student_flops_per_image'] / 1e6:.2f} "
-               f"MFLOP/image, {student_ips:,.0f} img/s; teacher " +
-               (f"{card['parameters']:,} params, {t_flops / 1e6:.2f} MFLOP/image, " if t_flops else "") +
-               (f"{teacher_ips:,.0f} img/s (its answered calls); ratio {out_json['throughput_ratio']}x"
-                if teacher_ips else "throughput unknown (no answered call timed)"))
+    for name, e in sizes.items():
+        click.echo(f"student {name} ({e['arch']}-{e['dim']}d): {e['parameters']:,} params, "
+                   f"{e['flops_per_image'] / 1e6:.2f} MFLOP/image" + (f" ({t_flops / e['flops_per_image']:.1f}x fewer)"
+                                                                   if t_flops else "") +
+                   f", {e['images_per_second']:,.0f} img/s" +
+                   (f" ({e['throughput_ratio']}x the teacher's)" if e["throughput_ratio"] else ""))
+    click.echo(f"teacher: " + (f"{card['parameters']:,} params, {t_flops / 1e6:.2f} MFLOP/image, " if t_flops else "") +
+               (f"{teacher_ips:,.0f} img/s (its answered calls)" if teacher_ips else "throughput unknown"))
 
 
 if __name__ == "__main__":

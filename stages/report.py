@@ -2,6 +2,7 @@
 curves, a retrieval gallery per model); the same in MLflow, where the runs of this configuration
 are grouped under one parent run and the best student of each budget is registered."""
 import json
+import time
 from pathlib import Path
 
 import click
@@ -49,80 +50,155 @@ def report(params_path: Path, students: Path, models: Path, galleries: Path, tea
     import torch
 
     from pipeline import pictures, tracking
+    from pipeline.claims import claims
+    from pipeline.claims import to_markdown as claims_markdown
     from pipeline.data import prepared as prepared_data
+    from pipeline.data.images import student_arrays
     from pipeline.io import atomic_write_bytes
-    from pipeline.report import summary_table, to_markdown
+    from pipeline.report import frontier_markdown, size_table, summary_table, to_markdown
 
     params = load(params_path)
-    cells = [run_name(b, m, s) for m in params.methods for b in params.budgets for s in params.seeds]
-    runs = [_read(students / f"{name}.json") for name in cells]
+    main = [(b, m, params.student, s) for m in params.methods for b in params.budgets for s in params.seeds]
+    sized = [(b, params.recommended, z, s) for z in params.sizes for b in params.budgets for s in params.seeds]
+    full = [(None, params.full.method, z, s) for z in params.sizes for s in params.seeds]
+    metrics = {cell: _read(students / f"{run_name(*cell)}.json") for cell in main + sized + full}
     teacher_map = _read(teacher_metrics)
     spent = _read(queries)
     efficiency = _read(efficiency_path)
-    df = summary_table(runs, teacher_map["map"], prepared_data.meta(prepared)["pool_size"], list(params.methods))
+    pool_size = prepared_data.meta(prepared)["pool_size"]
+    compared = [metrics[c] for c in sized if c[2] == params.student] + [metrics[c] for c in main]
+    df = summary_table(compared, teacher_map["map"], pool_size, [params.recommended, *params.methods])
+    frontier = size_table([metrics[c] for c in sized], [metrics[c] for c in full], efficiency, teacher_map["map"])
+    distillers = [m for m in (params.recommended, *params.methods) if params.method[m].uses_teacher]
+    found = claims(df, frontier, teacher_map["map"], pool_size, params.recommended, params.student, efficiency,
+                   distillers)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "summary.csv", df.to_csv(index=False).encode())
+    atomic_write_bytes(out / "summary.csv", df.assign(size=params.student).to_csv(index=False).encode())
+    atomic_write_bytes(out / "frontier.csv", frontier.assign(method=params.recommended).to_csv(index=False).encode())
     md = to_markdown(df, teacher_map["map"], spent["train_queries"], teacher_map["test_queries"], efficiency)
+    md += "\n" + frontier_markdown(frontier, params.recommended)
     atomic_write_bytes(out / "summary.md", md.encode())
+    atomic_write_bytes(out / "claims.md", claims_markdown(found, len(params.seeds)).encode())
     pictures.save_png(pictures.map_vs_budget(df, teacher_map["map"]), out / "map_vs_budget.png")
+    pictures.save_png(pictures.frontier(frontier, teacher_map["map"], efficiency.get("teacher_flops_per_image"),
+                                        efficiency.get("teacher_images_per_second")), out / "frontier.png")
     first_seed = params.seeds[0]
-    curves = {(m, b): torch.load(models / f"{run_name(b, m, first_seed)}.pt", weights_only=True)["curve"]
-              for m in params.methods for b in params.budgets}
+    curves = {(m, b): torch.load(models / f"{run_name(b, m, z, s)}.pt", weights_only=True)["curve"]
+              for b, m, z, s in main + sized if s == first_seed and z == params.student}
     pictures.save_png(pictures.training_curves(curves), out / "training_curves.png")
     test = prepared_data.load_test_split(prepared)
     pictures.save_png(_gallery(test, _read(galleries / "teacher.json"), f"teacher (mAP {teacher_map['map']:.3f})"),
                       out / "gallery" / "teacher.png")
-    for name, metrics in zip(cells, runs):
-        if metrics["seed"] == first_seed:
-            title = f"student {name} (mAP {metrics['map']:.3f})"
-            pictures.save_png(_gallery(test, _read(galleries / "students" / f"{name}.json"), title),
-                              out / "gallery" / f"{name}.png")
+    for cell in main + sized + full:
+        if cell[3] == first_seed:
+            name = run_name(*cell)
+            pictures.save_png(_gallery(test, _read(galleries / "students" / f"{name}.json"),
+                                       f"student {name} (mAP {metrics[cell]['map']:.3f})"), out / "gallery" / f"{name}.png")
 
     tracking.connect(Path.cwd())
     tag = tracking.pipeline_tag(params_path)
     _log_metrics(teacher / "mlflow.json", "teacher", teacher_map, teacher_metrics, out / "gallery" / "teacher.png", tag)
-    for name, metrics in zip(cells, runs):
-        who = f"B={metrics['budget']} {metrics['method']} seed {metrics['seed']} {params.student.arch}-{params.student.dim}d"
-        _log_metrics(models / f"{name}.mlflow.json", who, metrics, students / f"{name}.json",
-                     out / "gallery" / f"{name}.png", tag)
-    registered = _register_best(df, models, first_seed)
+    example = student_arrays(test.query_images, params.data.image_size, [0, 1])  # the models' input example
+    run_ids = {}
+    for cell, m in metrics.items():
+        b, method, size, seed = cell
+        name, cost = run_name(*cell), efficiency["sizes"][size]
+        who = f"B={b if b is not None else 'all'} {m['method']} seed {seed} {size} {cost['arch']}-{cost['dim']}d"
+        run_ids[cell] = student_run(models / f"{name}.pt", name, who, tag, example)
+        with mlflow.start_run(run_id=run_ids[cell]):
+            _log_evaluation(who, {**m, "flops_per_image": cost["flops_per_image"],
+                                  "descriptors_per_second": cost["images_per_second"]},
+                            students / f"{name}.json", out / "gallery" / f"{name}.png", tag)
+    registered = _register_best(df, run_ids, params.student, first_seed)
     with mlflow.start_run(run_name="report", tags={"role": "report", **tag}):
         mlflow.log_params({"methods": ",".join(params.methods), "seeds": ",".join(map(str, params.seeds)),
-                           "budgets": ",".join(map(str, params.budgets))})
+                           "budgets": ",".join(map(str, params.budgets)), "recommended": params.recommended,
+                           "student": params.student, "sizes": ",".join(params.sizes)})
         mlflow.log_metrics({k: v for k, v in {"train_queries": spent["train_queries"],
                                               "test_queries": teacher_map["test_queries"],
                                               "throughput_ratio": efficiency["throughput_ratio"]}.items()
                             if v is not None})
-        for name in ("summary.csv", "summary.md", "map_vs_budget.png", "training_curves.png"):
+        for name in ("summary.csv", "frontier.csv", "summary.md", "claims.md", "map_vs_budget.png", "frontier.png",
+                     "training_curves.png"):
             mlflow.log_artifact(str(out / name))
         mlflow.log_artifacts(str(out / "gallery"), artifact_path="gallery")
     click.echo(md)
+    click.echo((out / "claims.md").read_text())
     click.echo("registered: " + ", ".join(registered))
 
 
-def _log_metrics(run_ref: Path, who: str, metrics: dict, path: Path, gallery: Path, tag: dict) -> None:
-    """The evaluate stage's metrics and the model's gallery into the model's own MLflow run, which is
-    renamed to say what it is and how well it retrieves."""
+def _log_metrics(run_ref: Path, who: str, metrics: dict, path: Path, gallery: Path, tag: dict) -> str:
+    """The teacher's metrics and gallery into the run its stage made."""
     from pipeline import tracking
 
-    with tracking.reopen_run(run_ref, who):
-        mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in metrics.items() if isinstance(v, (int, float))})
-        mlflow.log_artifact(str(path), artifact_path="metrics")
-        if gallery.exists():
-            mlflow.log_artifact(str(gallery))
-        mlflow.set_tags({"mlflow.runName": tracking.display_name(who, metrics), **tag})
+    with tracking.reopen_run(run_ref, who) as run:
+        _log_evaluation(who, metrics, path, gallery, tag)
+        return run.info.run_id
 
 
-def _register_best(df, models: Path, seed: int) -> list[str]:
+def _log_evaluation(who: str, metrics: dict, path: Path, gallery: Path, tag: dict) -> None:
+    """An evaluation into the active run, which is renamed to say what it is and how well it retrieves."""
+    from pipeline import tracking
+
+    mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in metrics.items() if isinstance(v, (int, float))})
+    mlflow.log_artifact(str(path), artifact_path="metrics")
+    if gallery.exists():
+        mlflow.log_artifact(str(gallery))
+    mlflow.set_tags({"mlflow.runName": tracking.display_name(who, metrics), **tag})
+
+
+def student_run(checkpoint: Path, name: str, who: str, tag: dict, example) -> str:
+    """The MLflow run of the student in ``checkpoint``: found by its cell and the checkpoint's hash, or
+    made once, with everything its training kept: params, curve, the images it saw, the model."""
+    import torch
+    from mlflow.entities import Metric
+
+    from pipeline import tracking
+    from pipeline.checkpoint import load_model
+    from pipeline.io import file_sha256
+    from pipeline.pictures import training_curve
+
+    digest = file_sha256(checkpoint)[:16]
+    client = mlflow.tracking.MlflowClient()
+    exp_id = mlflow.get_experiment_by_name(tracking.experiment_name()).experiment_id
+    found = client.search_runs([exp_id], f"tags.cell = '{name}' and tags.checkpoint = '{digest}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    run_params = json.loads(ckpt["run_params"])
+    tags = {"role": "student", "cell": name, "checkpoint": digest, "budget": str(run_params["budget"]),
+            "method": run_params["method"], "seed": str(run_params["seed"]), "size": run_params["size"],
+            "student": f"{run_params['student']['arch']}-{run_params['student']['dim']}d", **tag}
+    if ckpt.get("resumed_from"):
+        tags["resumed_from_step"] = str(ckpt["resumed_from"])
+    with mlflow.start_run(run_name=who, tags=tags) as run:
+        mlflow.log_params(tracking.flatten({**run_params, "device": ckpt["device"]}))
+        now = int(time.time() * 1000)
+        client.log_batch(run.info.run_id, metrics=[Metric("train_loss", v, now, int(s)) for s, v in ckpt["curve"]])
+        mlflow.log_metrics({"parameters": sum(p.numel() for p in ckpt["state_dict"].values()),
+                            "train_seconds": ckpt["train_seconds"]})
+        indices = ckpt["indices"].numpy()
+        tracking.log_subset(indices, Path(ckpt["indices_source"]), "labelled pool (all)" if run_params["budget"] == "all"
+                            else f"pool subset B={run_params['budget']}")
+        model = load_model(checkpoint)
+        tracking.log_descriptor_model(model, example)
+        mlflow.log_figure(training_curve([tuple(c) for c in ckpt["curve"]], f"student {name}"), "training_curve.png")
+        return run.info.run_id
+
+
+def _register_best(df, run_ids: dict, size: str, seed: int) -> list[str]:
     """Each budget's best method (its first seed's student) as a registered model version, once."""
-    from pipeline import tracking
-
     client = mlflow.tracking.MlflowClient()
     done = []
     for budget, rows in df.groupby("budget"):
         best = rows.loc[rows["map_mean"].idxmax(), "method"]
-        run_id = tracking.read_run_ref(models / f"{run_name(budget, best, seed)}.mlflow.json")
-        name = REGISTERED.format(budget=budget)
+        run_id, name = run_ids[(budget, best, size, seed)], REGISTERED.format(budget=budget)
+        try:
+            mlflow.models.get_model_info(f"runs:/{run_id}/model")
+        except (mlflow.exceptions.MlflowException, OSError):
+            done.append(f"{name}: not registered (its model is not in this MLflow store; outputs restored from DVC's "
+                        "cache have no model there: `dvc repro -f` its train stage to log it)")
+            continue
         try:
             versions = client.search_model_versions(f"name='{name}'")
         except mlflow.exceptions.MlflowException:

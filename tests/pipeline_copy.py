@@ -17,6 +17,10 @@ TINY = {
     "budgets": [20, 50],
     "methods": ["derd", "supervised"],
     "seeds": [0],
+    "students": {"tiny": {"arch": "student_tiny", "dim": 32, "weights": ""}},
+    "student": "small",
+    "sizes": ["small", "tiny"],
+    "full": {"steps": 30},
     "data": {"n_queries": 100, "pool_limit": 6000, "test_limit": 1000},
     "sample": {"val_size": 500, "val_queries": 50},
     "teacher": {"epochs": 1, "train_images": 2000, "batch_size": 128},
@@ -127,7 +131,15 @@ def stage_argv(repo: Path, name: str) -> tuple[str, list[str]]:
         keys = list(stages[base]["matrix"])
         values = dict(zip(keys, _split_item(item, len(keys))))
         cmd = re.sub(r"\$\{item\.(\w+)\}", lambda m: values[m.group(1)], cmd)
-    argv = shlex.split(cmd)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+
+    def lookup(m):  # ${student}, ${full.method}: values of params.yaml, as DVC interpolates them
+        value = params
+        for key in m.group(1).split("."):
+            value = value[key]
+        return str(value)
+
+    argv = shlex.split(re.sub(r"\$\{([\w.]+)\}", lookup, cmd))
     return argv[2], argv[3:]
 
 

@@ -22,6 +22,9 @@ def test_outputs_of_every_stage(finished_repo):
     assert meta == {"dataset": "fashion-mnist", "test": "split", "pool_size": 6000, "n_queries": 100,
                     "n_database": 900, "n_classes": 10, "skipped_images": 0}
     small, large = np.load(repo / "data/subsets/20.npy"), np.load(repo / "data/subsets/50.npy")
+    assert sorted(p.name for p in (repo / "models/students").glob("*.pt")) == sorted(
+        [f"{b}-{m}-small-0.pt" for b in (20, 50) for m in ("derd", "supervised", "derd-plus")] +
+        [f"{b}-derd-plus-tiny-0.pt" for b in (20, 50)] + ["full-small-0.pt", "full-tiny-0.pt"])
     assert np.array_equal(small, large[:20])
     with np.load(repo / "data/teacher/train_descriptors.npz") as z:
         assert np.array_equal(z["indices"], large) and z["descriptors"].shape == (50, 128)
@@ -30,8 +33,19 @@ def test_outputs_of_every_stage(finished_repo):
         assert len(z["i"]) == 80 and z["targets"].shape == (80, 128)
         assert np.array_equal(z["real_targets"], descriptors[:20])
     summary = pd.read_csv(repo / "reports/summary.csv")
-    assert summary["method"].tolist() == ["derd"] * 2 + ["supervised"] * 2
-    assert summary["budget"].tolist() == [20, 50] * 2 and (summary["seeds"] == 1).all()
+    assert summary["method"].tolist() == ["derd-plus"] * 2 + ["derd"] * 2 + ["supervised"] * 2  # recommended first
+    assert summary["budget"].tolist() == [20, 50] * 3 and (summary["seeds"] == 1).all()
+    # derd-plus learns the teacher's space: it is also evaluated against the teacher's database
+    assert summary.loc[summary["method"] == "derd-plus", "asym_mean"].between(0, 1).all()
+    assert summary.loc[summary["method"] != "derd-plus", "asym_mean"].isna().all()
+    frontier = pd.read_csv(repo / "reports/frontier.csv")
+    assert sorted(zip(frontier["size"], frontier["budget"].astype(str))) == sorted(
+        (z, b) for z in ("small", "tiny") for b in ("20", "50", "all"))
+    assert (frontier.loc[frontier["size"] == "tiny", "mflops"] < frontier.loc[frontier["size"] == "small", "mflops"].max()).all()
+    claims = (repo / "reports/claims.md").read_text()
+    assert claims.count("- **(") == 5 and "**one seed only**" in claims
+    assert "(b) Interpolation" in claims and "not measured" in claims  # derd-noaug is not among TINY's methods
+    assert (repo / "reports/frontier.png").stat().st_size > 10_000
     assert summary["map_mean"].between(0.1, 1).all() and summary["teacher_map"].between(0.3, 1).all()
     assert np.allclose(summary["ratio"], summary["map_mean"] / summary["teacher_map"], atol=1e-3)
     for _, cell in summary.groupby("budget"):  # the best method per budget is marked, once
@@ -39,6 +53,7 @@ def test_outputs_of_every_stage(finished_repo):
     assert (repo / "reports/map_vs_budget.png").stat().st_size > 10_000
     md = (repo / "reports/summary.md").read_text()
     assert "| method | B=20 (0.333%) | B=50 (0.833%) |" in md and md.count("**") == 2 * 2
+    assert "| size | MFLOPs / image | descriptors / s | B=20 | B=50 | all labels, no teacher |" in md
     efficiency = json.loads((repo / "metrics/efficiency.json").read_text())
     assert efficiency["student_parameters"] < efficiency["teacher_parameters"]
     assert 0 < efficiency["student_flops_per_image"] < efficiency["teacher_flops_per_image"]
@@ -65,24 +80,33 @@ def test_mlflow_runs(finished_repo):
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on the runs
     runs = mlflow.search_runs(experiment_names=[exp.name])
     students = runs[runs["tags.role"] == "student"]
-    assert sorted(zip(students["tags.method"], students["params.budget"].astype(int))) == [
-        (m, b) for m in ("derd", "supervised") for b in (20, 50)]
+    cells = sorted(zip(students["tags.method"], students["params.budget"], students["tags.size"]))
+    assert cells == sorted([(m, str(b), "small") for m in ("derd", "supervised", "derd-plus") for b in (20, 50)] +
+                           [("derd-plus", str(b), "tiny") for b in (20, 50)] +
+                           [("supervised-full", "all", z) for z in ("small", "tiny")])
     queries = students.groupby("tags.method")["params.teacher_queries"].apply(lambda q: sorted(q.astype(int)))
     assert queries["derd"] == [20, 50] and queries["supervised"] == [0, 0]  # the baseline asks the teacher nothing
-    assert set(students.loc[students["tags.method"] == "supervised", "params.uses_labels"]) == {"True"}
-    assert set(students.loc[students["tags.method"] != "supervised", "params.uses_labels"]) == {"False"}
+    assert queries["supervised-full"] == [0, 0]
+    label_methods = students["tags.method"].isin(["supervised", "supervised-full"])
+    assert set(students.loc[label_methods, "params.uses_labels"]) == {"True"}
+    assert set(students.loc[~label_methods, "params.uses_labels"]) == {"False"}
     assert students["metrics.map"].between(0.1, 1).all() and students["metrics.map_easy"].notna().all()
-    assert set(students["params.student.dim"]) == {"64"} and set(students["params.schedule.steps"]) == {"30"}
+    assert (students["metrics.flops_per_image"] > 0).all()  # every run carries its cost
+    assert set(students["params.schedule.steps"]) == {"30"}
+    full = students[students["tags.method"] == "supervised-full"]
+    assert (full["params.train_images"].astype(int) == 5500).all()  # the pool less the validation split
     assert runs["tags.pipeline"].nunique() == 1 and runs["tags.pipeline"].notna().all()  # one configuration: one group
+    arch = {"small": "student_fast-64d", "tiny": "student_tiny-32d"}
     assert set(students["tags.mlflow.runName"]) == {  # what each run is, and its mAP, in its name
-        f"mAP {mp:.4f} | B={b} {m} seed 0 student_fast-64d" for b, m, mp in
-        zip(students["params.budget"], students["tags.method"], students["metrics.map"])}
+        f"mAP {mp:.4f} | B={b} {m} seed 0 {z} {arch[z]}" for b, m, z, mp in
+        zip(students["params.budget"], students["tags.method"], students["tags.size"], students["metrics.map"])}
     client = mlflow.tracking.MlflowClient()
     first = students.iloc[0]
     run_id = first["run_id"]
     assert len(client.get_metric_history(run_id, "train_loss")) == 3  # the training curve
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    gallery = f"{first['params.budget']}-{first['tags.method']}-{first['params.seed']}.png"
+    gallery = (f"full-{first['tags.size']}-0.png" if first["tags.method"] == "supervised-full" else
+               f"{first['params.budget']}-{first['tags.method']}-{first['tags.size']}-{first['params.seed']}.png")
     assert {"training_curve.png", "metrics", gallery} <= artifacts  # its pictures are logged with the run
     run = client.get_run(run_id)
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest
@@ -90,7 +114,7 @@ def test_mlflow_runs(finished_repo):
     images = np.load(finished_repo / "data/prepared/test.npz")["query_images"][:3]
     import torch
 
-    assert model(torch.from_numpy(images)).shape == (3, 64)
+    assert model(torch.from_numpy(images)).shape[0] == 3
     info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
     assert info.signature.inputs.to_dict()[0]["tensor-spec"]["dtype"] == "uint8"
     for budget in (20, 50):  # the best student of each budget is registered
@@ -116,14 +140,14 @@ def test_one_methods_knob_makes_only_that_methods_stages_stale(finished_repo, tm
 def test_new_budgets_query_only_new_images_and_retrain_only_new_cells(finished_repo, tmp_path):
     """A new smaller and a new larger budget, through `dvc repro` itself."""
     repo = clone(finished_repo, tmp_path / "copy")
-    set_params(repo, deep_update(dict(TINY), {"budgets": [10, 20, 50, 70], "methods": ["derd"]}))
+    set_params(repo, deep_update(dict(TINY), {"budgets": [10, 20, 50, 70], "methods": ["derd"], "sizes": ["small"]}))
     out = dvc(repo, "repro").stdout
     ran = ran_stages(out)
-    trained = {name for name in ran if name.startswith("train@")}
+    trained = {name for name in ran if name.startswith(("train@", "frontier@", "full@"))}
     # the old budgets' subsets and targets come out byte-identical, so their students are not retrained
-    assert trained == {"train@10-derd-0", "train@70-derd-0"}
+    assert trained == {"train@10-derd-0", "train@70-derd-0", "frontier@10-small-0", "frontier@70-small-0"}
     assert not {"prepare", "teacher", "evaluate-teacher"} & set(ran)
     assert "teacher queries: 20 sent this run, 70 for these 70 images" in out  # only the 20 new images
     assert ledger_total(repo) == 70
-    assert len(pd.read_csv(repo / "reports/summary.csv")) == 4
+    assert len(pd.read_csv(repo / "reports/summary.csv")) == 2 * 4
     assert "Data and pipelines are up to date" in dvc(repo, "repro").stdout

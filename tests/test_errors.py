@@ -34,7 +34,7 @@ def write_params(root, override):
 @pytest.mark.parametrize("override, message", [
     ({"budgets": [100, 0]}, "'budgets[1]': input should be greater than 0"),
     ({"budgets": [100, 100]}, "'budgets' has duplicates"),
-    ({"budgets": [100], "student": {"dim": -4}}, "'student.dim': input should be greater than 0"),
+    ({"budgets": [100], "students": {"small": {"dim": -4}}}, "'students.small.dim': input should be greater than 0"),
     ({"budgets": [100], "augment": {"alpha": 0.0}}, "'augment.alpha': input should be greater than 0"),
     ({"budgets": [100], "train": {"methodd": "x"}}, "unknown key 'train.methodd'"),
     ({"budgets": [70000]}, "exceeds the training pool of 60000 images"),
@@ -50,10 +50,10 @@ def test_invalid_params_stop_a_stage_cleanly(tmp_path, override, message):
 
 
 def test_an_unknown_model_stops_the_teacher_stage_before_any_training(tmp_path):
-    write_params(tmp_path, {"student": {"arch": "vit_huge"}})
+    write_params(tmp_path, {"students": {"large": {"arch": "vit_huge"}}})
     proc = run_stage(tmp_path, "teacher")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "'student.arch' = 'vit_huge' is not a known model" in proc.stderr
+    assert "'students.large.arch' = 'vit_huge' is not a known model" in proc.stderr
     assert not (tmp_path / "models").exists()
 
 

@@ -25,8 +25,9 @@ from tests.pipeline_copy import (REPO, built_teacher, edit_params, env, read_led
 DUMP_BUDGET = 2000
 
 
-def stage_cmd(name):
-    module, args = stage_argv(REPO, name)
+def stage_cmd(name, repo=REPO):
+    """The stage's command as DVC would run it in ``repo`` (its dvc.yaml and params.yaml)."""
+    module, args = stage_argv(repo, name)
     return [sys.executable, "-m", module, *args]
 
 
@@ -125,9 +126,9 @@ def tiny_training(steps=30):
 
     from pipeline.distill.train import TrainingData
 
-    p = repo_params({"student": {"arch": "student_tiny", "dim": 8},
+    p = repo_params({"students": {"small": {"arch": "student_tiny", "dim": 8}},
                      "train": {"steps": steps, "batch_size": 16, "virtual_per_batch": 8, "log_every": 5}})
-    return (TrainingData(images, targets, triples, interpolate(targets, triples)), p.student, p.train,
+    return (TrainingData(images, targets, triples, interpolate(targets, triples)), p.size("small"), p.train,
             p.method["derd-plus"].model_copy(update={"flip_shift": False}))
 
 
@@ -242,8 +243,9 @@ def train_inputs(tmp_path_factory):
     np.savez(root / f"data/augmented/{budget}-0.npz", real_targets=targets, i=triples.i, j=triples.j, lam=triples.lam,
              targets=interpolate(targets, triples))
     set_params(root, {
-        "budgets": [budget], "student": {"arch": "student_cnn", "dim": 16}, "sample": {"val_size": 100, "val_queries": 20},
-        "train": {"steps": 150, "batch_size": 64, "virtual_per_batch": 32}, "data": {"pool_limit": 1000},
+        "budgets": [budget], "students": {"small": {"arch": "student_cnn", "dim": 16}}, "student": "small",
+        "sizes": ["small"], "sample": {"val_size": 100, "val_queries": 20},
+        "train": {"steps": 400, "batch_size": 64, "virtual_per_batch": 32}, "data": {"pool_limit": 1000},
         "runtime": {"threads": 1, "checkpoint_every": 10}})
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     return root
@@ -253,21 +255,21 @@ def test_killed_training_stage_resumes_to_the_same_model(train_inputs, tmp_path)
     reference = clone(train_inputs, tmp_path / "reference")
     run_stage(reference, "train@200-derd-0")  # uninterrupted, in this process
     work = clone(train_inputs, tmp_path / "killed")
-    ck = work / "checkpoints/train/200-derd-0.pt"
-    proc = subprocess.Popen(stage_cmd("train@200-derd-0"), cwd=work, env=stage_env(),
+    ck = work / "checkpoints/train/200-derd-small-0.pt"
+    proc = subprocess.Popen(stage_cmd("train@200-derd-0", work), cwd=work, env=stage_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not ck.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(random.Random(7).uniform(0.2, 1.0))
+    time.sleep(random.Random(7).uniform(0.0, 0.3))
     assert proc.poll() is None, "training finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     step = torch.load(ck, weights_only=True)["state"]["step"]
-    assert 0 < step < 150 and not (work / "models/students/200-derd-0.pt").exists()
+    assert 0 < step < 400 and not (work / "models/students/200-derd-small-0.pt").exists()
     done = run_stage(work, "train@200-derd-0")  # resumed, in this process
     assert f"resuming training from step {step}" in done.output
     assert not ck.exists()  # cleared once the run is safely recorded
-    want = torch.load(reference / "models/students/200-derd-0.pt", weights_only=True)["state_dict"]
-    got = torch.load(work / "models/students/200-derd-0.pt", weights_only=True)["state_dict"]
+    want = torch.load(reference / "models/students/200-derd-small-0.pt", weights_only=True)["state_dict"]
+    got = torch.load(work / "models/students/200-derd-small-0.pt", weights_only=True)["state_dict"]
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)

@@ -28,7 +28,7 @@ def leaves(d, prefix=()):
 
 def test_repository_params_load():
     p = load_params(REPO / "params.yaml")
-    assert p.max_budget == max(p.budgets) and p.student.dim != p.teacher.dim
+    assert p.max_budget == max(p.budgets) and p.size().dim > 0 and p.student in p.sizes
 
 
 def test_the_typed_view_declares_no_defaults():
@@ -65,8 +65,13 @@ def test_every_key_must_be_in_params_yaml(key):
     ({"budgets": [10, 10]}, "'budgets' has duplicates"),
     ({"budgets": []}, "'budgets': tuple should have at least 1 item"),
     ({"budgets": [1.5]}, r"'budgets\[0\]': input should be a valid integer"),
-    ({"student": {"dim": 0}}, "'student.dim': input should be greater than 0"),
-    ({"student": {"weights": "efficientnet-lite"}}, "'student.weights' initialises a gem_<backbone> student"),
+    ({"students": {"small": {"dim": 0}}}, "'students.small.dim': input should be greater than 0"),
+    ({"students": {"small": {"weights": "efficientnet-lite"}}}, "'students.small.weights' initialises a gem_<backbone>"),
+    ({"student": "huge"}, "'student' names the student size 'huge', which 'students' does not define; choose from small"),
+    ({"sizes": ["small", "large"]}, "'sizes' must include the compared size 'student'"),
+    ({"methods": ["derd", "derd-plus"]}, "'methods' lists the recommended method 'derd-plus'"),
+    ({"recommended": "best"}, "'recommended' = 'best' has no settings under 'method'"),
+    ({"full": {"method": "derd"}}, "'full.method' must name a method that learns from labels"),
     ({"data": {"test": "roxford5k"}}, "'data.test' must be split for the fashion-mnist pool"),
     ({"data": {"dataset": "sfm120k", "raw_dir": "x"}}, "'data.test' must name a test set"),
     ({"data": {"dataset": "folder", "test": "revisited"}}, "'data.test_dir' must name your folder"),
@@ -106,8 +111,8 @@ def test_invalid_values_are_named(override, message):
 def test_model_names_are_checked_before_a_model_is_built():
     from pipeline.models.registry import check_names
 
-    with pytest.raises(ParamsError, match="'student.arch' = 'resnet9000' is not a known model; choose from"):
-        check_names(parse_params(with_defaults({"student": {"arch": "resnet9000"}})))
+    with pytest.raises(ParamsError, match="'students.small.arch' = 'resnet9000' is not a known model; choose from"):
+        check_names(parse_params(with_defaults({"students": {"small": {"arch": "resnet9000"}}})))
     check_names(parse_params(with_defaults({"teacher": {"kind": "mlflow", "url": "http://x", "arch": "unknown"}})))
 
 
@@ -126,8 +131,8 @@ def test_bad_yaml_names_the_file(tmp_path):
 
 def test_a_bad_value_names_the_file_it_is_in(tmp_path):
     path = tmp_path / "mine.yaml"
-    path.write_text(yaml.safe_dump(with_defaults({"student": {"dim": -1}})))
-    with pytest.raises(ParamsError, match=r"mine.yaml is invalid:\n  - 'student.dim'"):
+    path.write_text(yaml.safe_dump(with_defaults({"students": {"small": {"dim": -1}}})))
+    with pytest.raises(ParamsError, match=r"mine.yaml is invalid:\n  - 'students.small.dim'"):
         load_params(path)
 
 

@@ -21,3 +21,8 @@ def validation_split(pool_size: int, val_size: int, val_queries: int, seed: int)
                          f"< pool size ({pool_size})")
     held_out = np.random.default_rng(seed).permutation(pool_size)[pool_size - val_size:].astype(np.int64)
     return held_out[:val_queries], held_out[val_queries:]
+
+
+def training_pool(pool_size: int, val_size: int, seed: int) -> np.ndarray:
+    """Every pool index outside the validation split: what the full-supervision baseline learns from."""
+    return np.sort(np.random.default_rng(seed).permutation(pool_size)[:pool_size - val_size]).astype(np.int64)

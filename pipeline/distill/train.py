@@ -67,6 +67,7 @@ class TrainResult:
     model: torch.nn.Module
     curve: list[tuple[int, float]]  # (step, mean loss over the last ``log_every`` steps)
     resumed_from: int               # 0 for a fresh start
+    projection: torch.nn.Linear | None = None  # the learned map to the teacher's space (regression term)
 
 
 @dataclass(frozen=True)
@@ -196,4 +197,5 @@ def train_student(
                 "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                 "curve": curve, "window": window,
             })
-    return TrainResult(model.eval(), curve, start)
+    projection = next((term.projection for term in objective.terms if hasattr(term, "projection")), None)
+    return TrainResult(model.eval(), curve, start, None if projection is None else projection.cpu().eval())

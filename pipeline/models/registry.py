@@ -23,15 +23,13 @@ def register(name: str):
 def available() -> list[str]:
     """The registered names, and the ``gem_<backbone>`` family (resolved on demand: importing
     torchvision costs seconds, which every stage would pay)."""
-    _load_builtin()
     return sorted(_REGISTRY) + ["gem_<any torchvision classification model>", "gem_efficientnet_lite0..4"]
 
 
 def is_known(name: str) -> bool:
-    _load_builtin()
     if name in _REGISTRY:
         return True
-    from pipeline.models import retrieval_net
+    import pipeline.models.retrieval_net as retrieval_net
 
     return retrieval_net.is_backbone(name)
 
@@ -39,11 +37,10 @@ def is_known(name: str) -> bool:
 def create(name: str, dim: int, in_channels: int = 1, **options) -> nn.Module:
     """``options`` are architecture-specific (e.g. ``whitening`` of a retrieval network); the
     checkpoint stores them with ``in_channels`` so that ``load_model`` rebuilds the same network."""
-    _load_builtin()
     if name in _REGISTRY:
         factory = _REGISTRY[name]
     elif is_known(name):
-        from pipeline.models import retrieval_net
+        import pipeline.models.retrieval_net as retrieval_net
 
         factory = retrieval_net.factory(name)
     else:
@@ -57,14 +54,10 @@ def check_names(params) -> None:
     """Every architecture that params.yaml names must be known; checked before any model is built."""
     from pipeline.errors import ParamsError
 
-    archs = [("student.arch", params.student.arch)]
+    archs = [(f"students.{name}.arch", sp.arch) for name, sp in params.students.items()]
     if not params.teacher.queried:
         archs.append(("teacher.arch", params.teacher.arch))
     errors = [f"'{key}' = {arch!r} is not a known model; choose from {', '.join(available())}"
               for key, arch in archs if not is_known(arch)]
     if errors:
         raise ParamsError("params.yaml is invalid:\n  - " + "\n  - ".join(errors))
-
-
-def _load_builtin() -> None:
-    from pipeline.models import cnn, students  # noqa: F401  (register on import)

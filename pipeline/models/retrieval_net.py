@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.models import efficientnet_lite
+import pipeline.models.efficientnet_lite as efficientnet_lite
 from pipeline.models.pooling import GeM
 from pipeline.errors import ParamsError
 

@@ -10,7 +10,7 @@ import torch
 
 from pipeline.data.download import download
 from pipeline.errors import DatasetError
-from pipeline.models import efficientnet_lite
+import pipeline.models.efficientnet_lite as efficientnet_lite
 
 
 def weights_file(spec: str, downloads: Path, sha256: str) -> Path:

@@ -1,0 +1,42 @@
+"""Code a newcomer can change: no import cycles among the project's modules, and one module for the
+project's own error types."""
+import ast
+from pathlib import Path
+
+from scripts.stage_deps import REPO, imports_of
+
+
+def modules():
+    for path in sorted((REPO / "pipeline").rglob("*.py")) + sorted((REPO / "stages").glob("*.py")):
+        yield ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"), path
+
+
+def test_no_import_cycles():
+    graph = {name: {m.removesuffix(".__init__") for m in imports_of(path)} - {name} for name, path in modules()}
+    state: dict[str, int] = {}
+
+    def visit(node, trail):
+        if state.get(node) == 1:
+            raise AssertionError("import cycle: " + " -> ".join(trail[trail.index(node):] + [node]))
+        if state.get(node) == 2 or node not in graph:
+            return
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            visit(nxt, trail + [node])
+        state[node] = 2
+
+    for name in graph:
+        visit(name, [])
+
+
+def test_the_projects_error_types_live_in_one_module():
+    defined = {}
+    for name, path in modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.name.endswith(("Error", "Exceeded", "Changed")):
+                defined.setdefault(node.name, []).append(name)
+    outside = {cls: where for cls, where in defined.items() if where != ["pipeline.errors"]}
+    # the teacher's call outcomes are signals between a client and the gate, never shown to a user
+    assert set(outside) <= {"CallError", "UnsafePickleError"}, outside
+    assert all(Path(REPO / "pipeline/errors.py").read_text().count(f"class {c}(") for c in
+               ("DerdError", "ParamsError", "DatasetError", "BudgetExceeded", "TeacherError", "TrackingError"))
