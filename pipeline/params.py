@@ -212,12 +212,19 @@ class MethodParams(Section):
 class EvalParams(Section):
     kappas: Annotated[tuple[Positive, ...], Field(min_length=1)]
     batch_size: Positive
+    index: Literal["exact", "ivfpq"]   # ivfpq: approximate top-k from a compressed index (R1M-size databases)
+    top_k: Positive                    # ivfpq: results per query (a positive beyond them is not retrieved)
+    ivf_lists: Positive
+    pq_m: Positive                     # sub-quantisers (must divide the descriptor size)
+    nprobe: Positive
+    recall_queries: Positive           # ivfpq: queries its recall against exact search is measured on
 
 
 class RuntimeParams(Section):
     device: Literal["auto", "cpu", "cuda"]
     threads: NonNegative
     checkpoint_every: Positive
+    processes: Positive        # > 1: training and teacher description run under torchrun with this many ranks
 
 
 class FullParams(Section):

@@ -50,9 +50,15 @@ def dump(params_path: Path, teacher: Path, prepared: Path, subsets: Path, out: P
     from pipeline.io import save_npz_atomic, write_json_atomic
     from pipeline.teacher.blackbox import open_teacher
 
+    from pipeline import distributed
+
     params, device = setup(params_path)
+    distributed.relaunch(params.runtime.processes)  # under torchrun when runtime.processes > 1
+    device = distributed.start(device)
     subset = load_subsets(subsets, params.budgets)[params.max_budget]
     access = open_teacher(teacher, params.queries, device)
+    if access is None:  # another rank: it described its share of rank 0's calls
+        return distributed.stop()
     bar = progress(len(subset), "teacher queries")
     descriptors, stats = access.describe(pool_inputs(prepared, subset), "train", params.max_budget, bar.update)
     bar.close()
@@ -61,6 +67,7 @@ def dump(params_path: Path, teacher: Path, prepared: Path, subsets: Path, out: P
     click.echo(f"teacher queries: {stats['sent']} sent this run, {stats['spent']} for these {len(subset)} images in "
                f"total (budget {params.max_budget}); " +
                (f"ledger: {access.store.ledger_path}" if access.store else "precomputed: nothing sent"))
+    distributed.stop()
 
 
 if __name__ == "__main__":

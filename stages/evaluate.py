@@ -34,7 +34,7 @@ def evaluate(budget, method, size, seed, params_path: Path, model: Path, prepare
     from pipeline.data.tensors import describe
     from pipeline.io import write_json_atomic
     from pipeline.pictures import gallery_queries, gallery_rows
-    from pipeline.retrieval.metrics import rank_and_score
+    from pipeline.retrieval.metrics import search_and_score
 
     params, device = setup(params_path)
     test = prepared_data.load_test_split(prepared)
@@ -42,7 +42,7 @@ def evaluate(budget, method, size, seed, params_path: Path, model: Path, prepare
     size_px, bs = params.data.image_size, params.eval.batch_size
     q_desc, db_desc = (np.concatenate([describe(student, a, bs, device) for a in array_chunks(images, size_px, 4 * bs)])
                        for images in (test.query_images, test.db_images))
-    metrics, ranks = rank_and_score(q_desc, db_desc, test.gnd, params.eval.kappas)
+    metrics, ranks = search_and_score(q_desc, db_desc, test.gnd, params.eval)
     projection = torch.load(model, map_location="cpu", weights_only=True).get("projection")
     if projection is not None:  # queries by the student, the database as the teacher described it
         with np.load(teacher_descriptors) as z:
@@ -50,7 +50,7 @@ def evaluate(budget, method, size, seed, params_path: Path, model: Path, prepare
         w, b = projection["weight"].numpy(), projection["bias"].numpy()
         projected = q_desc @ w.T + b
         projected /= np.linalg.norm(projected, axis=1, keepdims=True)
-        asym, _ = rank_and_score(projected.astype(np.float32), teacher_db, test.gnd, params.eval.kappas)
+        asym, _ = search_and_score(projected.astype(np.float32), teacher_db, test.gnd, params.eval)
         metrics.update({f"asym_{k}": v for k, v in asym.items()})
     metrics.update(budget=budget if budget is not None else "all", method=method if budget is not None else
                    "supervised-full", size=size, seed=seed)

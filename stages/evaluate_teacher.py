@@ -36,24 +36,31 @@ def evaluate_teacher(params_path: Path, teacher: Path, prepared: Path, out: Path
     from pipeline.data import prepared as prepared_data
     from pipeline.io import save_npz_atomic, write_json_atomic
     from pipeline.pictures import gallery_queries, gallery_rows
-    from pipeline.retrieval.metrics import rank_and_score
+    from pipeline.retrieval.metrics import search_and_score
     from pipeline.teacher.blackbox import open_teacher
 
+    from pipeline import distributed
+
     params, device = setup(params_path)
+    distributed.relaunch(params.runtime.processes)  # under torchrun when runtime.processes > 1
+    device = distributed.start(device)
     test = prepared_data.load_test_split(prepared)
     inputs = test_inputs(test)
     access = open_teacher(teacher, params.queries, device)
+    if access is None:  # another rank: it described its share of rank 0's calls
+        return distributed.stop()
     bar = progress(len(inputs), "teacher test queries")
     desc, stats = access.describe(inputs, "test", len(inputs), bar.update)
     bar.close()
     n_q = len(test.query_names)
-    metrics, ranks = rank_and_score(desc[:n_q], desc[n_q:], test.gnd, params.eval.kappas)
+    metrics, ranks = search_and_score(desc[:n_q], desc[n_q:], test.gnd, params.eval)
     metrics.update(test_queries=stats["spent"], test_images=len(inputs), sent_this_run=stats["sent"])
     write_json_atomic(out, metrics)
     save_npz_atomic(descriptors, queries=desc[:n_q], database=desc[n_q:])
     write_json_atomic(gallery, gallery_rows(ranks, test.gnd, gallery_queries(n_q)))
     click.echo(f"teacher: mAP {metrics['map']:.4f} (medium protocol) on {n_q} queries; {stats['sent']} test images "
                f"sent this run, {stats['spent']} for this test set in total")
+    distributed.stop()
 
 
 if __name__ == "__main__":

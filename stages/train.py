@@ -67,8 +67,13 @@ def train(budget: int | None, full: bool, method: str, size: str, seed: int, par
     from pipeline.models.registry import check_names
     from pipeline.models.weights import trunk_init
 
+    from pipeline import distributed
+
     params, device = setup(params_path)
     check_names(params)  # before any model is built
+    distributed.relaunch(params.runtime.processes)  # under torchrun when runtime.processes > 1
+    device = distributed.start(device)
+    rank = distributed.world()[0]
     check_cell(params, None if full else budget, method, size, seed)
     if full == (budget is not None) or (not full and (subset is None or augmented is None)):
         raise ParamsError("give either --full, or --budget with --subset and --augmented")
@@ -101,13 +106,15 @@ def train(budget: int | None, full: bool, method: str, size: str, seed: int, par
     }
     checkpointer = FileCheckpointer(checkpoints / f"{name}.pt", inputs_key(run_params, inputs),
                                     params.runtime.checkpoint_every)
-    bar = progress(steps, f"student {name}")
+    bar = progress(steps if rank == 0 else 0, f"student {name}")
     started = time.perf_counter()
     init = trunk_init(sp.arch, sp.weights, downloads)
     result = train_student(data, sp, params.train, m, seed, device, on_step=lambda step, loss: bar.update(1),
                            checkpointer=checkpointer, init=init)
     seconds = time.perf_counter() - started
     bar.close()
+    if rank != 0:  # rank 0 writes the outputs
+        return distributed.stop()
     import torch
 
     extra = {"budget": budget, "method": run_params["method"], "size": size, "seed": seed,
@@ -118,6 +125,7 @@ def train(budget: int | None, full: bool, method: str, size: str, seed: int, par
         extra["projection"] = {k: v.detach().cpu() for k, v in result.projection.state_dict().items()}
     save_model(out, result.model.cpu(), sp.arch, extra=extra)
     checkpointer.clear()
+    distributed.stop()
     click.echo(f"student {name}: final loss {result.curve[-1][1]:.4f} after {steps} steps ({seconds:.0f} s)")
 
 

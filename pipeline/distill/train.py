@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from pipeline.data.tensors import input_channels, to_input
 from pipeline.distill.interpolation import Triples
+from pipeline import distributed
 from pipeline.distill.losses import JointBatch, Objective
 from pipeline.models import create
 from pipeline.params import MethodParams, StudentParams, TrainParams
@@ -121,6 +122,7 @@ def train_student(
 
     With a ``checkpointer``, the full state (weights, optimiser, schedule, both RNGs, curve) is
     saved every ``checkpointer.every`` steps; a resumed run ends bit-identical to an uninterrupted one.
+    Under torchrun every rank builds the same batch and runs its share of it (``pipeline.distributed``).
     ``init`` puts pretrained weights into the fresh network before training.
     """
     if method.uses_teacher and data.targets is None:
@@ -136,6 +138,16 @@ def train_student(
     if init is not None:  # pretrained trunk weights (student.weights)
         init(model)
     model = model.to(device).to(memory_format=torch.channels_last)  # faster convolutions
+    rank, ranks = distributed.world()
+    forward = model
+    if ranks > 1:  # each rank runs its share of the rows; the joint batch is gathered with its gradients
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = distributed.cross_rank_batchnorm(model)
+        ddp = DistributedDataParallel(model)
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return distributed.gather_rows(ddp(x[distributed.shard(len(x))]), len(x))
     objective = Objective(method, sp.dim, data.teacher_dim, n_classes).to(device)
     opt = torch.optim.AdamW(list(model.parameters()) + list(objective.parameters()), lr=lr,
                             weight_decay=tp.weight_decay)
@@ -171,9 +183,9 @@ def train_student(
         vi, vj = torch.as_tensor(b.vi, device=device), torch.as_tensor(b.vj, device=device)
         if method.space == "input" and len(b.virtual):
             mixed = lam[:, :, None, None] * x[vi] + (1 - lam[:, :, None, None]) * x[vj]
-            s_joint = model(torch.cat([x, mixed]))
+            s_joint = forward(torch.cat([x, mixed]))
         else:
-            s_real = model(x)
+            s_real = forward(x)
             s_virtual = F.normalize(lam * s_real[vi] + (1 - lam) * s_real[vj], dim=-1)
             s_joint = torch.cat([s_real, s_virtual])
         t_joint = None if t_all is None else t_all[real] if tv_all is None else torch.cat([t_all[real], tv_all[virtual]])
@@ -190,7 +202,7 @@ def train_student(
             window = []
         if on_step:
             on_step(step, value)
-        if checkpointer and ((step + 1) % checkpointer.every == 0 or step + 1 == steps):
+        if checkpointer and rank == 0 and ((step + 1) % checkpointer.every == 0 or step + 1 == steps):
             checkpointer.save({
                 "step": step + 1, "model": model.state_dict(), "objective": objective.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

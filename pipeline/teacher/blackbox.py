@@ -35,7 +35,11 @@ class GatedTeacher:
 
     def describe(self, inputs: TeacherInputs, purpose: str, budget: int,
                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, dict]:
-        descriptors, report = self.gate.describe(inputs, purpose, budget, progress)
+        try:
+            descriptors, report = self.gate.describe(inputs, purpose, budget, progress)
+        finally:
+            if hasattr(self.gate.client, "close"):  # the other ranks may stop describing
+                self.gate.client.close()
         stats = {**dataclasses.asdict(report), "teacher": self.gate.client.endpoint, "store": str(self.store.dir),
                  "ledger": {"this_purpose": self.store.summary(purpose), "all": self.store.summary()}}
         return descriptors, stats
@@ -103,7 +107,10 @@ def client_for(card: dict, teacher_dir: Path, queries: QueriesParams, device):
     return client
 
 
-def open_teacher(teacher_dir: Path, queries: QueriesParams, device) -> GatedTeacher | PrecomputedTeacher:
+def open_teacher(teacher_dir: Path, queries: QueriesParams, device) -> GatedTeacher | PrecomputedTeacher | None:
+    """The teacher behind its gate. Under torchrun, rank 0 gets the gate; the other ranks describe
+    their share of each of its calls (a teacher built here) and get None once rank 0 is done."""
+    from pipeline import distributed
     from pipeline.teacher.gate import QueryGate
 
     card = read_card(teacher_dir)
@@ -111,5 +118,17 @@ def open_teacher(teacher_dir: Path, queries: QueriesParams, device) -> GatedTeac
         from pipeline.teacher.precomputed import PrecomputedDescriptors
 
         return PrecomputedTeacher(PrecomputedDescriptors(Path(card["descriptors"]), card["dim"]))
+    rank, ranks = distributed.world()
+    sharded = ranks > 1 and card["kind"] in BUILT_TEACHERS
+    if rank > 0:
+        if sharded:
+            from pipeline.teacher.sharded import serve
+
+            serve(client_for(card, teacher_dir, queries, device))
+        return None
     client = client_for(card, teacher_dir, queries, device)
+    if sharded:
+        from pipeline.teacher.sharded import ShardedClient
+
+        client = ShardedClient(client)
     return GatedTeacher(QueryGate(client, open_store(card, queries), queries, card["dim"]))

@@ -1,0 +1,80 @@
+"""Many processes on PyTorch's own engine: the dump and a training run under torchrun with two
+ranks (gloo, on the CPU) give what one process gives, and the ledger counts each image once."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.distill.interpolation import interpolate, normalize_rows, sample_triples
+from pipeline.models import create
+from tests.pipeline_copy import REPO, built_teacher, edit_params, env, read_ledger, set_params, stage_argv
+from tests.test_faults import prepared_pool
+
+pytestmark = pytest.mark.e2e
+BUDGET = 300
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = prepared_pool(tmp_path_factory.mktemp("ddp") / "repo", 1000, BUDGET)
+    torch.manual_seed(0)
+    built_teacher(root / "models/teacher", create("teacher_cnn", 32))
+    rng = np.random.default_rng(1)
+    targets = normalize_rows(rng.standard_normal((BUDGET, 32))).astype(np.float32)
+    triples = sample_triples(targets, 2.0, 0.4, "random", 5, np.random.default_rng(1))
+    (root / "data/augmented").mkdir(parents=True)
+    np.savez(root / f"data/augmented/{BUDGET}-0.npz", real_targets=targets, i=triples.i, j=triples.j,
+             lam=triples.lam, targets=interpolate(targets, triples))
+    set_params(root, {"budgets": [BUDGET], "data": {"pool_limit": 1000}, "sample": {"val_size": 100, "val_queries": 20},
+                      "teacher": {"dim": 32}, "students": {"small": {"arch": "student_cnn", "dim": 16}},
+                      "student": "small", "sizes": ["small"], "queries": {"call_batch": 64},
+                      "train": {"steps": 10, "batch_size": 64, "virtual_per_batch": 32, "log_every": 1},
+                      "runtime": {"threads": 1, "checkpoint_every": 1000}})
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    return root
+
+
+def run(repo, name, processes):
+    edit_params(repo, {"runtime": {"processes": processes}})
+    module, args = stage_argv(repo, name)
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=repo, env=env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def copy(src, dst):
+    shutil.copytree(src, dst)
+    edit_params(dst, {"queries": {"store": str(dst / "store")}})
+    return dst
+
+
+def test_a_dump_on_two_ranks_gives_the_same_descriptors_and_asks_each_image_once(inputs, tmp_path):
+    one, two = copy(inputs, tmp_path / "one"), copy(inputs, tmp_path / "two")
+    run(one, "dump", 1)
+    out = run(two, "dump", 2)
+    assert "on 2 ranks" in json.loads((two / "metrics/queries.json").read_text())["teacher"]
+    with np.load(one / "data/teacher/train_descriptors.npz") as a, np.load(two / "data/teacher/train_descriptors.npz") as b:
+        assert np.array_equal(a["indices"], b["indices"])
+        assert np.allclose(a["descriptors"], b["descriptors"], atol=1e-6)
+    calls = [c for ledger in (two / "store").glob("*/ledger.jsonl") for c in read_ledger(ledger)]
+    assert [c["images"] for c in calls] == [64, 64, 64, 64, 44] and {c["outcome"] for c in calls} == {"answered"}
+    assert "300 sent this run" in out.stdout
+
+
+def test_training_on_two_ranks_matches_one_process_with_the_whole_batch(inputs, tmp_path):
+    one, two = copy(inputs, tmp_path / "one"), copy(inputs, tmp_path / "two")
+    run(one, f"train@{BUDGET}-derd-0", 1)
+    run(two, f"train@{BUDGET}-derd-0", 2)
+    a = torch.load(one / f"models/students/{BUDGET}-derd-small-0.pt", weights_only=True)
+    b = torch.load(two / f"models/students/{BUDGET}-derd-small-0.pt", weights_only=True)
+    # the same model up to float rounding (sums over ranks run in another order)
+    assert len(a["curve"]) == 10 and np.allclose([v for _, v in a["curve"]], [v for _, v in b["curve"]], rtol=1e-4)
+    for key, value in a["state_dict"].items():  # weights, and BatchNorm statistics over every rank's rows
+        assert torch.allclose(value.float(), b["state_dict"][key].float(), atol=5e-4), key  # Adam magnifies rounding
+    assert not torch.equal(a["state_dict"]["features.0.0.weight"],
+                           create("student_cnn", 16).state_dict()["features.0.0.weight"])  # it did train
