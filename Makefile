@@ -7,9 +7,9 @@ export DO_NOT_TRACK := true
 
 # The full comparison: every method, 3 seeds, as a DVC experiment (params.yaml keeps the choice;
 # `git checkout params.yaml` returns to the default run, whose results DVC still has).
-ALL_METHODS := [derd,derd-input,derd-noaug,rkd,rkd-virtual,regression,supervised,derd-plus]
+ALL_METHODS := [derd,derd-input,derd-noaug,rkd,rkd-virtual,regression,supervised]
 
-.PHONY: run test setup bench ui compare tune preset clean-outputs
+.PHONY: run test setup bench bench-r1m ui compare tune preset
 
 setup:
 	@./scripts/setup.sh
@@ -26,13 +26,21 @@ tune: setup
 compare: setup
 	dvc exp run -S 'methods=$(ALL_METHODS)' -S 'seeds=[0,1,2]'
 
+# a cold `dvc repro` stage by stage (time, peak memory), each stage against its bare baseline, and
+# the student/teacher throughput from the teacher's own call timings
 bench: setup
+	rm -rf bench/repo bench/teacher-store bench/pipeline.json
 	python scripts/bench_pipeline.py
+	python scripts/bench_stages.py
 	cd bench/repo && python $(CURDIR)/scripts/bench_efficiency.py
+
+# the evaluation at R1M size: a million synthetic 2048-d descriptors (4 GiB on disk under bench/)
+bench-r1m: setup
+	python scripts/bench_r1m.py
 
 # a preset (presets/*.yaml, e.g. the paper-scale runs) as a DVC experiment: make preset PRESET=presets/paper-roxford5k.yaml
 preset: setup
 	python scripts/preset.py $(PRESET)
 
 ui: setup
-	mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000
+	derd ui --port 5000

@@ -107,6 +107,18 @@ def claims(df: pd.DataFrame, frontier: pd.DataFrame, teacher_map: float, pool_si
     else:
         out.append(Claim(title, "not measured", "no student size at least 4x cheaper (or a queried teacher of unknown "
                          "FLOPs) in this run"))
+
+    rec = _cell(df, recommended, largest)
+    title = (f"(f) Deployed asymmetrically (queries by the student, the database described once by the teacher), the "
+             f"recommended method's {student} student at {100 * largest / pool_size:.3g}% of the pool reaches at least "
+             "95% of the teacher's mAP")
+    if rec is not None and rec.asym_mean == rec.asym_mean:
+        ratio = rec.asym_mean / teacher_map
+        out.append(Claim(title, "holds" if ratio >= 0.95 else "does not hold",
+                         f"{recommended} asymmetric {rec.asym_mean:.4f} = {100 * ratio:.1f}% of the teacher's "
+                         f"{teacher_map:.4f} (symmetric {rec.map_mean:.4f} = {100 * rec.map_mean / teacher_map:.1f}%)"))
+    else:
+        out.append(Claim(title, "not measured", f"{recommended} learns no projection to the teacher's space"))
     return out
 
 

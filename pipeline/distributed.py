@@ -44,6 +44,9 @@ def start(device: torch.device) -> torch.device:
     """Join the process group torchrun described; each rank takes its own GPU."""
     if not under_torchrun() or dist.is_initialized():
         return device
+    if device.type == "cuda" and int(os.environ["WORLD_SIZE"]) > torch.cuda.device_count():
+        print(f"{os.environ['WORLD_SIZE']} ranks for {torch.cuda.device_count()} GPU(s): the ranks run on the CPU")
+        device = torch.device("cpu")
     if device.type == "cuda":
         local = int(os.environ["LOCAL_RANK"])
         torch.cuda.set_device(local)

@@ -15,9 +15,14 @@ from pipeline.models.deploy import ImageDescriptor
 
 def to_onnx(model: ImageDescriptor, example: np.ndarray, path: Path) -> None:
     """ONNX with a dynamic batch axis (uint8 images in, descriptors out)."""
+    import warnings
+
     buf = io.BytesIO()
-    torch.onnx.export(model, (torch.from_numpy(example),), buf, input_names=["images"], output_names=["descriptors"],
-                      dynamic_axes={"images": {0: "batch"}, "descriptors": {0: "batch"}}, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript-based exporter announces its deprecation
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.from_numpy(example),), buf, input_names=["images"],
+                          output_names=["descriptors"], dynamic_axes={"images": {0: "batch"}, "descriptors": {0: "batch"}},
+                          dynamo=False)
     atomic_write_bytes(path, buf.getvalue())
 
 

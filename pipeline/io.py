@@ -32,6 +32,13 @@ def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """One array as ``.npy``: unlike ``.npz`` it can be memory-mapped (``np.load(path, mmap_mode="r")``)."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def write_json_atomic(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 

@@ -225,6 +225,8 @@ class RuntimeParams(Section):
     threads: NonNegative
     checkpoint_every: Positive
     processes: Positive        # > 1: training and teacher description run under torchrun with this many ranks
+    precision: Literal["auto", "fp32", "bf16", "fp16"]
+    compile: Literal["auto", "true", "false"]
 
 
 class FullParams(Section):

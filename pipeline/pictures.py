@@ -25,10 +25,14 @@ def _plt():
     return plt
 
 
-def save_png(fig, path: Path) -> None:
+def save_png(picture, path: Path) -> None:
+    """A matplotlib figure or a Pillow image, as a PNG file."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    _plt().close(fig)
+    if hasattr(picture, "savefig"):
+        picture.savefig(buf, format="png")
+        _plt().close(picture)
+    else:
+        picture.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -81,44 +85,37 @@ def training_curves(curves: dict[tuple[str, int], list]):
     return fig
 
 
-def _thumb(image) -> np.ndarray:
-    """A displayable array from a uint8 array or a PIL photo."""
-    if isinstance(image, np.ndarray):
-        return image
-    im = image.copy()
-    im.thumbnail((96, 96))
-    return np.asarray(im)
+def _tile(image, size: int) -> "Image.Image":
+    """A square RGB thumbnail of a uint8 array or a PIL photo."""
+    from PIL import Image, ImageOps
+
+    im = Image.fromarray(image) if isinstance(image, np.ndarray) else image
+    im = ImageOps.contain(im.convert("RGB"), (size, size), Image.BILINEAR)  # small images grow, photos shrink
+    tile = Image.new("RGB", (size, size), (0, 0, 0))
+    tile.paste(im, ((size - im.width) // 2, (size - im.height) // 2))
+    return tile
 
 
-def gallery(queries: list, results: list[list], correct: list[list[bool]], title: str):
-    """Rows: a query, then its top results with a green (right) or red (wrong) frame."""
-    plt = _plt()
-    k = max(len(r) for r in results)
-    fig, axes = plt.subplots(len(queries), k + 1, figsize=(1.05 * (k + 1), 1.1 * len(queries) + 0.4), dpi=100,
-                             squeeze=False)
+def gallery(queries: list, results: list[list], correct: list[list[bool]], title: str, size: int = 72):
+    """Rows: a query (blue frame), then its top results with a green (right) or red (wrong) frame.
+    Drawn with Pillow, not matplotlib: a gallery per model costs milliseconds."""
+    from PIL import Image, ImageDraw
+
+    k, pad, frame, top = max(len(r) for r in results), 6, 4, 34
+    cell = size + 2 * frame
+    canvas = Image.new("RGB", (pad + (k + 1) * (cell + pad), top + len(queries) * (cell + pad)), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad, 6), title, fill="black")
+    for col, label in enumerate(["query"] + [str(i + 1) for i in range(k)]):
+        draw.text((pad + col * (cell + pad) + cell // 2 - 3 * len(label), 20), label, fill="black")
+    colours = {None: (31, 78, 156), True: (26, 158, 58), False: (214, 39, 40)}
     for row, (q, res, ok) in enumerate(zip(queries, results, correct)):
-        for col in range(k + 1):
-            ax = axes[row][col]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if col == 0:
-                ax.imshow(_thumb(q), cmap="gray")
-                for s in ax.spines.values():
-                    s.set_color("#1f4e9c")
-                    s.set_linewidth(2.5)
-            elif col - 1 < len(res):
-                ax.imshow(_thumb(res[col - 1]), cmap="gray")
-                for s in ax.spines.values():
-                    s.set_color("#1a9e3a" if ok[col - 1] else "#d62728")
-                    s.set_linewidth(3)
-            else:
-                ax.axis("off")
-    axes[0][0].set_title("query", fontsize=8)
-    for col in range(1, k + 1):
-        axes[0][col].set_title(str(col), fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+        y = top + row * (cell + pad)
+        for col, (image, mark) in enumerate([(q, None)] + list(zip(res, ok))):
+            x = pad + col * (cell + pad)
+            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=colours[mark])
+            canvas.paste(_tile(image, size), (x + frame, y + frame))
+    return canvas
 
 
 def gallery_rows(ranks: np.ndarray, gnd: list[dict], queries: list[int], k: int = 10) -> dict:

@@ -31,13 +31,19 @@ if [ ! -x .venv/bin/python ]; then
     fi
   }
 fi
-stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+# DERD_GPU=1: faiss-gpu (exact search on the GPU) in place of faiss-cpu
+GPU=${DERD_GPU:-0}
+stamp=".venv/.installed-$( (cat pyproject.toml; echo "gpu=$GPU") | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing dependencies into .venv (first time: a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
   # the pinned dependencies only: stages run from the repository root, nothing needs building
-  .venv/bin/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"];
-print("\n".join(p["dependencies"] + p["optional-dependencies"]["test"]))' > .venv/requirements.txt
+  GPU=$GPU .venv/bin/python -c 'import os, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]
+deps = p["dependencies"] + p["optional-dependencies"]["test"]
+if os.environ["GPU"] == "1":
+    deps = [d for d in deps if not d.startswith("faiss-cpu")] + p["optional-dependencies"]["gpu"]
+print("\n".join(deps))' > .venv/requirements.txt
+  [ "$GPU" = 1 ] && .venv/bin/python -m pip uninstall -q -y faiss-cpu  # both provide `faiss`
   .venv/bin/python -m pip install -q -r .venv/requirements.txt
   rm -f .venv/.installed-* && touch "$stamp"
 fi

@@ -19,7 +19,7 @@ from stages.common import params_option, path_option, setup, stage
 @params_option
 @path_option("--model", help="the student checkpoint .pt")
 @path_option("--prepared", help="the prepared dataset (test split and ground truth)")
-@path_option("--teacher-descriptors", help="the teacher's test descriptors (for asymmetric retrieval)")
+@path_option("--teacher-descriptors", help="the teacher's test descriptors folder (for asymmetric retrieval)")
 @path_option("--out", help="the metrics JSON")
 @path_option("--gallery", help="the fixed queries' top results JSON (the report draws them)")
 @stage
@@ -45,8 +45,7 @@ def evaluate(budget, method, size, seed, params_path: Path, model: Path, prepare
     metrics, ranks = search_and_score(q_desc, db_desc, test.gnd, params.eval)
     projection = torch.load(model, map_location="cpu", weights_only=True).get("projection")
     if projection is not None:  # queries by the student, the database as the teacher described it
-        with np.load(teacher_descriptors) as z:
-            teacher_db = z["database"]
+        teacher_db = np.load(teacher_descriptors / "database.npy", mmap_mode="r")  # float16, read in blocks
         w, b = projection["weight"].numpy(), projection["bias"].numpy()
         projected = q_desc @ w.T + b
         projected /= np.linalg.norm(projected, axis=1, keepdims=True)

@@ -30,11 +30,14 @@ def test_inputs(test):
 @path_option("--prepared", help="the prepared dataset (test split and ground truth)")
 @path_option("--out", help="the metrics JSON")
 @path_option("--gallery", help="the fixed queries' top results JSON (the report draws them)")
-@path_option("--descriptors", help="the teacher's query and database descriptors .npz (asymmetric retrieval)")
+@path_option("--descriptors", help="folder for the teacher's query and database descriptors (float16 .npy, "
+                                   "memory-mappable: asymmetric retrieval reads them)")
 @stage
 def evaluate_teacher(params_path: Path, teacher: Path, prepared: Path, out: Path, gallery: Path, descriptors: Path):
     from pipeline.data import prepared as prepared_data
-    from pipeline.io import save_npz_atomic, write_json_atomic
+    import numpy as np
+
+    from pipeline.io import save_npy_atomic, write_json_atomic
     from pipeline.pictures import gallery_queries, gallery_rows
     from pipeline.retrieval.metrics import search_and_score
     from pipeline.teacher.blackbox import open_teacher
@@ -56,7 +59,8 @@ def evaluate_teacher(params_path: Path, teacher: Path, prepared: Path, out: Path
     metrics, ranks = search_and_score(desc[:n_q], desc[n_q:], test.gnd, params.eval)
     metrics.update(test_queries=stats["spent"], test_images=len(inputs), sent_this_run=stats["sent"])
     write_json_atomic(out, metrics)
-    save_npz_atomic(descriptors, queries=desc[:n_q], database=desc[n_q:])
+    for name, rows in (("queries", desc[:n_q]), ("database", desc[n_q:])):
+        save_npy_atomic(descriptors / f"{name}.npy", rows.astype(np.float16))
     write_json_atomic(gallery, gallery_rows(ranks, test.gnd, gallery_queries(n_q)))
     click.echo(f"teacher: mAP {metrics['map']:.4f} (medium protocol) on {n_q} queries; {stats['sent']} test images "
                f"sent this run, {stats['spent']} for this test set in total")

@@ -172,7 +172,8 @@ def student_run(checkpoint: Path, name: str, who: str, tag: dict, example) -> st
     if ckpt.get("resumed_from"):
         tags["resumed_from_step"] = str(ckpt["resumed_from"])
     with mlflow.start_run(run_name=who, tags=tags) as run:
-        mlflow.log_params(tracking.flatten({**run_params, "device": ckpt["device"]}))
+        mlflow.log_params(tracking.flatten({**run_params, "device": ckpt["device"], "precision": ckpt.get("precision"),
+                                            "compiled": ckpt.get("compiled")}))
         now = int(time.time() * 1000)
         client.log_batch(run.info.run_id, metrics=[Metric("train_loss", v, now, int(s)) for s, v in ckpt["curve"]])
         mlflow.log_metrics({"parameters": sum(p.numel() for p in ckpt["state_dict"].values()),

@@ -109,8 +109,12 @@ def train(budget: int | None, full: bool, method: str, size: str, seed: int, par
     bar = progress(steps if rank == 0 else 0, f"student {name}")
     started = time.perf_counter()
     init = trunk_init(sp.arch, sp.weights, downloads)
+    from pipeline import accel
+
+    precision = accel.precision_of(params.runtime.precision, device)
+    compiled = accel.compile_of(params.runtime.compile, device)
     result = train_student(data, sp, params.train, m, seed, device, on_step=lambda step, loss: bar.update(1),
-                           checkpointer=checkpointer, init=init)
+                           checkpointer=checkpointer, init=init, precision=precision, compiled=compiled)
     seconds = time.perf_counter() - started
     bar.close()
     if rank != 0:  # rank 0 writes the outputs
@@ -120,6 +124,7 @@ def train(budget: int | None, full: bool, method: str, size: str, seed: int, par
     extra = {"budget": budget, "method": run_params["method"], "size": size, "seed": seed,
              "curve": [list(c) for c in result.curve], "run_params": json.dumps(run_params, default=str),
              "train_seconds": seconds, "resumed_from": result.resumed_from, "device": str(device),
+             "precision": precision, "compiled": compiled,
              "indices": torch.as_tensor(indices), "indices_source": str(prepared / "pool.npz" if full else subset)}
     if result.projection is not None:  # to the teacher's space: for asymmetric retrieval
         extra["projection"] = {k: v.detach().cpu() for k, v in result.projection.state_dict().items()}

@@ -98,13 +98,23 @@ def ledger_total(repo: Path, purpose: str = "train") -> int:
 
 
 def clone(finished: Path, dest: Path) -> Path:
-    """A copy of a finished pipeline run (its outputs, DVC cache and teacher store, not its MLflow
-    store), to change without touching the original; returns the copy's repository."""
-    shutil.copytree(finished.parent, dest, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", "*.log"))
+    """A copy of a finished pipeline run (outputs, DVC cache, teacher store, MLflow store) to change
+    without touching the original; returns the copy's repository."""
+    shutil.copytree(finished.parent, dest, ignore=shutil.ignore_patterns("*.log"))
     repo = dest / finished.name
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["queries"]["store"] = str(dest / "teacher-store")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if (repo / "mlflow.db").exists():  # its artifact locations are absolute: point them at the copy
+        import sqlite3
+
+        old, new = str(finished.resolve()), str(repo.resolve())
+        with sqlite3.connect(repo / "mlflow.db") as db:
+            for (table,) in db.execute("select name from sqlite_master where type = 'table'").fetchall():
+                for column in db.execute(f"pragma table_info('{table}')").fetchall():
+                    if column[2].upper() in ("TEXT", "VARCHAR") or column[2].upper().startswith("VARCHAR"):
+                        db.execute(f'update "{table}" set "{column[1]}" = replace("{column[1]}", ?, ?) '
+                                   f'where "{column[1]}" like ?', (old, new, f"%{old}%"))
     return repo
 
 

@@ -43,7 +43,7 @@ def test_outputs_of_every_stage(finished_repo):
         (z, b) for z in ("small", "tiny") for b in ("20", "50", "all"))
     assert (frontier.loc[frontier["size"] == "tiny", "mflops"] < frontier.loc[frontier["size"] == "small", "mflops"].max()).all()
     claims = (repo / "reports/claims.md").read_text()
-    assert claims.count("- **(") == 5 and "**one seed only**" in claims
+    assert claims.count("- **(") == 6 and "**one seed only**" in claims
     assert "(b) Interpolation" in claims and "not measured" in claims  # derd-noaug is not among TINY's methods
     assert (repo / "reports/frontier.png").stat().st_size > 10_000
     assert summary["map_mean"].between(0.1, 1).all() and summary["teacher_map"].between(0.3, 1).all()
@@ -137,17 +137,53 @@ def test_one_methods_knob_makes_only_that_methods_stages_stale(finished_repo, tm
     assert "dump" not in status and "teacher:" not in status and "augment" not in status
 
 
-def test_new_budgets_query_only_new_images_and_retrain_only_new_cells(finished_repo, tmp_path):
-    """A new smaller and a new larger budget, through `dvc repro` itself."""
+def test_a_new_budget_queries_only_new_images_and_retrains_only_new_cells(finished_repo, tmp_path):
+    """A new largest budget, through `dvc repro` itself (lowering one sends nothing: test_queries,
+    test_teacher_sequence)."""
     repo = clone(finished_repo, tmp_path / "copy")
-    set_params(repo, deep_update(dict(TINY), {"budgets": [10, 20, 50, 70], "methods": ["derd"], "sizes": ["small"]}))
-    out = dvc(repo, "repro").stdout
+    set_params(repo, deep_update(dict(TINY), {"budgets": [20, 50, 70], "methods": ["derd"], "sizes": ["small"]}))
+    cells = [f"{stage}@{b}-{cell}-0" for b in (20, 50, 70) for stage, cell in (("train", "derd"), ("frontier", "small"))]
+    out = dvc(repo, "repro", *cells).stdout  # every student and what it needs (not their evaluation)
     ran = ran_stages(out)
     trained = {name for name in ran if name.startswith(("train@", "frontier@", "full@"))}
     # the old budgets' subsets and targets come out byte-identical, so their students are not retrained
-    assert trained == {"train@10-derd-0", "train@70-derd-0", "frontier@10-small-0", "frontier@70-small-0"}
+    assert trained == {"train@70-derd-0", "frontier@70-small-0"}
     assert not {"prepare", "teacher", "evaluate-teacher"} & set(ran)
     assert "teacher queries: 20 sent this run, 70 for these 70 images" in out  # only the 20 new images
     assert ledger_total(repo) == 70
-    assert len(pd.read_csv(repo / "reports/summary.csv")) == 2 * 4
-    assert "Data and pipelines are up to date" in dvc(repo, "repro").stdout
+    assert "Data and pipelines are up to date" in dvc(repo, "repro", *cells).stdout
+
+
+def test_the_derd_command_reports_and_tells_where_things_stand(finished_repo, monkeypatch):
+    from click.testing import CliRunner
+
+    from stages.cli import main
+
+    monkeypatch.chdir(finished_repo)
+    report = CliRunner().invoke(main, ["report"])
+    assert report.exit_code == 0, report.output
+    assert "B=20" in report.output and "derd-plus" in report.output and "(a) At the two smallest budgets" in report.output
+    status = CliRunner().invoke(main, ["status"])
+    assert status.exit_code == 0, status.output
+    assert "budgets: 20, 50" in status.output and "train: 1 requests, 50 images sent (50 answered, 0 lost" in status.output
+    assert "training set of the last dump: 50 images sent for its 50 images, budget 50: 0 calls left" in status.output
+    assert "pipeline: up to date" in status.output
+    for command in ("run", "status", "report", "ui", "export", "serve-teacher"):
+        help_text = CliRunner().invoke(main, [command, "--help"]).output
+        assert "derd " + command.split("-")[0] in help_text, command  # each --help has an example
+
+
+def test_a_student_exports_to_onnx_and_torchscript_with_parity(finished_repo, tmp_path, monkeypatch):
+    import json as js
+
+    from click.testing import CliRunner
+
+    from stages.cli import main
+
+    monkeypatch.chdir(finished_repo)
+    result = CliRunner().invoke(main, ["export", "models/students/50-derd-plus-small-0.pt", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    parity = js.loads((tmp_path / "parity.json").read_text())
+    assert parity["ok"] and max(parity["max_abs_difference_100_images"].values()) <= 1e-4
+    assert all(abs(m - parity["map"]["pytorch"]) <= 1e-4 for m in parity["map"].values())
+    assert (tmp_path / "model.onnx").stat().st_size > 10_000 and (tmp_path / "model.torchscript.pt").exists()

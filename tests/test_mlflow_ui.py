@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 def chromium(*args: str) -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     assert exe, "Chromium is missing: `apt-get install -y chromium` (.ci/run installs it)"
-    proc = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
+    proc = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=6000",
                            "--window-size=1600,1000", *args], capture_output=True, text=True, timeout=120)
     return proc.stdout
 
@@ -30,10 +30,9 @@ def test_the_ui_opens_on_the_runs_with_their_map(finished_repo, tmp_path):
     try:
         link = re.search(r"open (http://127\.0\.0\.1:\d+/#/experiments/\d+/runs\?workflowType=machine_learning)",
                          ui.log.read_text()).group(1)
-        dom = chromium("--dump-dom", link)
         shot = REPO / "test-artifacts" / "mlflow-ui.png"
         shot.parent.mkdir(exist_ok=True)
-        chromium(f"--screenshot={shot}", link)
+        dom = chromium(f"--screenshot={shot}", "--dump-dom", link)
     finally:
         ui.kill()
     mlflow.set_tracking_uri(f"sqlite:///{finished_repo / 'mlflow.db'}")

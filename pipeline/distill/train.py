@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from pipeline.data.tensors import input_channels, to_input
 from pipeline.distill.interpolation import Triples
-from pipeline import distributed
+from pipeline import accel, distributed
 from pipeline.distill.losses import JointBatch, Objective
 from pipeline.models import create
 from pipeline.params import MethodParams, StudentParams, TrainParams
@@ -103,8 +103,11 @@ def flip_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
     flip = torch.rand(n, device=x.device) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     padded = F.pad(x, (max_shift,) * 4)
-    dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n))).tolist()
-    return torch.stack([padded[k, :, a:a + h, b:b + w] for k, (a, b) in enumerate(zip(dy, dx))])
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n)).to(x.device)
+    rows = (torch.arange(h, device=x.device)[None, :] + dy[:, None])[:, :, None]
+    cols = (torch.arange(w, device=x.device)[None, :] + dx[:, None])[:, None, :]
+    shifted = padded.permute(0, 2, 3, 1)[torch.arange(n, device=x.device)[:, None, None], rows, cols]  # (n, h, w, c)
+    return shifted.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
 
 
 def train_student(
@@ -117,6 +120,8 @@ def train_student(
     on_step: Callable[[int, float], None] | None = None,
     checkpointer: Checkpointer | None = None,
     init: Callable[[torch.nn.Module], None] | None = None,
+    precision: str = "fp32",
+    compiled: bool = False,
 ) -> TrainResult:
     """Train one student of ``method`` on ``data``.
 
@@ -139,12 +144,13 @@ def train_student(
         init(model)
     model = model.to(device).to(memory_format=torch.channels_last)  # faster convolutions
     rank, ranks = distributed.world()
-    forward = model
+    forward = torch.compile(model) if compiled else model
     if ranks > 1:  # each rank runs its share of the rows; the joint batch is gathered with its gradients
         from torch.nn.parallel import DistributedDataParallel
 
         model = distributed.cross_rank_batchnorm(model)
         ddp = DistributedDataParallel(model)
+        ddp = torch.compile(ddp) if compiled else ddp
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             return distributed.gather_rows(ddp(x[distributed.shard(len(x))]), len(x))
@@ -153,6 +159,7 @@ def train_student(
                             weight_decay=tp.weight_decay)
     warmup = max(steps // 20, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, steps, warmup))
+    scaler = accel.grad_scaler(precision, device)
     curve: list[tuple[int, float]] = []
     window: list[float] = []
     start = 0
@@ -181,19 +188,22 @@ def train_student(
             x = flip_shift(x)
         lam = lam_all[virtual][:, None]
         vi, vj = torch.as_tensor(b.vi, device=device), torch.as_tensor(b.vj, device=device)
-        if method.space == "input" and len(b.virtual):
-            mixed = lam[:, :, None, None] * x[vi] + (1 - lam[:, :, None, None]) * x[vj]
-            s_joint = forward(torch.cat([x, mixed]))
-        else:
-            s_real = forward(x)
+        with accel.autocast(precision, device):  # the network in low precision; the losses in float32
+            if method.space == "input" and len(b.virtual):
+                mixed = lam[:, :, None, None] * x[vi] + (1 - lam[:, :, None, None]) * x[vj]
+                s_joint = forward(torch.cat([x, mixed])).float()
+            else:
+                s_real = forward(x).float()
+        if not (method.space == "input" and len(b.virtual)):
             s_virtual = F.normalize(lam * s_real[vi] + (1 - lam) * s_real[vj], dim=-1)
             s_joint = torch.cat([s_real, s_virtual])
         t_joint = None if t_all is None else t_all[real] if tv_all is None else torch.cat([t_all[real], tv_all[virtual]])
         labels = None if y_all is None else y_all[real]
         loss, _ = objective(JointBatch(s_joint, t_joint, len(b.real), labels))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         value = loss.item()
         window.append(value)

@@ -26,13 +26,20 @@ def torchvision_trunk(name: str) -> nn.Module:
         net = torchvision.models.get_model(name, weights=None)
     except ValueError as exc:
         raise KeyError(f"unknown torchvision model {name!r}; see torchvision.models.list_models()") from exc
-    return trunk_of(net)
+    return trunk_of(net, name)
 
 
-def trunk_of(net: nn.Module) -> nn.Module:
-    if hasattr(net, "features"):  # VGG, MobileNet, EfficientNet, DenseNet, ConvNeXt, ...
+def trunk_of(net: nn.Module, name: str) -> nn.Module:
+    """The trunk exactly as cnnimageretrieval-pytorch cuts it (``init_network``): AlexNet and VGG
+    without their last max-pool, DenseNet with a final ReLU, ResNet without avgpool and fc; other
+    families (MobileNet, EfficientNet, ConvNeXt, ...) their ``features``."""
+    if name.startswith(("alexnet", "vgg")):
+        return nn.Sequential(*list(net.features.children())[:-1])
+    if name.startswith("densenet"):
+        return nn.Sequential(*list(net.features.children()), nn.ReLU(inplace=True))
+    if hasattr(net, "features"):
         return net.features
-    return nn.Sequential(*list(net.children())[:-2])  # ResNet family: drop avgpool and fc
+    return nn.Sequential(*list(net.children())[:-2])
 
 
 def trunk_channels(trunk: nn.Module, in_channels: int) -> int:

@@ -53,7 +53,7 @@ def torchvision_trunk_state(arch: str, weights: Path) -> dict[str, torch.Tensor]
         raise DatasetError(f"{weights}: not torchvision {name} weights ({str(exc).splitlines()[0]})") from exc
     from pipeline.models.retrieval_net import trunk_of
 
-    return trunk_of(net).state_dict()
+    return trunk_of(net, name).state_dict()
 
 
 def lite_trunk_state(arch: str) -> dict[str, torch.Tensor]:

@@ -121,7 +121,7 @@ def describe_images(model: RetrievalNet, images, pre: dict, device: torch.device
     out = np.zeros((len(images), model.dim), dtype=np.float32)
     for k, image in enumerate(images):
         im = _to_pil(image).copy()
-        im.thumbnail((pre["image_size"], pre["image_size"]), Image.BILINEAR)  # shrink only, keep aspect
+        im.thumbnail((pre["image_size"], pre["image_size"]), Image.LANCZOS)  # as cirtorch imresize: antialiased
         x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
         x = (x - mean) / std
         v = torch.zeros(model.dim, device=device)

@@ -48,13 +48,21 @@ def signature(card: dict):
                           outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, card["dim"]))]))
 
 
+def input_example(card: dict) -> np.ndarray:
+    """Two images of the shape the teacher receives (a photo teacher: one 64-px photo)."""
+    shape = card.get("input_shape") or [3, 64, 64]
+    if card["kind"] != "train":
+        return np.zeros((1, 64, 64, 3), dtype=np.uint8)
+    return np.zeros((2, *shape[1:]) if shape[0] == 1 else (2, *shape[1:], 3), dtype=np.uint8)
+
+
 def log_teacher_model(teacher_dir: Path, card: dict, name: str = "model"):
     """Log the teacher of ``teacher_dir`` as an MLflow model in the active run; returns its info."""
     package = Path(__file__).resolve().parents[1]
     return mlflow.pyfunc.log_model(name=name, python_model=TeacherModel(),
                                    artifacts={"weights": str(Path(teacher_dir) / card["weights"])},
                                    code_paths=[str(package)], signature=signature(card),
-                                   pip_requirements=PIP_REQUIREMENTS)
+                                   input_example=input_example(card), pip_requirements=PIP_REQUIREMENTS)
 
 
 def save_teacher_model(teacher_dir: Path, card: dict, path: Path) -> Path:

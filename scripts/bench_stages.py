@@ -1,0 +1,157 @@
+"""How close each stage is to what its hardware allows: each figure against a bare PyTorch/NumPy
+baseline doing the same work on the same inputs, as a ratio (the machine is noisy; the ratio much
+less). Runs on the CPU, and on a GPU where one is present (``--device cuda``).
+
+- dump: images per second through the gate (content keys, ledger, durable store) against the
+  teacher's bare batched forward pass on the same images;
+- training: steps per second of ``train_student`` against a bare loop of the same model, batch
+  (real + virtual rows) and listwise loss;
+- search: the exact blocked ranking against a plain matrix product and sort.
+
+  python scripts/bench_stages.py [--device auto] [--repeats 3]
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline.data.tensors import describe, resolve_device, to_input  # noqa: E402
+from pipeline.distill.interpolation import interpolate, sample_triples  # noqa: E402
+from pipeline.distill.losses import listwise_ranking_loss  # noqa: E402
+from pipeline.distill.train import TrainingData, train_student  # noqa: E402
+from pipeline.models import create  # noqa: E402
+from tests.pipeline_copy import repo_params  # noqa: E402
+
+
+def best_of(fn, repeats: int) -> float:
+    """The fastest of ``repeats`` timings (seconds): the least disturbed by other work."""
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_dump(device, repeats: int, n: int = 3000) -> dict:
+    from pipeline.params import QueriesParams
+    from pipeline.teacher.clients import LocalTeacher
+    from pipeline.teacher.gate import QueryGate
+    from pipeline.teacher.keys import TeacherInputs
+    from pipeline.teacher.store import AnswerStore
+    from tests.pipeline_copy import built_teacher
+
+    images = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
+        card = built_teacher(Path(tmp) / "teacher", create("teacher_cnn", 128))
+        model = create("teacher_cnn", 128).to(device).eval().to(memory_format=torch.channels_last)
+        q = QueriesParams(store=tmp, call_batch=256, extra_calls=0, timeout_s=60, retries=0, max_qps=0, verify=0)
+
+        def gated():
+            store = AnswerStore(Path(tempfile.mkdtemp(dir=tmp)), {"kind": "bench"})
+            gate = QueryGate(LocalTeacher(card / "weights.pt", device, 256), store, q, 128)
+            gate.describe(TeacherInputs(images, [str(i) for i in range(n)]), "train", n)
+
+        @torch.no_grad()
+        def bare():
+            for i in range(0, n, 256):
+                model(to_input(images[i:i + 256], device).contiguous(memory_format=torch.channels_last))
+
+        gated(), bare()  # warm-up
+        t_gate, t_bare = best_of(gated, repeats), best_of(bare, repeats)
+    return {"dump_images_per_second": n / t_gate, "bare_forward_images_per_second": n / t_bare,
+            "ratio": t_bare / t_gate}
+
+
+def bench_training(device, repeats: int, steps: int = 60) -> dict:
+    p = repo_params({"train": {"steps": steps, "log_every": steps}})
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3000, 28, 28), dtype=np.uint8)
+    targets = rng.standard_normal((3000, 128)).astype(np.float32)
+    targets /= np.linalg.norm(targets, axis=1, keepdims=True)
+    triples = sample_triples(targets, p.augment.ratio, p.augment.alpha, "random", 10, np.random.default_rng(1))
+    data = TrainingData(images, targets, triples, interpolate(targets, triples))
+    method = p.method["derd"]
+    sp, tp = p.size(), p.train
+    knobs = method.losses.listwise
+
+    def ours():
+        train_student(data, sp, tp, method, 0, device)
+
+    def bare():
+        torch.manual_seed(0)
+        model = create(sp.arch, sp.dim).to(device).to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
+        x_all = to_input(images, device).contiguous(memory_format=torch.channels_last)
+        t_all = torch.as_tensor(targets, device=device)
+        tv_all = torch.as_tensor(data.virtual_targets, device=device)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(steps):
+            real = torch.randint(0, 3000, (tp.batch_size,), generator=g).to(device)
+            vi = torch.randint(0, tp.batch_size, (tp.virtual_per_batch,), generator=g).to(device)
+            vj = torch.randint(0, tp.batch_size, (tp.virtual_per_batch,), generator=g).to(device)
+            lam = torch.rand(tp.virtual_per_batch, 1, generator=g).to(device)
+            s = model(x_all[real])
+            sv = torch.nn.functional.normalize(lam * s[vi] + (1 - lam) * s[vj], dim=-1)
+            t = torch.cat([t_all[real], tv_all[:tp.virtual_per_batch]])
+            loss = listwise_ranking_loss(t, torch.cat([s, sv]), knobs.tau_teacher, knobs.tau_student)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    ours(), bare()  # warm-up (and the optimiser's first-use imports)
+    t_ours, t_bare = best_of(ours, repeats), best_of(bare, repeats)
+    return {"train_steps_per_second": steps / t_ours, "bare_loop_steps_per_second": steps / t_bare,
+            "ratio": t_bare / t_ours, "student": f"{sp.arch}-{sp.dim}d", "batch": tp.batch_size + tp.virtual_per_batch}
+
+
+def bench_search(repeats: int, n_db: int = 9000, n_q: int = 1000, d: int = 128) -> dict:
+    from pipeline.retrieval.search import rank_database
+
+    rng = np.random.default_rng(0)
+    db = rng.standard_normal((n_db, d)).astype(np.float32)
+    q = rng.standard_normal((n_q, d)).astype(np.float32)
+
+    def ours():
+        rank_database(db, q)
+
+    def bare():
+        np.argsort(-(q @ db.T), axis=1, kind="stable")
+
+    ours(), bare()
+    t_ours, t_bare = best_of(ours, repeats), best_of(bare, repeats)
+    return {"search_seconds": t_ours, "matmul_and_sort_seconds": t_bare, "ratio": t_bare / t_ours,
+            "size": f"{n_q} queries x {n_db} database, {d}-d"}
+
+
+@click.command()
+@click.option("--device", default="auto", show_default=True)
+@click.option("--repeats", default=3, show_default=True)
+def main(device: str, repeats: int) -> None:
+    dev = resolve_device(device)
+    click.echo(f"device {dev}, {torch.get_num_threads()} torch threads; best of {repeats} timings each")
+    d = bench_dump(dev, repeats)
+    click.echo(f"dump:     {d['dump_images_per_second']:,.0f} img/s through the gate vs "
+               f"{d['bare_forward_images_per_second']:,.0f} img/s bare forward: {d['ratio']:.2f}x (target >= 0.9)")
+    t = bench_training(dev, repeats)
+    click.echo(f"training: {t['train_steps_per_second']:.1f} steps/s vs {t['bare_loop_steps_per_second']:.1f} bare loop "
+               f"({t['student']}, {t['batch']} rows a step): {t['ratio']:.2f}x (target >= 0.8)")
+    s = bench_search(repeats)
+    click.echo(f"search:   {s['search_seconds'] * 1000:.0f} ms vs {s['matmul_and_sort_seconds'] * 1000:.0f} ms plain "
+               f"matrix product and sort ({s['size']}): {s['ratio']:.2f}x (target >= 1)")
+
+
+if __name__ == "__main__":
+    main()
