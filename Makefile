@@ -5,9 +5,9 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-# The full comparison: every method, 3 seeds, as a DVC experiment (params.yaml keeps the choice;
+# The full comparison: every method (with the recommended one, at every size), 3 seeds, as a DVC experiment (params.yaml keeps the choice;
 # `git checkout params.yaml` returns to the default run, whose results DVC still has).
-ALL_METHODS := [derd,derd-input,derd-noaug,rkd,rkd-virtual,regression,supervised]
+ALL_METHODS := [derd,derd-input,derd-noaug,rkd,rkd-virtual,regression,supervised,supervised-nsm]
 
 .PHONY: run test setup bench bench-r1m ui compare tune preset
 

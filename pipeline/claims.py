@@ -100,9 +100,9 @@ def claims(df: pd.DataFrame, frontier: pd.DataFrame, teacher_map: float, pool_si
     if len(cheap):
         top = cheap.sort_values("map_mean").iloc[-1]
         out.append(Claim(title, "holds" if top.ratio >= 0.95 else "does not hold",
-                         f"{top['size']} ({top.flops_fewer:g}x fewer FLOPs): {top.map_mean:.4f} = {100 * top.ratio:.1f}% "
+                         f"{top['size']} ({top.flops_fewer:.1f}x fewer FLOPs): {top.map_mean:.4f} = {100 * top.ratio:.1f}% "
                          f"of the teacher's {teacher_map:.4f}; every size: " + ", ".join(
-                             f"{r['size']} ({r.flops_fewer:g}x) {100 * r.ratio:.1f}%"
+                             f"{r['size']} ({r.flops_fewer:.1f}x) {100 * r.ratio:.1f}%"
                              for _, r in frontier[frontier["budget"] == largest].iterrows())))
     else:
         out.append(Claim(title, "not measured", "no student size at least 4x cheaper (or a queried teacher of unknown "

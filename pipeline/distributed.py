@@ -55,6 +55,11 @@ def start(device: torch.device) -> torch.device:
     return device
 
 
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def stop() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
@@ -93,9 +98,9 @@ class CrossRankBatchNorm(nn.BatchNorm2d):
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
 
-        c = x.shape[1]
-        count = torch.tensor([x.numel() / c], dtype=x.dtype, device=x.device)
-        totals = all_reduce(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count]))
+        c, xf = x.shape[1], x.float()  # statistics in float32, as BatchNorm keeps them under autocast
+        count = torch.tensor([x.numel() / c], dtype=torch.float32, device=x.device)
+        totals = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
         n = totals[-1]
         mean = totals[:c] / n
         var = totals[c:2 * c] / n - mean * mean
@@ -104,8 +109,9 @@ class CrossRankBatchNorm(nn.BatchNorm2d):
             momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
             self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
             self.running_var.mul_(1 - momentum).add_(var.detach() * n / (n - 1), alpha=momentum)
-        y = (x - mean[None, :, None, None]) * torch.rsqrt(var[None, :, None, None] + self.eps)
-        return y * self.weight[None, :, None, None] + self.bias[None, :, None, None] if self.affine else y
+        y = (xf - mean[None, :, None, None]) * torch.rsqrt(var.clamp(min=0)[None, :, None, None] + self.eps)
+        y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None] if self.affine else y
+        return y.to(x.dtype)
 
 
 def cross_rank_batchnorm(module: nn.Module) -> nn.Module:

@@ -1,7 +1,7 @@
 """What the student saves: parameters, FLOPs per image and measured descriptor throughput.
 
-Throughput is noisy on a shared machine, so the two models are timed in alternation and the
-report gives their ratio, which drifts far less than either figure.
+The student is timed the way a teacher call is timed (``describe`` on a batch of real images), so
+that the ratio of the two compares like with like.
 """
 from __future__ import annotations
 
@@ -23,35 +23,6 @@ def flops_per_image(model: nn.Module, image_shape: tuple[int, ...]) -> int:
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(x)
     return int(counter.get_total_flops())
-
-
-def _seconds_per_batch(model: nn.Module, x: torch.Tensor) -> float:
-    with torch.inference_mode():
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        model(x)
-        if x.is_cuda:
-            torch.cuda.synchronize()
-    return time.perf_counter() - t0
-
-
-def compare_throughput(models: dict[str, nn.Module], image_shape: tuple[int, ...] | dict[str, tuple[int, ...]],
-                       batch_size: int = 256, rounds: int = 15, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Images per second of each model (median of ``rounds``, timed in alternation) on random inputs,
-    in the layout that ``describe`` uses (channels-last). ``image_shape`` may differ per model (a
-    published teacher reads photos at its own resolution, the student at its own)."""
-    shapes = image_shape if isinstance(image_shape, dict) else {name: image_shape for name in models}
-    xs = {name: torch.rand(batch_size, *shapes[name], device=device).contiguous(memory_format=torch.channels_last)
-          for name in models}
-    for name, model in models.items():
-        model.eval().to(memory_format=torch.channels_last)
-        _seconds_per_batch(model, xs[name])  # warm-up: allocator, kernels
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            times[name].append(_seconds_per_batch(model, xs[name]))
-    return {name: batch_size / statistics.median(t) for name, t in times.items()}
 
 
 def describe_throughput(model: nn.Module, images, batch_size: int, device: torch.device | str = "cpu",

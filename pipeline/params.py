@@ -196,6 +196,10 @@ class MethodParams(Section):
             raise ValueError(f"must name at least one loss term ({', '.join(LossTerms.model_fields)})")
         return terms
 
+    def schedule(self, train: "TrainParams") -> tuple[int, float]:
+        """(steps, lr): this method's own override, else the shared ``train`` value."""
+        return (self.steps or train.steps, self.lr or train.lr)
+
     @property
     def uses_labels(self) -> bool:
         return any(name in LABEL_LOSSES for name, _ in self.losses.items())
@@ -271,8 +275,7 @@ class Params(Section):
 
     def schedule(self, name: str) -> tuple[int, float]:
         """(steps, lr) of a method: its own override, else the shared ``train`` value."""
-        m = self.method[name]
-        return (m.steps or self.train.steps, m.lr or self.train.lr)
+        return self.method[name].schedule(self.train)
 
 
 def _where(loc: tuple) -> str:

@@ -1,7 +1,8 @@
 """The answer a user reads: which method retrieves best at each budget, against the teacher.
 
 Each cell is the mean over seeds with its standard deviation (sample, ddof=1), so that a difference
-can be told from noise; the best mean per budget is marked.
+can be told from noise; the best mean per budget is marked. Values stay unrounded (verdicts are
+decided on them); only what is printed or written is rounded.
 """
 from __future__ import annotations
 
@@ -19,18 +20,17 @@ def summary_table(runs: list[dict], teacher_map: float, pool_size: int, methods:
     if "asym_map" in df:
         asym = g["asym_map"].agg(asym_mean="mean", asym_std="std").reset_index()
         out = out.merge(asym, on=["method", "budget"])
-        out["asym_mean"], out["asym_std"] = out["asym_mean"].round(4), out["asym_std"].fillna(0.0).round(4)
+        out["asym_std"] = out["asym_std"].fillna(0.0)
     else:
         out["asym_mean"], out["asym_std"] = float("nan"), float("nan")
     out["pool_percent"] = (100 * out["budget"] / pool_size).round(3)
-    out["ratio"] = (out["map_mean"] / teacher_map).round(4)
-    out["teacher_map"] = round(teacher_map, 4)
+    out["ratio"] = out["map_mean"] / teacher_map
+    out["teacher_map"] = teacher_map
     best = out.groupby("budget")["map_mean"].transform("max")
     out["best"] = out["map_mean"] == best
     out["method"] = pd.Categorical(out["method"], categories=methods, ordered=True)
     out = out.sort_values(["method", "budget"]).reset_index(drop=True)
     out["method"] = out["method"].astype(str)
-    out["map_mean"], out["map_std"] = out["map_mean"].round(4), out["map_std"].round(4)
     return out[["method", "budget", "pool_percent", "seeds", "map_mean", "map_std", "ratio", "teacher_map", "best",
                 "asym_mean", "asym_std"]]
 
@@ -47,13 +47,12 @@ def size_table(runs: list[dict], full: list[dict], efficiency: dict, teacher_map
         agg = df.groupby(["size", "budget"])["map"].agg(map_mean="mean", map_std="std", seeds="count").reset_index()
         rows.append(agg)
     out = pd.concat(rows, ignore_index=True)
-    out["map_std"] = out["map_std"].fillna(0.0).round(4)
-    out["map_mean"] = out["map_mean"].round(4)
-    out["ratio"] = (out["map_mean"] / teacher_map).round(4)
+    out["map_std"] = out["map_std"].fillna(0.0)
+    out["ratio"] = out["map_mean"] / teacher_map
     sizes = efficiency.get("sizes", {})
     t_flops = efficiency.get("teacher_flops_per_image")
-    out["mflops"] = [round(sizes[s]["flops_per_image"] / 1e6, 2) for s in out["size"]]
-    out["flops_fewer"] = [round(t_flops / sizes[s]["flops_per_image"], 1) if t_flops else float("nan") for s in out["size"]]
+    out["mflops"] = [sizes[s]["flops_per_image"] / 1e6 for s in out["size"]]
+    out["flops_fewer"] = [t_flops / sizes[s]["flops_per_image"] if t_flops else float("nan") for s in out["size"]]
     out["images_per_second"] = [sizes[s]["images_per_second"] for s in out["size"]]
     return out
 
@@ -76,10 +75,10 @@ def frontier_markdown(frontier: pd.DataFrame, method: str) -> str:
              "|---|---|---|" + "---|" * (len(budgets) + has_full)]
     for size, rows in frontier.groupby("size", sort=False):
         r0 = rows.iloc[0]
-        fewer = f" ({r0.flops_fewer:g}x fewer)" if r0.flops_fewer == r0.flops_fewer else ""
+        fewer = f" ({r0.flops_fewer:.1f}x fewer)" if r0.flops_fewer == r0.flops_fewer else ""
         cells = {r.budget: f"{r.map_mean:.4f}" + (f" ± {r.map_std:.4f}" if r.seeds > 1 else "") +
                  f" ({100 * r.ratio:.0f}%)" for r in rows.itertuples()}
-        lines.append(f"| {size} | {r0.mflops:g}{fewer} | {r0.images_per_second:,.0f} | " +
+        lines.append(f"| {size} | {r0.mflops:.2f}{fewer} | {r0.images_per_second:,.0f} | " +
                      " | ".join(cells.get(b, "") for b in budgets + (["all"] if has_full else [])) + " |")
     return "\n".join(lines) + "\n"
 

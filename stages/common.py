@@ -98,9 +98,9 @@ class PlainProgress:
             self._line(force=True)
 
 
-def progress(total: int, desc: str):
-    """A progress bar on a terminal; plain lines otherwise (``DERD_NO_PROGRESS=1``: none)."""
-    quiet = os.environ.get("DERD_NO_PROGRESS") == "1"
+def progress(total: int, desc: str, quiet: bool = False):
+    """A progress bar on a terminal; plain lines otherwise (``DERD_NO_PROGRESS=1``, ``quiet``: none)."""
+    quiet = quiet or os.environ.get("DERD_NO_PROGRESS") == "1"
     if sys.stderr.isatty() and not quiet:
         from tqdm import tqdm
 

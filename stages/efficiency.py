@@ -1,9 +1,9 @@
 """efficiency: parameters, FLOPs per image and descriptor throughput of the student, against the
 teacher's.
 
-The teacher is a black box: its throughput is what the gate measured on its answered calls (images
-per second of call time, from the ledger, as the dump reports it), so the figure exists for a served
-teacher too; its parameters and FLOPs are known only for a teacher built here (from its card). The
+The teacher is a black box: its throughput is what the gate measured on its answered training calls
+(images per second of call time, from the ledger, as the dump reports it: calls made when they were
+made, possibly by another experiment sharing the store), so the figure exists for a served teacher too; its parameters and FLOPs are known only for a teacher built here (from its card). The
 student is the configured architecture, timed the same way as a teacher call: ``describe`` on
 batches of real test images (timing does not depend on its trained weights)."""
 from pathlib import Path
@@ -38,7 +38,8 @@ def efficiency(params_path: Path, teacher: Path, queries: Path, prepared: Path, 
     check_names(params)  # before any model is built
     card = read_card(teacher)
     ledger = json.loads(queries.read_text()).get("ledger") or {}
-    teacher_ips = (ledger.get("all") or {}).get("answered_images_per_second")
+    training_calls = ledger.get("this_purpose") or {}  # the teacher's answered training calls, each timed
+    teacher_ips = training_calls.get("answered_images_per_second")
     test = prepared_data.load_test_split(prepared)
     batch = params.queries.call_batch if isinstance(test.db_images, np.ndarray) else 8
     images = student_arrays(test.db_images, params.data.image_size, np.arange(min(len(test.db_images), 4 * batch)))
@@ -58,6 +59,8 @@ def efficiency(params_path: Path, teacher: Path, queries: Path, prepared: Path, 
         "teacher_parameters": card.get("parameters"), "teacher_flops_per_image": card.get("flops_per_image"),
         "teacher_input": card.get("input_shape"), "teacher_images_per_second": teacher_ips,
         "teacher_endpoint": card.get("endpoint", "in-process"), "device": str(device),
+        "teacher_timing": (f"{training_calls.get('images_answered', 0)} images of the teacher's answered training "
+                           "calls, each timed by the gate when it was made (ledger)"),
         "throughput_ratio": main["throughput_ratio"], "sizes": sizes,
     }
     write_json_atomic(out, out_json)

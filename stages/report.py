@@ -73,8 +73,8 @@ def report(params_path: Path, students: Path, models: Path, galleries: Path, tea
     found = claims(df, frontier, teacher_map["map"], pool_size, params.recommended, params.student, efficiency,
                    distillers)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "summary.csv", df.assign(size=params.student).to_csv(index=False).encode())
-    atomic_write_bytes(out / "frontier.csv", frontier.assign(method=params.recommended).to_csv(index=False).encode())
+    atomic_write_bytes(out / "summary.csv", df.assign(size=params.student).round(4).to_csv(index=False).encode())
+    atomic_write_bytes(out / "frontier.csv", frontier.assign(method=params.recommended).round(4).to_csv(index=False).encode())
     md = to_markdown(df, teacher_map["map"], spent["train_queries"], teacher_map["test_queries"], efficiency)
     md += "\n" + frontier_markdown(frontier, params.recommended)
     atomic_write_bytes(out / "summary.md", md.encode())

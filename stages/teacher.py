@@ -114,6 +114,8 @@ def queried_card(params, device) -> dict:
     else:
         client = client_for(card, Path("."), params.queries, device)
         card["endpoint"] = client.endpoint
+        if tp.kind == "command":  # an edited script is another teacher: the card (and so the dump) changes
+            card["files"] = client.named_files()
     return card
 
 

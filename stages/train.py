@@ -94,7 +94,7 @@ def train(budget: int | None, full: bool, method: str, size: str, seed: int, par
         data = TrainingData.for_method(m, student_arrays(pool, params.data.image_size, indices), targets, triples,
                                        virtual_targets, lambda: prepared_data.pool_labels(prepared)[indices])
         inputs = [subset, augmented]
-    steps, lr = m.steps or params.train.steps, m.lr or params.train.lr
+    steps, lr = m.schedule(params.train)
     virtual = m.space != "none" and data.triples is not None
     run_params = {
         "budget": "all" if full else budget, "teacher_queries": budget if m.uses_teacher and not full else 0,
@@ -106,9 +106,13 @@ def train(budget: int | None, full: bool, method: str, size: str, seed: int, par
     }
     checkpointer = FileCheckpointer(checkpoints / f"{name}.pt", inputs_key(run_params, inputs),
                                     params.runtime.checkpoint_every)
-    bar = progress(steps if rank == 0 else 0, f"student {name}")
+    bar = progress(steps, f"student {name}", quiet=rank != 0)
     started = time.perf_counter()
-    init = trunk_init(sp.arch, sp.weights, downloads)
+    if rank == 0:  # one rank downloads pretrained weights; the others read them once it is done
+        init = trunk_init(sp.arch, sp.weights, downloads)
+    distributed.barrier()
+    if rank != 0:
+        init = trunk_init(sp.arch, sp.weights, downloads)
     from pipeline import accel
 
     precision = accel.precision_of(params.runtime.precision, device)

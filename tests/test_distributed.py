@@ -33,7 +33,8 @@ def inputs(tmp_path_factory):
                       "teacher": {"dim": 32}, "students": {"small": {"arch": "student_cnn", "dim": 16}},
                       "student": "small", "sizes": ["small"], "queries": {"call_batch": 64},
                       "train": {"steps": 10, "batch_size": 64, "virtual_per_batch": 32, "log_every": 1},
-                      "runtime": {"threads": 1, "checkpoint_every": 1000}})
+                      "runtime": {"threads": 1, "checkpoint_every": 1000, "device": "cpu", "precision": "fp32",
+                                  "compile": "false"}})
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     return root
 
@@ -78,3 +79,24 @@ def test_training_on_two_ranks_matches_one_process_with_the_whole_batch(inputs, 
         assert torch.allclose(value.float(), b["state_dict"][key].float(), atol=5e-4), key  # Adam magnifies rounding
     assert not torch.equal(a["state_dict"]["features.0.0.weight"],
                            create("student_cnn", 16).state_dict()["features.0.0.weight"])  # it did train
+
+
+def test_one_step_s_gradients_on_two_ranks_equal_one_process_s_on_the_whole_batch(tmp_path):
+    """The gradient math itself (Adam would hide a gradient scaled by the number of ranks): rows split,
+    descriptors gathered with their gradients, BatchNorm over every rank, DDP's averaging."""
+    from tests import ddp_gradients as step
+
+    out = tmp_path / "two.pt"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run([*torchrun, str(REPO / "tests/ddp_gradients.py"), str(out)], cwd=REPO, env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = torch.load(out, weights_only=True)
+    net = step.model()
+    loss = step.loss_of(net, *step.batch())
+    loss.backward()
+    assert torch.allclose(two["loss"], loss.detach(), atol=1e-6)
+    for name, p in net.named_parameters():
+        assert torch.allclose(two["grads"][name], p.grad, rtol=1e-4, atol=1e-6), name
+    for name, b in net.named_buffers():  # running statistics over the whole batch
+        assert torch.allclose(two["buffers"][name].float(), b.float(), rtol=1e-4, atol=1e-6), name

@@ -60,7 +60,7 @@ def dump_inputs(tmp_path_factory):
     return root
 
 
-def clone(src: Path, dst: Path) -> Path:
+def private_copy(src: Path, dst: Path) -> Path:
     """A copy of the prepared repo with a teacher store of its own."""
     shutil.copytree(src, dst)
     edit_params(dst, {"queries": {"store": str(dst / "store")}})
@@ -76,13 +76,13 @@ def answered_indices(root: Path) -> list[np.ndarray]:
 
 
 def test_dump_killed_repeatedly_resumes_to_identical_descriptors(dump_inputs, tmp_path):
-    reference = clone(dump_inputs, tmp_path / "reference")
+    reference = private_copy(dump_inputs, tmp_path / "reference")
     subprocess.run(stage_cmd("dump"), cwd=reference, env=stage_env(), check=True, capture_output=True)
     with np.load(reference / "data/teacher/train_descriptors.npz") as z:
         want = z["descriptors"]
     assert sum(c["images"] for c in ledger(reference)) == DUMP_BUDGET
 
-    work = clone(dump_inputs, tmp_path / "killed")
+    work = private_copy(dump_inputs, tmp_path / "killed")
     # a kill during a call loses that call (it counts); resending it needs consent: allow 4 calls of 32
     edit_params(work, {"queries": {"extra_calls": 4 * 32}})
     rnd = random.Random(1234)
@@ -245,28 +245,28 @@ def train_inputs(tmp_path_factory):
     set_params(root, {
         "budgets": [budget], "students": {"small": {"arch": "student_cnn", "dim": 16}}, "student": "small",
         "sizes": ["small"], "sample": {"val_size": 100, "val_queries": 20},
-        "train": {"steps": 400, "batch_size": 64, "virtual_per_batch": 32}, "data": {"pool_limit": 1000},
-        "runtime": {"threads": 1, "checkpoint_every": 10}})
+        "train": {"steps": 300, "batch_size": 64, "virtual_per_batch": 32}, "data": {"pool_limit": 1000},
+        "runtime": {"threads": 1, "checkpoint_every": 5}})
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     return root
 
 
 def test_killed_training_stage_resumes_to_the_same_model(train_inputs, tmp_path):
-    reference = clone(train_inputs, tmp_path / "reference")
+    reference = private_copy(train_inputs, tmp_path / "reference")
     run_stage(reference, "train@200-derd-0")  # uninterrupted, in this process
-    work = clone(train_inputs, tmp_path / "killed")
+    work = private_copy(train_inputs, tmp_path / "killed")
     ck = work / "checkpoints/train/200-derd-small-0.pt"
     proc = subprocess.Popen(stage_cmd("train@200-derd-0", work), cwd=work, env=stage_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not ck.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(random.Random(7).uniform(0.0, 0.3))
+    time.sleep(random.Random(7).uniform(0.0, 0.2))
     assert proc.poll() is None, "training finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     step = torch.load(ck, weights_only=True)["state"]["step"]
-    assert 0 < step < 400 and not (work / "models/students/200-derd-small-0.pt").exists()
+    assert 0 < step < 300 and not (work / "models/students/200-derd-small-0.pt").exists()
     done = run_stage(work, "train@200-derd-0")  # resumed, in this process
     assert f"resuming training from step {step}" in done.output
     assert not ck.exists()  # cleared once the run is safely recorded

@@ -280,7 +280,36 @@ def test_parallel_processes_share_the_store_without_sending_an_image_twice(tmp_p
         p.start()
     for p in procs:
         p.join(60)
-    sent = sorted(out.get() for _ in procs)
+    sent = sorted(out.get(timeout=60) for _ in procs)
     assert sum(sent) == 40  # 30 by the first, the 10 new ones by the second
     store = AnswerStore(tmp_path / "store", {"kind": "test"})
     assert len(store) == 40 and store.summary()["images_sent"] == 40
+
+
+def test_a_request_whose_answers_are_all_stored_is_never_refused(tmp_path):
+    """Even when earlier lost calls were paid for again (spent > budget), nothing to send is no refusal."""
+    g, _ = gate(tmp_path)
+    x = images(6)
+    keys = [pixels_key(p) for p in x[3:]]
+    with g.store.locked():
+        g.store.begin(keys, "train")  # lost
+    g2, _ = gate(tmp_path, extra_calls=3)
+    g2.describe(inputs(x), "train", budget=6)
+    assert g2.store.summary("train")["images_spent"] == 9
+    for request, budget in ((x, 6), (x[3:], 3), (x[:2], 2)):  # the same, a smaller one, a lower budget
+        g3, t3 = gate(tmp_path)
+        out, report = g3.describe(inputs(request), "train", budget=budget)
+        assert t3.calls == 0 and report.sent == 0 and np.allclose(out, describe_pixels(request))
+
+
+def test_a_retry_never_takes_the_room_of_the_batches_after_it(tmp_path):
+    """Budget 10 in batches of 3 with one failed call: the failed batch is not resent at the expense of
+    the request's remaining images; the refusal says nothing more was sent, and how much to allow."""
+    t = CountingTeacher(failures=[CallFailed("HTTP 500")])
+    g, _ = gate(tmp_path, t)
+    with pytest.raises(BudgetExceeded, match="3 already sent for these images and 10 more needed. Nothing more was sent"):
+        g.describe(inputs(images(10)), "train", budget=10)
+    assert g.store.summary("train")["images_spent"] == 3 and len(g.store) == 0
+    g2, t2 = gate(tmp_path, extra_calls=3)
+    _, report = g2.describe(inputs(images(10)), "train", budget=10)
+    assert report.spent == 13 and len(t2.seen) == 10

@@ -63,6 +63,22 @@ def test_claims_follow_the_noise_rule():
     # (b): at B=60 derd 0.5200 ± 0.0283 vs derd-noaug 0.5225 ± 0.0106: a difference within the spread
     assert "B=60" in found["(b)"].evidence and "within noise" in found["(b)"].evidence
     assert found["(c)"].verdict == "does not hold" and "91.0%" in found["(c)"].evidence  # 0.71 / 0.78
-    assert found["(e)"].verdict == "holds" and "4x fewer FLOPs" in found["(e)"].evidence  # 0.77 / 0.8 = 96%
+    assert found["(e)"].verdict == "holds" and "4.0x fewer FLOPs" in found["(e)"].evidence  # 0.77 / 0.8 = 96%
     text = claims_md(list(found.values()), seeds=2)
     assert "larger of the two cells' standard deviations over the 2 seeds" in text
+
+
+def test_targets_are_decided_on_unrounded_values():
+    """3.96x fewer FLOPs is not "at least 4x", and 94.996% is not "at least 95%"."""
+    from pipeline.claims import claims
+    from pipeline.report import size_table
+
+    df = summary_table(runs(), 0.8, 60000, ["derd", "supervised"])
+    eff = {"teacher_flops_per_image": 3.96e7, "sizes": {"s": {"flops_per_image": 1.0e7, "images_per_second": 1.0}}}
+    frontier = size_table([{"size": "s", "budget": 300, "seed": 0, "map": 0.99}], [], eff, 0.8)
+    found = {c.title[:3]: c for c in claims(df, frontier, 0.8, 60000, "derd", "s", eff, ["derd"])}
+    assert found["(e)"].verdict == "not measured"  # 3.96x: no student is 4x cheaper
+    eff["teacher_flops_per_image"] = 4.0e7
+    frontier = size_table([{"size": "s", "budget": 300, "seed": 0, "map": 0.8 * 0.94996}], [], eff, 0.8)
+    found = {c.title[:3]: c for c in claims(df, frontier, 0.8, 60000, "derd", "s", eff, ["derd"])}
+    assert found["(e)"].verdict == "does not hold"

@@ -110,7 +110,10 @@ def test_a_command_teacher_is_called_with_png_files(finished_repo, tmp_path):
     with np.load(repo / "data/teacher/train_descriptors.npz") as z, np.load(repo / "data/prepared/pool.npz") as p:
         assert np.allclose(z["descriptors"], local_descriptors(repo, p["images"][z["indices"]]), atol=1e-6)
     assert [c["images"] for c in requests_in_ledger(repo, "command")] == [30, 20]
-    script.write_text(script.read_text() + "# edited\n")  # an edited script is another teacher: asked anew
+    script.write_text(script.read_text() + "# edited\n")  # an edited script is another teacher
+    stale = run_stage(repo, "dump", check=False)
+    assert stale.exit_code == 1 and "the files it names changed since the teacher stage" in stale.output
+    run_stage(repo, "teacher")  # its card now names the edited script: asked anew
     out = run_stage(repo, "dump").output
     assert "50 sent this run" in out and len(list((repo.parent / "teacher-store").glob("command-*"))) == 2
 
@@ -129,6 +132,8 @@ def test_precomputed_descriptors_are_looked_up_by_name_and_never_counted(finishe
     got, want = (json.loads((r / "metrics/teacher.json").read_text()) for r in (repo, finished_repo))
     assert abs(got["map"] - want["map"]) <= 1e-6 and got["test_queries"] == 0
     np.savez(repo / "mine.npz", names=names[:10], descriptors=local_descriptors(repo, images[:10]))
+    stale = run_stage(repo, "dump", check=False)  # the file changed behind the teacher stage's back
+    assert stale.exit_code == 1 and "mine.npz changed since the teacher stage" in stale.output
     run_stage(repo, "teacher")
     result = run_stage(repo, "dump", check=False)
     assert result.exit_code == 1 and "mine.npz has no descriptor for" in result.output and "train-" in result.output

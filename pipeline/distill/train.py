@@ -134,7 +134,7 @@ def train_student(
         raise ValueError("this method distils the teacher: it needs the subset's teacher targets")
     if method.uses_labels and data.labels is None:
         raise ValueError("this method is supervised: it needs the subset's labels")
-    steps, lr = method.steps or tp.steps, method.lr or tp.lr
+    steps, lr = method.schedule(tp)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     triples = data.triples if method.space != "none" and data.triples is not None else _NO_TRIPLES
@@ -171,6 +171,8 @@ def train_student(
         sched.load_state_dict(state["scheduler"])
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and device.type == "cuda":  # flips and shifts draw on the GPU
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         curve, window, start = [tuple(c) for c in state["curve"]], list(state["window"]), state["step"]
     x_all = to_input(data.images, device).contiguous(memory_format=torch.channels_last)
     tensor = (lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float32, device=device))
@@ -217,6 +219,7 @@ def train_student(
                 "step": step + 1, "model": model.state_dict(), "objective": objective.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "curve": curve, "window": window,
             })
     projection = next((term.projection for term in objective.terms if hasattr(term, "projection")), None)

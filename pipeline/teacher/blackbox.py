@@ -84,6 +84,13 @@ def open_store(card: dict, queries: QueriesParams):
     return AnswerStore(queries.store_root(), identity_of(card))
 
 
+def _unchanged(card: dict, key: str, now, what: str, teacher_dir: Path) -> None:
+    """The teacher's files must be what its card was written for: DVC does not watch them."""
+    if card.get(key) != now:
+        raise DatasetError(f"{what} changed since the teacher stage wrote {Path(teacher_dir) / CARD}: run "
+                           "`dvc repro -f teacher` so that every stage after it sees the new teacher")
+
+
 def client_for(card: dict, teacher_dir: Path, queries: QueriesParams, device):
     """The client that reaches the teacher the card describes (checked to be reachable)."""
     from pipeline.teacher import clients
@@ -117,7 +124,13 @@ def open_teacher(teacher_dir: Path, queries: QueriesParams, device) -> GatedTeac
     if card["kind"] == "precomputed":
         from pipeline.teacher.precomputed import PrecomputedDescriptors
 
-        return PrecomputedTeacher(PrecomputedDescriptors(Path(card["descriptors"]), card["dim"]))
+        source = PrecomputedDescriptors(Path(card["descriptors"]), card["dim"])
+        _unchanged(card, "descriptors_sha256", source.sha256, card["descriptors"], teacher_dir)
+        return PrecomputedTeacher(source)
+    if card["kind"] == "command":
+        from pipeline.teacher.clients import CommandTeacher
+
+        _unchanged(card, "files", CommandTeacher(card["command"], 1.0).named_files(), "the files it names", teacher_dir)
     rank, ranks = distributed.world()
     sharded = ranks > 1 and card["kind"] in BUILT_TEACHERS
     if rank > 0:

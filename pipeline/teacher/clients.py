@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.errors import TeacherError
 from pipeline.io import file_sha256
 from pipeline.teacher.http import CallInvalid, HttpEndpoint
-from pipeline.teacher.outcomes import CallError, CallFailed
+from pipeline.teacher.outcomes import CallError, CallFailed, CallNeverSent
 
 
 def _one_array(pixels) -> np.ndarray:
@@ -158,7 +158,7 @@ class CommandTeacher:
             except subprocess.TimeoutExpired:
                 raise CallFailed(f"did not finish within queries.timeout_s = {self.timeout:g} s") from None
             except OSError as exc:
-                raise TeacherError(f"cannot run teacher.command `{self.command}`: {exc}") from None
+                raise CallNeverSent(f"cannot start teacher.command `{self.command}` ({exc}); fix teacher.command") from None
             if proc.returncode != 0:
                 raise CallFailed(f"exited with code {proc.returncode}: {proc.stderr.strip()[-300:]}")
             if not out.exists():

@@ -58,17 +58,19 @@ class QueryGate:
             first.setdefault(key, i)
         with self.store.locked():
             stored = [k for k in first if self.store.has(k)]
-            if stored and self.client.remote and self.q.verify:
-                self._verify(inputs, [first[k] for k in stored[:self.q.verify]], [k for k in stored[:self.q.verify]])
             missing = [k for k in first if not self.store.has(k)]
             wanted = set(first)
             spent = self.store.spent_on(wanted, purpose)
             self._check_budget(purpose, budget, spent, len(missing), wanted)
-            size = self.q.call_batch if inputs.same_size else 1
+            if stored and self.client.remote and self.q.verify:
+                self._verify(inputs, stored, first)
+            # photos of different sizes go one per request to a service; a teacher built here takes many
+            size = self.q.call_batch if inputs.same_size or not self.client.remote else 1
             sent = 0
             for start in range(0, len(missing), size):
                 batch = missing[start:start + size]
-                spent = self._call(inputs, [first[k] for k in batch], batch, purpose, budget, spent, wanted)
+                spent = self._call(inputs, [first[k] for k in batch], batch, purpose, budget, spent, wanted,
+                                   remaining=len(missing) - start, sent_before=start > 0)
                 sent += len(batch)
                 if progress:
                     progress(len(batch))
@@ -78,11 +80,13 @@ class QueryGate:
 
     # -- one call, with retries --------------------------------------------------------------
     def _call(self, inputs: TeacherInputs, idx: list[int], keys: list[bytes], purpose: str, budget: int,
-              spent: int, wanted: set[bytes]) -> int:
-        """Send one batch until it is answered; returns the images spent on ``wanted`` so far."""
+              spent: int, wanted: set[bytes], remaining: int, sent_before: bool) -> int:
+        """Send one batch until it is answered; returns the images spent on ``wanted`` so far.
+        ``remaining``: the request's images not answered yet, this batch's included: an attempt is made
+        only while all of them still fit in the budget, so a retry never eats the room of later batches."""
         attempt = 0
         while True:
-            self._check_budget(purpose, budget, spent, len(keys), wanted)
+            self._check_budget(purpose, budget, spent, remaining, wanted, sent_before=sent_before or attempt > 0)
             pixels = inputs.batch(idx)
             self._pace()
             call = self.store.begin(keys, purpose)
@@ -135,17 +139,21 @@ class QueryGate:
 
     def _failure_message(self, exc: CallError, attempts: int) -> str:
         where = self.client.endpoint
+        if exc.outcome == "unreachable" and not exc.retry:
+            return f"nothing could be sent to the teacher at {where}: {exc.detail}"
         if exc.outcome == "unreachable":
             return (f"cannot reach the teacher at {where} ({exc.detail}) after {attempts} attempts: is the server "
                     "running? (`derd serve-teacher` serves the default teacher); teacher.url sets the address")
         if exc.outcome == "rejected":
-            return f"the teacher at {where} rejected the call: {exc.detail}"
+            return (f"the teacher at {where} rejected the call: {exc.detail}. Check teacher.model (a 404), the key "
+                    "in the variable teacher.auth_env names (a 401 or 403), or teacher.dim and the images' size")
         return f"the teacher at {where} failed {attempts} times, the last: {exc.detail}"
 
     # -- budget and identity -------------------------------------------------------------------
-    def _check_budget(self, purpose: str, budget: int, spent: int, needed: int, wanted: set[bytes]) -> None:
+    def _check_budget(self, purpose: str, budget: int, spent: int, needed: int, wanted: set[bytes],
+                      sent_before: bool = False) -> None:
         limit = budget + self.q.extra_calls
-        if spent + needed <= limit:
+        if needed == 0 or spent + needed <= limit:  # nothing to send is never refused
             return
         lost = [c for c in self.store.calls(purpose) if c.spent and c.outcome != "answered"
                 and self.store.call_keys(c.id) & wanted]
@@ -156,19 +164,21 @@ class QueryGate:
                "; raise the budget or ask for fewer images")
         raise BudgetExceeded(
             f"{purpose} teacher budget is {budget} images (+ queries.extra_calls {self.q.extra_calls}): "
-            f"{spent} already sent for these images and {needed} more needed. Nothing was sent{why}")
+            f"{spent} already sent for these images and {needed} more needed. Nothing "
+            f"{'more ' if sent_before else ''}was sent{why}")
 
-    def _verify(self, inputs: TeacherInputs, idx: list[int], keys: list[bytes]) -> None:
+    def _verify(self, inputs: TeacherInputs, stored: list[bytes], first: dict[bytes, int]) -> None:
         """Re-ask a few stored images: a service may have swapped its model behind the same URL."""
+        keys = stored[:self.q.verify] if inputs.same_size else stored[:1]  # photos: one per request
+        idx = [first[k] for k in keys]
+        self._pace()
         call = self.store.begin(keys, "verify")
         started = time.perf_counter()
         try:
-            answer = np.asarray(self.client(inputs.batch(idx) if inputs.same_size else
-                                            inputs.batch(idx[:1])), dtype=np.float32)
+            answer = np.asarray(self.client(inputs.batch(idx)), dtype=np.float32)
         except CallError as exc:
             self.store.failed(call, exc.outcome, exc.detail)
             raise TeacherError(self._failure_message(exc, 1)) from None
-        keys = keys if inputs.same_size else keys[:1]
         problem = self._check_answer(answer, len(keys))
         if problem:
             self.store.failed(call, "invalid", problem)

@@ -11,7 +11,7 @@ import requests
 import urllib3
 
 from pipeline.errors import TeacherError
-from pipeline.teacher.outcomes import CallFailed, CallRefused, CallRejected, CallUnreachable
+from pipeline.teacher.outcomes import CallFailed, CallNeverSent, CallRefused, CallRejected, CallUnreachable
 
 
 class CallInvalid(CallFailed):
@@ -58,8 +58,8 @@ class HttpEndpoint:
         try:
             r = self.session.request(method, url, json=json_body, headers=self._headers, timeout=self.timeout)
         except requests.exceptions.SSLError as exc:
-            raise CallRejected(f"TLS verification failed for {url} ({type(exc).__name__}); fix the server's "
-                               "certificate or point REQUESTS_CA_BUNDLE at its CA") from None
+            raise CallNeverSent(f"TLS verification failed for {url} ({type(exc).__name__}); fix the server's "
+                                "certificate or point REQUESTS_CA_BUNDLE at its CA") from None
         except requests.exceptions.ConnectTimeout:
             raise CallUnreachable(f"no connection to {url} within {self.timeout:g} s") from None
         except requests.exceptions.Timeout:

@@ -27,6 +27,12 @@ class CallUnreachable(CallError):
     outcome = "unreachable"
 
 
+class CallNeverSent(CallUnreachable):
+    """Nothing could be sent and trying again cannot help (a certificate nobody vouches for, a command
+    that cannot be started)."""
+    retry = False
+
+
 class CallRejected(CallError):
     """Another 4xx (wrong model name, bad key, bad input): trying again cannot help."""
     outcome = "rejected"

@@ -109,14 +109,14 @@ class AnswerStore:
         for n, raw in enumerate(lines, 1):
             try:
                 e = json.loads(raw)
-            except ValueError:
+                if e["event"] == "send":
+                    calls[e["call"]] = Call(e["call"], e["purpose"], e["images"], e["time"])
+                elif e.get("call") in calls:
+                    c = calls[e["call"]]
+                    c.outcome, c.seconds, c.detail = e["event"], e.get("seconds"), e.get("detail", "")
+            except (ValueError, KeyError, TypeError):
                 raise DatasetError(f"{self.ledger_path}, line {n}: not a ledger entry; the ledger is damaged. "
                                    "Keep a copy and remove that line to go on") from None
-            if e["event"] == "send":
-                calls[e["call"]] = Call(e["call"], e["purpose"], e["images"], e["time"])
-            elif e.get("call") in calls:
-                c = calls[e["call"]]
-                c.outcome, c.seconds, c.detail = e["event"], e.get("seconds"), e.get("detail", "")
         self._torn = torn
         return calls
 
