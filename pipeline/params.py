@@ -98,6 +98,7 @@ class QueriesParams(Section):
     extra_calls: NonNegative
     timeout_s: PositiveFloat
     retries: NonNegative
+    max_backoff_s: PositiveFloat   # waits between attempts double from 0.5 s up to this
     max_qps: NonNegativeFloat
     verify: NonNegative
 

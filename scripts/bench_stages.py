@@ -57,12 +57,15 @@ def bench_dump(device, repeats: int, n: int = 3000) -> dict:
         torch.manual_seed(0)
         card = built_teacher(Path(tmp) / "teacher", create("teacher_cnn", 128))
         model = create("teacher_cnn", 128).to(device).eval().to(memory_format=torch.channels_last)
-        q = QueriesParams(store=tmp, call_batch=256, extra_calls=0, timeout_s=60, retries=0, max_qps=0, verify=0)
+        q = QueriesParams(store=tmp, call_batch=256, extra_calls=0, timeout_s=60, retries=0, max_backoff_s=1, max_qps=0,
+                          verify=0)
 
-        def gated():
+        teacher = LocalTeacher(card / "weights.pt", device, 256)  # built once, as the bare model is
+        names = [str(i) for i in range(n)]
+
+        def gated():  # a fresh store each time: every image is asked, keyed, stored and put on the ledger
             store = AnswerStore(Path(tempfile.mkdtemp(dir=tmp)), {"kind": "bench"})
-            gate = QueryGate(LocalTeacher(card / "weights.pt", device, 256), store, q, 128)
-            gate.describe(TeacherInputs(images, [str(i) for i in range(n)]), "train", n)
+            QueryGate(teacher, store, q, 128).describe(TeacherInputs(images, names), "train", n)
 
         @torch.no_grad()
         def bare():

@@ -2,6 +2,7 @@
 import io
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -40,12 +41,16 @@ def write_params(root, override):
     ({"budgets": [70000]}, "exceeds the training pool of 60000 images"),
 ])
 def test_invalid_params_stop_a_stage_cleanly(tmp_path, override, message):
+    """In this process (click's runner): the same command and the same one-line error as a subprocess."""
+    from tests.pipeline_copy import run_stage as run_in_process
+
     (tmp_path / "data/prepared").mkdir(parents=True)
     (tmp_path / "data/prepared/meta.json").write_text(json.dumps({"pool_size": 60000}))
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     write_params(tmp_path, override)
-    proc = run_stage(tmp_path, "sample@100")
-    assert proc.returncode == 1
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+    result = run_in_process(tmp_path, "sample@100", check=False)
+    assert result.exit_code == 1 and result.output.startswith("error [sample]: ")
+    assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "data/subsets").exists()
 
 

@@ -52,7 +52,8 @@ def inputs(arr):
 
 
 def queries(**kw):
-    base = dict(store="unused", call_batch=3, extra_calls=0, timeout_s=5, retries=3, max_qps=0, verify=2)
+    base = dict(store="unused", call_batch=3, extra_calls=0, timeout_s=5, retries=3, max_backoff_s=30, max_qps=0,
+                verify=2)
     return QueriesParams(**{**base, **kw})
 
 

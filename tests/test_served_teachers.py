@@ -58,7 +58,8 @@ def test_server_killed_and_restarted_mid_dump(finished_repo, tmp_path):
     repo = clone(finished_repo, tmp_path / "copy")
     server = MlflowServer(repo)
     edit_params(repo, {"budgets": [300], "teacher": {"kind": "mlflow", "url": server.url},
-                       "queries": {"call_batch": 20, "max_qps": 4, "retries": 8, "extra_calls": 20}})
+                       "queries": {"call_batch": 20, "max_qps": 4, "retries": 30, "max_backoff_s": 1,
+                                   "extra_calls": 20}})
     run_stage(repo, "teacher")
     run_stage(repo, "sample@300")
     dump = subprocess.Popen([sys.executable, "-m", "stages.dump", "--teacher", "models/teacher", "--prepared",

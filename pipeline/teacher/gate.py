@@ -100,7 +100,7 @@ class QueryGate:
                 attempt += 1
                 if not exc.retry or attempt > self.q.retries:
                     raise TeacherError(self._failure_message(exc, attempt)) from None
-                self._sleep(exc.retry_after if exc.retry_after is not None else min(30.0, 0.5 * 2 ** (attempt - 1)))
+                self._sleep(exc.retry_after if exc.retry_after is not None else min(self.q.max_backoff_s, 0.5 * 2 ** (attempt - 1)))
                 continue
             except BaseException as exc:  # an interrupt or a bug mid-call: it may have been answered
                 self.store.failed(call, "failed", f"{type(exc).__name__} during the call")
