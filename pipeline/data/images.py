@@ -8,12 +8,15 @@ the same crop.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import DatasetError
+
+DECODE_WORKERS = max(2, os.cpu_count() or 2)
 
 
 @dataclass(frozen=True)
@@ -62,15 +65,26 @@ class ImageFiles:
             boxes = np.concatenate([_boxes_or_nan(self), _boxes_or_nan(other)])
         return ImageFiles(self.root, self.paths + other.paths, boxes)
 
+    def map(self, fn, idx) -> list:
+        """``fn(load(i))`` for each ``i`` of ``idx``, in order, decoded by a pool of threads (Pillow
+        decodes without holding the GIL): the model is not left waiting on one core's JPEG decoding."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        idx = [int(i) for i in np.atleast_1d(np.asarray(idx))]
+        if len(idx) < 8:
+            return [fn(self.load(i)) for i in idx]
+        with ThreadPoolExecutor(max_workers=min(DECODE_WORKERS, len(idx))) as pool:
+            return list(pool.map(lambda i: fn(self.load(i)), idx))
+
     def to_arrays(self, size: int, idx=None) -> np.ndarray:
-        """uint8 (n, size, size, 3): each image (cropped) resized to a square, decoded one at a time so
-        that a large subset never holds full-resolution photos in memory."""
+        """uint8 (n, size, size, 3): each image (cropped) resized to a square; only the small squares
+        are kept, so a large subset never holds full-resolution photos in memory."""
         from PIL import Image
 
         idx = np.arange(len(self)) if idx is None else np.atleast_1d(np.asarray(idx))
         out = np.empty((len(idx), size, size, 3), dtype=np.uint8)
-        for k, i in enumerate(idx):
-            out[k] = np.asarray(self.load(int(i)).resize((size, size), Image.BILINEAR))
+        for k, square in enumerate(self.map(lambda im: np.asarray(im.resize((size, size), Image.BILINEAR)), idx)):
+            out[k] = square
         return out
 
 

@@ -47,10 +47,13 @@ class TeacherInputs:
         return np.asarray(self.images.load(int(i)), dtype=np.uint8)
 
     def keys(self) -> list[bytes]:
-        return [pixels_key(self.pixels(i)) for i in range(len(self))]
+        if isinstance(self.images, np.ndarray):
+            return [pixels_key(self.images[i]) for i in range(len(self))]
+        return self.images.map(lambda im: pixels_key(np.asarray(im, dtype=np.uint8)), range(len(self)))
 
     def batch(self, idx: Sequence[int]) -> np.ndarray | list[np.ndarray]:
-        """The pixels of ``idx``: one array for same-size images, else a list of arrays."""
+        """The pixels of ``idx``: one array for same-size images, else a list of arrays (decoded in
+        parallel)."""
         if isinstance(self.images, np.ndarray):
             return self.images[np.asarray(idx, dtype=np.int64)]
-        return [self.pixels(i) for i in idx]
+        return self.images.map(lambda im: np.asarray(im, dtype=np.uint8), idx)
