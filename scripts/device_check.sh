@@ -44,7 +44,7 @@ PYCODE
 echo "== 3. torchrun: the dump and training on 1 and N ranks against one process"
 GPUS=$("$PY" -c 'import torch; print(torch.cuda.device_count())')
 if [ "${GPUS:-0}" -ge 2 ]; then
-  "$PY" -m pytest -q -p no:cacheprovider tests/test_distributed.py || echo "FAILED: distributed on GPUs"
+  DERD_TEST_DEVICE=cuda "$PY" -m pytest -q -p no:cacheprovider tests/test_distributed.py || echo "FAILED: distributed on GPUs"
 else
   echo "one GPU: the N-rank check runs with gloo on the CPU"
   "$PY" -m pytest -q -p no:cacheprovider tests/test_distributed.py || echo "FAILED: distributed"

@@ -60,9 +60,12 @@ def prepare(params_path: Path, downloads: Path, out: Path):
         folder = Path(d.test_dir) if d.test == "revisited" else downloads / d.test
         test = benchmarks.load_revisited(folder, downloads / "revisitop1m", d.distractors)
         gnd = {"imlist": test.imlist, "qimlist": test.qimlist, "gnd": test.gnd}
-        save_npz_atomic(out / "pool.npz", root=_rel(pool.root, out), paths=np.array(pool.paths), labels=labels)
+        # the photos' content hashes ride along with their paths (see ImageFiles.digests)
+        save_npz_atomic(out / "pool.npz", root=_rel(pool.root, out), paths=np.array(pool.paths), labels=labels,
+                        digests=pool.digests())
         save_npz_atomic(out / "test.npz", root=_rel(test.queries.root, out), query_paths=np.array(test.queries.paths),
-                        query_boxes=test.queries.boxes, db_paths=np.array(test.database.paths))
+                        query_boxes=test.queries.boxes, db_paths=np.array(test.database.paths),
+                        query_digests=test.queries.digests(), db_digests=test.database.digests())
         pool_size, q, db = len(pool), test.queries.paths, test.database.paths
     write_json_atomic(out / "skipped.json", skipped)
     for item in skipped:

@@ -86,21 +86,21 @@ def train(budget: int | None, full: bool, method: str, size: str, seed: int, par
         indices = training_pool(meta["pool_size"], params.sample.val_size, params.sample.seed)
         data = TrainingData.for_method(m, student_arrays(pool, params.data.image_size, indices), None, None, None,
                                        lambda: prepared_data.pool_labels(prepared)[indices])
-        inputs = []
+        inputs = [prepared / "pool.npz", prepared / "meta.json"]
     else:
         indices = np.load(subset)
         with np.load(augmented) as z:
             targets, triples, virtual_targets = z["real_targets"], Triples(z["i"], z["j"], z["lam"]), z["targets"]
         data = TrainingData.for_method(m, student_arrays(pool, params.data.image_size, indices), targets, triples,
                                        virtual_targets, lambda: prepared_data.pool_labels(prepared)[indices])
-        inputs = [subset, augmented]
+        inputs = [prepared / "pool.npz", prepared / "meta.json", subset, augmented]
     steps, lr = m.schedule(params.train)
     virtual = m.space != "none" and data.triples is not None
     run_params = {
         "budget": "all" if full else budget, "teacher_queries": budget if m.uses_teacher and not full else 0,
         "train_images": len(indices), "pool_fraction": len(indices) / meta["pool_size"],
         "method": "supervised-full" if full else method, "seed": seed, "uses_labels": m.uses_labels,
-        "size": size, "student": sp.model_dump(), "train": params.train.model_dump(),
+        "size": size, "image_size": params.data.image_size, "student": sp.model_dump(), "train": params.train.model_dump(),
         "schedule": {"steps": steps, "lr": lr}, "method_params": m.as_dict(),
         "augment": params.augment.model_dump() if virtual else {}, "virtual_samples": len(data.triples) if virtual else 0,
     }

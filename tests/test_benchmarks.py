@@ -137,6 +137,13 @@ def test_rparis6k_nested_archives_and_the_sfm_pool(tmp_path, server):
     assert paths[0].startswith("ims/") and (repo / "data/downloads/sfm120k" / paths[0]).exists()
     with np.load(repo / "data/prepared/test.npz") as z:
         assert z["query_boxes"].tolist() == [[0.0, 0.0, 36.0, 40.0]] * 4
+    # a photo edited in place (same name) changes the prepared files, so DVC reruns what reads them
+    before = {name: (repo / "data/prepared" / name).read_bytes() for name in ("pool.npz", "test.npz")}
+    for photo in (repo / "data/downloads/sfm120k" / paths[0], jpg / f"{gt['imlist'][0]}.jpg"):
+        image = Image.open(photo)  # SfM-120k's files have no extension: keep each file's format
+        image.transpose(Image.FLIP_LEFT_RIGHT).save(photo, format=image.format)
+    run_stage(repo, "prepare")
+    assert all((repo / "data/prepared" / name).read_bytes() != b for name, b in before.items())
 
 
 def test_a_second_download_run_fetches_nothing(tmp_path, server):

@@ -1,6 +1,7 @@
 """Many processes on PyTorch's own engine: the dump and a training run under torchrun with two
 ranks (gloo, on the CPU) give what one process gives, and the ledger counts each image once."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,9 @@ from pipeline.distill.interpolation import interpolate, normalize_rows, sample_t
 from pipeline.models import create
 from tests.pipeline_copy import REPO, built_teacher, edit_params, env, read_ledger, set_params, stage_argv
 from tests.test_faults import prepared_pool
+
+# scripts/device_check.sh sets cuda on a machine with two or more GPUs (NCCL); gloo on the CPU here
+DEVICE = os.environ.get("DERD_TEST_DEVICE", "cpu")
 
 pytestmark = pytest.mark.e2e
 BUDGET = 300
@@ -33,7 +37,7 @@ def inputs(tmp_path_factory):
                       "teacher": {"dim": 32}, "students": {"small": {"arch": "student_cnn", "dim": 16}},
                       "student": "small", "sizes": ["small"], "queries": {"call_batch": 64},
                       "train": {"steps": 10, "batch_size": 64, "virtual_per_batch": 32, "log_every": 1},
-                      "runtime": {"threads": 1, "checkpoint_every": 1000, "device": "cpu", "precision": "fp32",
+                      "runtime": {"threads": 1, "checkpoint_every": 1000, "device": DEVICE, "precision": "fp32",
                                   "compile": "false"}})
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     return root

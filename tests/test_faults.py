@@ -245,7 +245,7 @@ def train_inputs(tmp_path_factory):
     set_params(root, {
         "budgets": [budget], "students": {"small": {"arch": "student_cnn", "dim": 16}}, "student": "small",
         "sizes": ["small"], "sample": {"val_size": 100, "val_queries": 20},
-        "train": {"steps": 300, "batch_size": 64, "virtual_per_batch": 32}, "data": {"pool_limit": 1000},
+        "train": {"steps": 150, "batch_size": 64, "virtual_per_batch": 32}, "data": {"pool_limit": 1000},
         "runtime": {"threads": 1, "checkpoint_every": 5}})
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     return root
@@ -266,7 +266,7 @@ def test_killed_training_stage_resumes_to_the_same_model(train_inputs, tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     step = torch.load(ck, weights_only=True)["state"]["step"]
-    assert 0 < step < 300 and not (work / "models/students/200-derd-small-0.pt").exists()
+    assert 0 < step < 150 and not (work / "models/students/200-derd-small-0.pt").exists()
     done = run_stage(work, "train@200-derd-0")  # resumed, in this process
     assert f"resuming training from step {step}" in done.output
     assert not ck.exists()  # cleared once the run is safely recorded

@@ -256,11 +256,29 @@ def test_a_changed_teacher_behind_the_same_endpoint_is_detected(tmp_path):
 
 
 def test_rate_limit_spaces_calls(tmp_path):
-    waits = []
+    now, waits = [100.0], []
+
+    def sleep(s):  # a clock that moves only when the gate waits: calls themselves take no time
+        waits.append(s)
+        now[0] += s
+
     store = AnswerStore(tmp_path / "store", {"kind": "test"})
-    g = QueryGate(CountingTeacher(), store, queries(max_qps=2, call_batch=1), DIM, sleep=waits.append)
+    g = QueryGate(CountingTeacher(), store, queries(max_qps=2, call_batch=1), DIM, sleep=sleep, clock=lambda: now[0])
     g.describe(inputs(images(3)), "train", budget=3)
-    assert len(waits) == 2 and all(0.3 < w <= 0.5 for w in waits)
+    assert waits == [0.5, 0.5]  # 2 calls a second: the 2nd and 3rd wait half a second each
+
+
+def test_verification_is_retried_like_any_call(tmp_path):
+    x = images(5)
+    g, _ = gate(tmp_path, CountingTeacher(remote=True))
+    g.describe(inputs(x[:3]), "train", budget=5)
+    busy = CountingTeacher(remote=True, failures=[CallRefused("HTTP 429", retry_after=2.0)])
+    g2, _ = gate(tmp_path, busy)
+    out, _ = g2.describe(inputs(x), "train", budget=5)
+    assert np.allclose(out, describe_pixels(x))
+    ids = [e["call"] for e in ledger(g2) if e["event"] == "send" and e["purpose"] == "verify"]
+    outcome = {e["call"]: e["event"] for e in ledger(g2) if e["event"] != "send"}
+    assert [outcome[i] for i in ids] == ["refused", "answered"]  # the 429, then the verification itself
 
 
 def _describe_in_process(root, seed_images, out):
@@ -314,3 +332,34 @@ def test_a_retry_never_takes_the_room_of_the_batches_after_it(tmp_path):
     g2, t2 = gate(tmp_path, extra_calls=3)
     _, report = g2.describe(inputs(images(10)), "train", budget=10)
     assert report.spent == 13 and len(t2.seen) == 10
+
+
+def test_a_damaged_or_unwritable_store_is_named_with_its_fix(tmp_path, monkeypatch):
+    from pipeline.errors import DatasetError
+
+    g, _ = gate(tmp_path)
+    g.describe(inputs(images(4)), "train", budget=4)
+    answers = sorted((g.store.dir / "answers").glob("*.npz"))
+    answers[0].write_bytes(b"not an npz")
+    with pytest.raises(DatasetError, match=f"{answers[0].name} cannot be read.*move .* aside"):
+        AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
+    (g.store.dir / "teacher.json").write_text("{torn")
+    with pytest.raises(DatasetError, match="teacher.json describes another teacher"):
+        AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
+    from pathlib import Path
+
+    def refused(self, *args, **kwargs):  # as a read-only folder answers (root, in CI, may write anywhere)
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    with pytest.raises(DatasetError, match="no permission; set queries.store"):
+        AnswerStore(tmp_path / "elsewhere", {"kind": "test"})
+
+
+def test_a_served_teacher_of_another_descriptor_size_is_another_teacher():
+    from pipeline.teacher.blackbox import identity_of
+    from pipeline.teacher.store import identity_id
+
+    a = {"kind": "mlflow", "url": "http://127.0.0.1:5001/", "dim": 128}
+    assert identity_id(identity_of(a)) == identity_id(identity_of({**a, "url": "http://127.0.0.1:5001"}))
+    assert identity_id(identity_of(a)) != identity_id(identity_of({**a, "dim": 256}))

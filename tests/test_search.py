@@ -42,3 +42,31 @@ def test_ivfpq_recall_is_measured_against_exact_search():
     recall = recall_at(approx, exact, 100)
     assert 0.2 < recall < 1.0  # compressed: close, not exact
     assert recall_at(exact, exact, 100) == 1.0
+
+
+def test_slots_an_ivfpq_index_leaves_empty_are_not_results():
+    """Probing few lists can return fewer than k ids (faiss pads with -1): mAP stays that of the ids
+    it did return, never above 1."""
+    from pipeline.retrieval.revisited import evaluate_protocol
+
+    db, q = data(n=2000, q=5)
+    approx = ivfpq_ranks(db, q, k=1000, nlist=64, m=16, nprobe=2)
+    assert (approx == -1).any()  # 2 of 64 lists hold far fewer than 1000 descriptors
+    gnd = [{"easy": np.array([int(row[0]), len(db) - 1]), "hard": [], "junk": []} for row in approx]
+    result = evaluate_protocol(approx, gnd, "easy")
+    for row, g, ap in zip(approx, gnd, result.aps):
+        kept = row[row >= 0]
+        found = np.flatnonzero(np.isin(kept, g["easy"]))  # ranks of the positives among the returned ids
+        want = sum(((j / r if r else 1.0) + (j + 1) / (r + 1)) / 2 for j, r in enumerate(found)) / 2
+        assert abs(ap - want) < 1e-12
+    assert result.map <= 1.0
+
+
+def test_more_ivf_lists_than_descriptors_is_refused_by_name():
+    import pytest
+
+    from pipeline.errors import ParamsError
+
+    db, q = data(n=500, q=3)
+    with pytest.raises(ParamsError, match="'eval.ivf_lists' = 1024 .* at most 500"):
+        ivfpq_ranks(db, q, k=10, nlist=1024, m=16, nprobe=8)

@@ -137,4 +137,6 @@ def test_randomized_edits_keep_the_teacher_honest(setup):
         if step == "switch" and state["model"] == "teacher-a" and before["test_images"] == after["test_images"]:
             assert after["sent_this_run"] == 0, f"{label}: back to A, its test answers were asked again"
     queries = json.loads((repo / "metrics/queries.json").read_text())
-    assert queries["spent"] <= max(state["budgets"]) + 50  # calls made for this training set, lost ones included
+    # every image of the training set was paid for at least once (under-counting fails here; the
+    # gate itself refuses going over: tests/test_queries.py)
+    assert queries["spent"] >= max(state["budgets"]) == queries["budget"]

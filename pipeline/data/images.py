@@ -76,6 +76,22 @@ class ImageFiles:
         with ThreadPoolExecutor(max_workers=min(DECODE_WORKERS, len(idx))) as pool:
             return list(pool.map(lambda i: fn(self.load(i)), idx))
 
+    def digests(self) -> np.ndarray:
+        """A content hash per file (128 bits of its sha256, hex): stored beside the paths, so that a
+        photo edited in place changes the prepared files' hash and DVC reruns what depends on it."""
+        import hashlib
+        from concurrent.futures import ThreadPoolExecutor
+
+        def digest(path: str) -> str:
+            h = hashlib.sha256()
+            with open(self.root / path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            return h.hexdigest()[:32]
+
+        with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
+            return np.array(list(pool.map(digest, self.paths)), dtype="S32")
+
     def to_arrays(self, size: int, idx=None) -> np.ndarray:
         """uint8 (n, size, size, 3): each image (cropped) resized to a square; only the small squares
         are kept, so a large subset never holds full-resolution photos in memory."""

@@ -60,7 +60,8 @@ def evaluate_protocol(ranks: np.ndarray, gnd: list[dict], protocol: str, kappas=
         if ok.size == 0:
             continue
         junk = np.concatenate([np.asarray(g[k], dtype=np.int64).ravel() for k in junk_keys])
-        pos = _positive_ranks(np.asarray(ranking), ok, junk)
+        ranking = np.asarray(ranking)
+        pos = _positive_ranks(ranking[ranking >= 0], ok, junk)  # -1: a slot an approximate index left empty
         aps[q] = average_precision(pos, ok.size)
         pos1 = pos + 1
         last = pos1.max() if pos1.size else 0

@@ -83,10 +83,14 @@ def ivfpq_ranks(database: np.ndarray, queries: np.ndarray, k: int, nlist: int, m
 
     _check(database, queries)
     d = database.shape[1]
-    if d % m:
-        from pipeline.errors import ParamsError
+    from pipeline.errors import ParamsError
 
+    if d % m:
         raise ParamsError(f"'eval.pq_m' = {m} must divide the descriptor size {d}")
+    if nlist > len(database):
+        raise ParamsError(f"'eval.ivf_lists' = {nlist} is more than the {len(database)} database descriptors "
+                          f"it would partition: use at most {len(database)} (about sqrt(n) = "
+                          f"{max(1, int(len(database) ** 0.5))} is usual), or eval.index: exact")
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(database), min(train_size, len(database)), replace=False))
     index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
@@ -96,7 +100,7 @@ def ivfpq_ranks(database: np.ndarray, queries: np.ndarray, k: int, nlist: int, m
         index.add(np.ascontiguousarray(database[start:start + rows], dtype=np.float32))
     index.nprobe = nprobe
     _, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(database)))
-    return ids.astype(np.int32)
+    return ids.astype(np.int32)  # -1 fills a row whose probed lists hold fewer than k descriptors
 
 
 def recall_at(approx: np.ndarray, exact: np.ndarray, k: int) -> float:

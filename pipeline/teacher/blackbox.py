@@ -67,14 +67,17 @@ def identity_of(card: dict) -> dict:
     kind = card["kind"]
     if kind in BUILT_TEACHERS:
         return {"kind": kind, "weights_sha256": card["weights_sha256"]}
+    # a served teacher's descriptor size is part of who it is: answers of another size are another
+    # teacher's, kept in a store of their own
     if kind == "mlflow":
-        return {"kind": kind, "url": card["url"].rstrip("/")}
+        return {"kind": kind, "url": card["url"].rstrip("/"), "dim": card["dim"]}
     if kind == "kserve-v2":
-        return {"kind": kind, "url": card["url"].rstrip("/"), "model": card["model"]}
+        return {"kind": kind, "url": card["url"].rstrip("/"), "model": card["model"], "dim": card["dim"]}
     if kind == "command":
         from pipeline.teacher.clients import CommandTeacher
 
-        return {"kind": kind, "command": card["command"], "files": CommandTeacher(card["command"], 1.0).named_files()}
+        return {"kind": kind, "command": card["command"], "dim": card["dim"],
+                "files": CommandTeacher(card["command"], 1.0).named_files()}
     raise ValueError(f"a {kind} teacher has no store")
 
 

@@ -131,7 +131,11 @@ class CommandTeacher:
     remote = True
 
     def __init__(self, command: str, timeout: float):
-        self.argv = shlex.split(command)
+        try:
+            self.argv = shlex.split(command)
+        except ValueError as e:  # an unbalanced quote
+            raise TeacherError(f"teacher.command {command!r} cannot be split into arguments ({e}): quote it as "
+                               "a shell would, e.g. python \"my teacher.py\" {input} {output}") from None
         if not self.argv:
             raise TeacherError("teacher.command is empty")
         if "{input}" not in command and "{output}" not in command:

@@ -44,10 +44,10 @@ class RequestReport:
 
 class QueryGate:
     def __init__(self, client: TeacherClient, store: AnswerStore, queries: QueriesParams, dim: int,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
         self.client, self.store, self.q, self.dim = client, store, queries, dim
-        self._sleep = sleep
-        self._last_call = 0.0
+        self._sleep, self._clock = sleep, clock
+        self._last_call = -float("inf")
 
     def describe(self, inputs: TeacherInputs, purpose: str, budget: int,
                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, RequestReport]:
@@ -117,10 +117,10 @@ class QueryGate:
 
     def _pace(self) -> None:
         if self.q.max_qps:
-            wait = self._last_call + 1.0 / self.q.max_qps - time.monotonic()
+            wait = self._last_call + 1.0 / self.q.max_qps - self._clock()
             if wait > 0:
                 self._sleep(wait)
-        self._last_call = time.monotonic()
+        self._last_call = self._clock()
 
     def _check_answer(self, answer, n: int) -> str:
         a = np.asarray(answer)
@@ -171,14 +171,20 @@ class QueryGate:
         """Re-ask a few stored images: a service may have swapped its model behind the same URL."""
         keys = stored[:self.q.verify] if inputs.same_size else stored[:1]  # photos: one per request
         idx = [first[k] for k in keys]
-        self._pace()
-        call = self.store.begin(keys, "verify")
-        started = time.perf_counter()
-        try:
-            answer = np.asarray(self.client(inputs.batch(idx)), dtype=np.float32)
-        except CallError as exc:
-            self.store.failed(call, exc.outcome, exc.detail)
-            raise TeacherError(self._failure_message(exc, 1)) from None
+        attempt = 0
+        while True:  # retried as any call is (429, 5xx, unreachable), with the same backoff
+            self._pace()
+            call = self.store.begin(keys, "verify")
+            started = time.perf_counter()
+            try:
+                answer = np.asarray(self.client(inputs.batch(idx)), dtype=np.float32)
+                break
+            except CallError as exc:
+                self.store.failed(call, exc.outcome, exc.detail)
+                attempt += 1
+                if not exc.retry or attempt > self.q.retries:
+                    raise TeacherError(self._failure_message(exc, attempt)) from None
+                self._sleep(exc.retry_after if exc.retry_after is not None else min(self.q.max_backoff_s, 0.5 * 2 ** (attempt - 1)))
         problem = self._check_answer(answer, len(keys))
         if problem:
             self.store.failed(call, "invalid", problem)

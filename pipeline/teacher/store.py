@@ -68,10 +68,18 @@ class AnswerStore:
         self.identity = identity
         self.id = identity_id(identity)
         self.dir = Path(root) / f"{identity.get('kind', 'teacher')}-{self.id}"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except PermissionError:
+            raise DatasetError(f"cannot create the teacher's answer store {self.dir}: no permission; set "
+                               f"queries.store in params.yaml to a folder you can write, e.g. ~/.cache/derd/teachers") from None
         card = self.dir / "teacher.json"
         if card.exists():
-            if json.loads(card.read_text()) != identity:
+            try:
+                stored = json.loads(card.read_text())
+            except ValueError:
+                stored = None
+            if stored != identity:
                 raise DatasetError(f"{card} describes another teacher than the one asked for; the store is damaged: "
                                    f"move {self.dir} aside")
         else:
@@ -90,8 +98,15 @@ class AnswerStore:
         self._keys: dict[bytes, int] = {}
         parts = []
         for path in sorted((self.dir / "answers").glob("*.npz")):
-            with np.load(path) as z:
-                keys, desc = z["keys"], z["descriptors"]
+            try:
+                with np.load(path) as z:
+                    keys, desc = z["keys"], z["descriptors"]
+            except Exception as e:  # answers are written atomically: a bad file was damaged afterwards
+                raise DatasetError(f"{path} cannot be read ({type(e).__name__}); the store is damaged: move "
+                                   f"{self.dir} aside (its ledger still says what was spent)") from None
+            if parts and desc.shape[1:] != parts[0].shape[1:]:
+                raise DatasetError(f"{path} holds {desc.shape[1:]} descriptors where the store's others are "
+                                   f"{parts[0].shape[1:]}; the store is damaged: move {self.dir} aside")
             base = sum(len(p) for p in parts)
             for k, key in enumerate(keys.tolist()):
                 self._keys.setdefault(key, base + k)
