@@ -74,6 +74,7 @@ def prepare(params_path: Path, downloads: Path, out: Path):
     meta = {"dataset": d.dataset, "test": d.test, "pool_size": int(pool_size), "n_queries": int(len(q)),
             "n_database": int(len(db)), "n_classes": int(np.unique(labels).size), "skipped_images": len(skipped)}
     write_json_atomic(out / "meta.json", meta)
+    write_json_atomic(out / "pool.json", {k: meta[k] for k in ("dataset", "pool_size", "n_classes")})
     click.echo(f"pool {meta['pool_size']} images; {meta['n_queries']} queries; {meta['n_database']} database images")
 
 

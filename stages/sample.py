@@ -11,7 +11,7 @@ from stages.common import load, params_option, path_option, stage
 @click.command()
 @click.option("--budget", type=int, required=True, help="number of pool images (= teacher queries)")
 @params_option
-@path_option("--prepared", help="the prepared dataset (its meta.json gives the pool size)")
+@path_option("--prepared", help="the prepared dataset (its pool.json gives the pool size)")
 @path_option("--out", help="the subset's .npy file")
 @stage
 def sample(budget: int, params_path: Path, prepared: Path, out: Path):
@@ -21,7 +21,7 @@ def sample(budget: int, params_path: Path, prepared: Path, out: Path):
     from pipeline.params import validate
 
     params = load(params_path)
-    pool_size = prepared_data.meta(prepared)["pool_size"]
+    pool_size = prepared_data.pool_meta(prepared)["pool_size"]
     validate(params, pool_size=pool_size)
     subset = nested_subset(pool_size, budget, params.sample.seed)
     buf = io.BytesIO()

@@ -78,7 +78,7 @@ def train(budget: int | None, full: bool, method: str, size: str, seed: int, par
     if full == (budget is not None) or (not full and (subset is None or augmented is None)):
         raise ParamsError("give either --full, or --budget with --subset and --augmented")
     m, sp = params.method[method], params.size(size)
-    meta = prepared_data.meta(prepared)
+    meta = prepared_data.pool_meta(prepared)
     name = run_name(budget, method, size, seed)
     pool = prepared_data.pool_images(prepared)
     if full:
@@ -86,14 +86,14 @@ def train(budget: int | None, full: bool, method: str, size: str, seed: int, par
         indices = training_pool(meta["pool_size"], params.sample.val_size, params.sample.seed)
         data = TrainingData.for_method(m, student_arrays(pool, params.data.image_size, indices), None, None, None,
                                        lambda: prepared_data.pool_labels(prepared)[indices])
-        inputs = [prepared / "pool.npz", prepared / "meta.json"]
+        inputs = [prepared / "pool.npz", prepared / "pool.json"]
     else:
         indices = np.load(subset)
         with np.load(augmented) as z:
             targets, triples, virtual_targets = z["real_targets"], Triples(z["i"], z["j"], z["lam"]), z["targets"]
         data = TrainingData.for_method(m, student_arrays(pool, params.data.image_size, indices), targets, triples,
                                        virtual_targets, lambda: prepared_data.pool_labels(prepared)[indices])
-        inputs = [prepared / "pool.npz", prepared / "meta.json", subset, augmented]
+        inputs = [prepared / "pool.npz", prepared / "pool.json", subset, augmented]
     steps, lr = m.schedule(params.train)
     virtual = m.space != "none" and data.triples is not None
     run_params = {

@@ -21,6 +21,8 @@ def test_outputs_of_every_stage(finished_repo):
     meta = json.loads((repo / "data/prepared/meta.json").read_text())
     assert meta == {"dataset": "fashion-mnist", "test": "split", "pool_size": 6000, "n_queries": 100,
                     "n_database": 900, "n_classes": 10, "skipped_images": 0}
+    assert json.loads((repo / "data/prepared/pool.json").read_text()) == {
+        "dataset": "fashion-mnist", "pool_size": 6000, "n_classes": 10}
     small, large = np.load(repo / "data/subsets/20.npy"), np.load(repo / "data/subsets/50.npy")
     assert sorted(p.name for p in (repo / "models/students").glob("*.pt")) == sorted(
         [f"{b}-{m}-small-0.pt" for b in (20, 50) for m in ("derd", "supervised", "derd-plus")] +
@@ -126,6 +128,17 @@ def test_no_change_repro_does_nothing(finished_repo, tmp_path):
     repo = clone(finished_repo, tmp_path / "copy")
     out = dvc(repo, "repro").stdout
     assert "Data and pipelines are up to date" in out
+
+
+def test_a_new_test_split_makes_only_evaluations_stale(finished_repo, tmp_path):
+    """`data.n_queries` changes the test split, not the pool: no subset, no student is redone."""
+    repo = clone(finished_repo, tmp_path / "copy")
+    set_params(repo, deep_update(dict(TINY), {"data": {"n_queries": 60}}))
+    assert "Running stage 'prepare'" in dvc(repo, "repro", "prepare").stdout
+    status = dvc(repo, "status").stdout
+    assert "evaluate-teacher:" in status and "evaluate@20-derd-0:" in status and "report:" in status
+    stale = {line[:-1] for line in status.splitlines() if line.endswith(":") and not line.startswith(" ")}
+    assert not {s for s in stale if s.startswith(("sample", "train", "frontier", "full", "dump", "augment"))}, stale
 
 
 def test_one_methods_knob_makes_only_that_methods_stages_stale(finished_repo, tmp_path):

@@ -45,7 +45,7 @@ def test_invalid_params_stop_a_stage_cleanly(tmp_path, override, message):
     from tests.pipeline_copy import run_stage as run_in_process
 
     (tmp_path / "data/prepared").mkdir(parents=True)
-    (tmp_path / "data/prepared/meta.json").write_text(json.dumps({"pool_size": 60000}))
+    (tmp_path / "data/prepared/pool.json").write_text(json.dumps({"pool_size": 60000}))
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     write_params(tmp_path, override)
     result = run_in_process(tmp_path, "sample@100", check=False)

@@ -43,7 +43,7 @@ def prepared_pool(root: Path, pool_size: int, budget: int) -> Path:
     (root / "data/prepared").mkdir(parents=True)
     np.savez(root / "data/prepared/pool.npz", images=rng.integers(0, 256, (pool_size, 28, 28), dtype=np.uint8),
              labels=rng.integers(0, 10, pool_size), names=np.array([f"train-{i:05d}" for i in range(pool_size)]))
-    (root / "data/prepared/meta.json").write_text(json.dumps({"pool_size": pool_size}))
+    (root / "data/prepared/pool.json").write_text(json.dumps({"pool_size": pool_size}))
     (root / "data/subsets").mkdir(parents=True)
     np.save(root / f"data/subsets/{budget}.npy", nested_subset(pool_size, budget, 0))
     return root

@@ -46,6 +46,12 @@ def meta(root: Path) -> dict:
     return json.loads(_need(root / "meta.json").read_text())
 
 
+def pool_meta(root: Path) -> dict:
+    """What the pool's users need (its size, classes), apart from the test split's counts: a new
+    test split (``data.n_queries``, ``data.split_seed``) leaves it, and so every student, untouched."""
+    return json.loads(_need(root / "pool.json").read_text())
+
+
 @dataclass(frozen=True)
 class TestSplit:
     query_images: np.ndarray | ImageFiles   # queries already cropped to their box (files: at decoding)
