@@ -36,6 +36,18 @@ def save_png(picture, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _label_points(axis, values) -> None:
+    """Ticks at the plotted values, as plain numbers: a log axis over a decade or less would otherwise
+    print overlapping minor labels (3x10^0 4x10^0) or none at the points a reader looks for."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ticks = sorted({float(v) for v in values})
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
+    axis.set_ticks(ticks, [f"{t:,.0f}" if t >= 100 else f"{t:.3g}" for t in ticks], fontsize=8)
+
+
 def map_vs_budget(df: "pd.DataFrame", teacher_map: float):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
@@ -43,6 +55,7 @@ def map_vs_budget(df: "pd.DataFrame", teacher_map: float):
         ax.errorbar(rows["budget"], rows["map_mean"], yerr=rows["map_std"], marker="o", capsize=3, label=method)
     ax.axhline(teacher_map, color="k", ls="--", label="teacher")
     ax.set_xscale("log")
+    _label_points(ax.xaxis, df["budget"])
     ax.set_xlabel("teacher queries (budget B)")
     ax.set_ylabel("mAP (medium protocol)")
     ax.set_title("Student mAP vs teacher query budget, per method")
@@ -142,7 +155,7 @@ def frontier(df: "pd.DataFrame", teacher_map: float, teacher_flops: float | None
     """mAP against cost (FLOPs per image; measured descriptors per second), one curve per budget, the
     full-supervision student of each size and the teacher as points."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), dpi=110)
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.3), dpi=110, layout="constrained")
     for ax, x, label, teacher_x in ((axes[0], "mflops", "MFLOPs per image (log)", teacher_flops and teacher_flops / 1e6),
                                     (axes[1], "images_per_second", "descriptors per second (log)", teacher_ips)):
         for budget, rows in df[df["budget"] != "all"].groupby("budget", sort=False):
@@ -156,10 +169,11 @@ def frontier(df: "pd.DataFrame", teacher_map: float, teacher_flops: float | None
         else:
             ax.axhline(teacher_map, color="k", ls=":", label="teacher")
         ax.set_xscale("log")
+        _label_points(ax.xaxis, list(df[x].dropna()) + ([teacher_x] if teacher_x else []))
         ax.set_xlabel(label)
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("mAP (medium protocol)")
-    axes[1].legend(fontsize=8)
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8)  # beside the plots, never over a curve
     fig.suptitle("Size-quality frontier of the recommended method", fontsize=10)
-    fig.tight_layout()
     return fig
