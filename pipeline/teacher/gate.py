@@ -100,7 +100,7 @@ class QueryGate:
                 attempt += 1
                 if not exc.retry or attempt > self.q.retries:
                     raise TeacherError(self._failure_message(exc, attempt)) from None
-                self._sleep(exc.retry_after if exc.retry_after is not None else min(self.q.max_backoff_s, 0.5 * 2 ** (attempt - 1)))
+                self._back_off(exc, attempt)
                 continue
             except BaseException as exc:  # an interrupt or a bug mid-call: it may have been answered
                 self.store.failed(call, "failed", f"{type(exc).__name__} during the call")
@@ -114,6 +114,10 @@ class QueryGate:
                                    f"({self.store.dir})")
             self.store.answered(call, keys, np.asarray(answer, dtype=np.float32), seconds)
             return spent + len(keys)
+
+    def _back_off(self, exc: CallError, attempt: int) -> None:
+        """Wait before retry ``attempt``: what the server asked (Retry-After), else 0.5 s doubling, capped."""
+        self._sleep(exc.retry_after if exc.retry_after is not None else min(self.q.max_backoff_s, 0.5 * 2 ** (attempt - 1)))
 
     def _pace(self) -> None:
         if self.q.max_qps:
@@ -184,7 +188,7 @@ class QueryGate:
                 attempt += 1
                 if not exc.retry or attempt > self.q.retries:
                     raise TeacherError(self._failure_message(exc, attempt)) from None
-                self._sleep(exc.retry_after if exc.retry_after is not None else min(self.q.max_backoff_s, 0.5 * 2 ** (attempt - 1)))
+                self._back_off(exc, attempt)
         problem = self._check_answer(answer, len(keys))
         if problem:
             self.store.failed(call, "invalid", problem)
