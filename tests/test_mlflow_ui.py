@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 def chromium(*args: str) -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert exe, "Chromium is missing: `apt-get install -y chromium` (.ci/run installs it)"
+    assert exe, "Chromium is missing: `apt-get install -y chromium` (`make test` installs it as root)"
     proc = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=6000",
                            "--window-size=1600,1000", *args], capture_output=True, text=True, timeout=120)
     return proc.stdout
