@@ -9,7 +9,7 @@ export DO_NOT_TRACK := true
 # `git checkout params.yaml` returns to the default run, whose results DVC still has).
 ALL_METHODS := [derd,derd-input,derd-noaug,rkd,rkd-virtual,regression,supervised,supervised-nsm]
 
-.PHONY: run test setup bench bench-r1m ui compare tune preset
+.PHONY: run test setup bench bench-r1m ui compare tune preset second-set
 
 setup:
 	@./scripts/setup.sh
@@ -17,7 +17,8 @@ setup:
 run: setup
 	dvc repro
 
-test: setup
+test:
+	@./scripts/setup.sh test
 	python -m pytest -q
 
 tune: setup
@@ -25,6 +26,10 @@ tune: setup
 
 compare: setup
 	dvc exp run -S 'methods=$(ALL_METHODS)' -S 'seeds=[0,1,2]'
+
+# the defaults, untouched, on a second image set (scikit-learn's digits as a folder dataset)
+second-set: setup
+	python scripts/second_set.py
 
 # a cold `dvc repro` stage by stage (time, peak memory), each stage against its bare baseline, and
 # the student/teacher throughput from the teacher's own call timings

@@ -19,6 +19,18 @@ def save_model(path: Path, model: nn.Module, arch: str, extra: dict | None = Non
     atomic_write_bytes(path, buf.getvalue())
 
 
+def save_skipped(path: Path, reason: str, cell: dict) -> None:
+    """A cell that was not trained (its inputs were not asked for), with why: evaluated and reported as such."""
+    buf = io.BytesIO()
+    torch.save({"skipped": reason, **cell}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def skipped(path: Path) -> str | None:
+    """Why the checkpoint at ``path`` holds no model, or None for a model."""
+    return torch.load(path, map_location="cpu", weights_only=True).get("skipped")
+
+
 def load_model(path: Path, device: torch.device | str = "cpu") -> nn.Module:
     path = Path(path)
     if not path.exists():

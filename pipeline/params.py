@@ -55,6 +55,20 @@ class SampleParams(Section):
     seed: int
     val_size: NonNegative
     val_queries: Positive
+    strategy: Literal["random", "typical"]   # which B pool images to ask about (never by labels or the teacher)
+    features: str                           # typical: "pixels", or a size of `sizes` (its label-free pretraining)
+
+
+class PretrainParams(Section):
+    """Label-free pretraining of each student size on the unqueried pool (a method's ``pool: pretrain``)."""
+
+    steps: NonNegative
+    batch_size: Annotated[int, Field(ge=2)]
+    lr: PositiveFloat
+    weight_decay: NonNegativeFloat
+    temperature: PositiveFloat
+    seed: int
+    min_scale: Annotated[float, Field(gt=0, le=1)]   # smallest crop area of a view
 
 
 class TeacherParams(Section):
@@ -160,6 +174,7 @@ class SupConParams(Section):
     temperature: PositiveFloat
 
 
+LEVERS = ("nopool", "random")  # the recommended method without one lever: no pool pretraining; a random subset
 LABEL_LOSSES = ("normsoftmax", "supcon")  # the only terms that read labels (the supervised baseline)
 
 
@@ -187,6 +202,7 @@ class MethodParams(Section):
     space: Literal["representation", "input", "none"]
     losses: LossTerms
     flip_shift: bool                  # random flips and 2-pixel shifts of real images (label-preserving)
+    pool: Literal["none", "pretrain"]  # pretrain: start from the size's label-free pretraining on the whole pool
     steps: Positive | None = None     # absent: train.steps (an override, not a default)
     lr: PositiveFloat | None = None   # absent: train.lr
 
@@ -211,6 +227,7 @@ class MethodParams(Section):
 
     def as_dict(self) -> dict:
         return {"space": self.space, "steps": self.steps or 0, "lr": self.lr or 0.0, "flip_shift": self.flip_shift,
+                "pool": self.pool,
                 "losses": {name: knobs.model_dump() for name, knobs in self.losses.items()}}
 
 
@@ -242,6 +259,20 @@ class FullParams(Section):
     steps: Positive
 
 
+class CeilingParams(Section):
+    """The distillation ceiling: the recommended method with every training-pool image answered."""
+
+    run: Literal["auto", "true", "false"]   # auto: only for a teacher built here
+    steps: Positive
+    seeds: Annotated[tuple[NonNegative, ...], Field(min_length=1)]   # a reference row, read by no claim
+
+
+class LeversParams(Section):
+    """The budgets at which the recommended method is also trained without each lever (claims g, h)."""
+
+    budgets: tuple[Positive, ...]
+
+
 class Params(Section):
     budgets: Annotated[tuple[Positive, ...], Field(min_length=1)]
     methods: Annotated[tuple[str, ...], Field(min_length=1)]
@@ -251,8 +282,11 @@ class Params(Section):
     sizes: Annotated[tuple[str, ...], Field(min_length=1)]
     students: dict[str, StudentParams]
     full: FullParams
+    ceiling: CeilingParams
+    levers: LeversParams
     data: DataParams
     sample: SampleParams
+    pretrain: PretrainParams
     teacher: TeacherParams
     queries: QueriesParams
     augment: AugmentParams
@@ -356,12 +390,25 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
     size = pool_size or (min(POOL_SIZES[d.dataset], d.pool_limit or POOL_SIZES[d.dataset])
                          if d.dataset in POOL_SIZES else None)
     if size is not None and p.max_budget > size - p.sample.val_size:
+        fixes = []
+        if size - p.max_budget > p.sample.val_queries:  # a smaller validation split leaves room for the budgets
+            fixes.append(f"sample.val_size <= {size - p.max_budget}")
+        if size - p.sample.val_size > 0:
+            fixes.append(f"budgets <= {size - p.sample.val_size}")
         errors.append(
             f"'budgets' max {p.max_budget} exceeds the training pool of {size} images less the "
-            f"{p.sample.val_size} held out for validation (sample.val_size); use budgets <= "
-            f"{max(size - p.sample.val_size, 0)}")
+            f"{p.sample.val_size} held out for validation (sample.val_size); use "
+            + (" or ".join(fixes) if fixes else f"a larger pool, or both smaller budgets and sample.val_size "
+               f"(e.g. sample.val_size: {max(size // 10, p.sample.val_queries + 1)})"))
     if not p.sample.val_queries < p.sample.val_size:
         errors.append(f"'sample.val_queries' must be between 1 and sample.val_size - 1, got {p.sample.val_queries}")
+    if p.sample.features != "pixels" and p.sample.features not in p.sizes:
+        errors.append(f"'sample.features' must be pixels or a student size of 'sizes' (its pretraining embeds the pool), "
+                      f"got {p.sample.features!r}; choose from pixels, {', '.join(p.sizes)}")
+    for b in p.levers.budgets:
+        if b not in p.budgets:
+            errors.append(f"'levers.budgets' lists {b}, which is not in 'budgets' {list(p.budgets)}; "
+                          f"choose from those (e.g. the two smallest, {sorted(p.budgets)[:2]})")
     if len(set(p.seeds)) != len(p.seeds):
         errors.append(f"'seeds' must be distinct, got {list(p.seeds)}")
     if len(set(p.methods)) != len(p.methods):

@@ -153,17 +153,20 @@ def gallery_queries(n_queries: int, count: int = 6) -> list[int]:
 
 def frontier(df: "pd.DataFrame", teacher_map: float, teacher_flops: float | None, teacher_ips: float | None):
     """mAP against cost (FLOPs per image; measured descriptors per second), one curve per budget, the
-    full-supervision student of each size and the teacher as points."""
+    full-supervision student and the distillation ceiling of each size, and the teacher as points."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.3), dpi=110, layout="constrained")
     for ax, x, label, teacher_x in ((axes[0], "mflops", "MFLOPs per image (log)", teacher_flops and teacher_flops / 1e6),
                                     (axes[1], "images_per_second", "descriptors per second (log)", teacher_ips)):
-        for budget, rows in df[df["budget"] != "all"].groupby("budget", sort=False):
+        for budget, rows in df[~df["budget"].isin(["all", "pool"])].groupby("budget", sort=False):
             rows = rows.sort_values(x)
             ax.errorbar(rows[x], rows["map_mean"], yerr=rows["map_std"], marker="o", capsize=3, label=f"B={budget}")
         full = df[df["budget"] == "all"].sort_values(x)
         if len(full):
             ax.plot(full[x], full["map_mean"], "s--", color="gray", label="all labels, no teacher")
+        ceiling = df[df["budget"] == "pool"].sort_values(x)
+        if len(ceiling):
+            ax.plot(ceiling[x], ceiling["map_mean"], "^:", color="tab:purple", label="every pool image answered (ceiling)")
         if teacher_x:
             ax.plot([teacher_x], [teacher_map], "k*", markersize=14, label="teacher")
         else:

@@ -35,16 +35,20 @@ def summary_table(runs: list[dict], teacher_map: float, pool_size: int, methods:
                 "asym_mean", "asym_std"]]
 
 
-def size_table(runs: list[dict], full: list[dict], efficiency: dict, teacher_map: float) -> pd.DataFrame:
-    """The frontier: one row per (student size, budget) of the recommended method, with the size's
-    cost, and the same size trained on every label (budget ``all``)."""
+def size_table(runs: list[dict], full: list[dict], efficiency: dict, teacher_map: float,
+               ceiling: list[dict] = (), method: str = "") -> pd.DataFrame:
+    """The frontier: one row per (student size, budget) of the recommended method ``method``, with the
+    size's cost; the same size trained on every label (budget ``all``, method ``supervised-full``) and
+    distilled with every pool image answered (budget ``pool``, the ceiling). Each row names its method."""
     rows = []
-    for source, budget_of in ((runs, lambda r: r["budget"]), (full, lambda r: "all")):
+    for source, budget_of, label in ((runs, lambda r: r["budget"], method), (full, lambda r: "all", "supervised-full"),
+                                     (ceiling, lambda r: "pool", f"{method}-ceiling")):
         if not source:
             continue
         df = pd.DataFrame(source)
         df["budget"] = [budget_of(r) for r in source]
         agg = df.groupby(["size", "budget"])["map"].agg(map_mean="mean", map_std="std", seeds="count").reset_index()
+        agg.insert(0, "method", label)
         rows.append(agg)
     out = pd.concat(rows, ignore_index=True)
     out["map_std"] = out["map_std"].fillna(0.0)
@@ -67,19 +71,23 @@ def _cell(row) -> str:
 
 def frontier_markdown(frontier: pd.DataFrame, method: str) -> str:
     """mAP per student size and budget (the recommended method), with each size's cost."""
-    budgets = [b for b in frontier["budget"].unique() if b != "all"]
-    has_full = (frontier["budget"] == "all").any()
-    lines = [f"`{method}` at every student size (mAP, % of the teacher), and each size trained on every label:", "",
+    budgets = [b for b in frontier["budget"].unique() if b not in ("all", "pool")]
+    extra = [(key, head) for key, head in (("all", "all labels, no teacher"),
+                                           ("pool", "every pool image answered (ceiling)"))
+             if (frontier["budget"] == key).any()]
+    lines = [f"`{method}` at every student size (mAP, % of the teacher), each size trained on every label, and the "
+             "distillation ceiling (the same method with every training-pool image answered: what distillation can "
+             "reach; reported, never recommended):", "",
              "| size | MFLOPs / image | descriptors / s | " + " | ".join(f"B={b}" for b in budgets) +
-             (" | all labels, no teacher |" if has_full else " |"),
-             "|---|---|---|" + "---|" * (len(budgets) + has_full)]
+             "".join(f" | {head}" for _, head in extra) + " |",
+             "|---|---|---|" + "---|" * (len(budgets) + len(extra))]
     for size, rows in frontier.groupby("size", sort=False):
         r0 = rows.iloc[0]
         fewer = f" ({r0.flops_fewer:.1f}x fewer)" if r0.flops_fewer == r0.flops_fewer else ""
         cells = {r.budget: f"{r.map_mean:.4f}" + (f" ± {r.map_std:.4f}" if r.seeds > 1 else "") +
                  f" ({100 * r.ratio:.0f}%)" for r in rows.itertuples()}
         lines.append(f"| {size} | {r0.mflops:.2f}{fewer} | {r0.images_per_second:,.0f} | " +
-                     " | ".join(cells.get(b, "") for b in budgets + (["all"] if has_full else [])) + " |")
+                     " | ".join(cells.get(b, "") for b in budgets + [key for key, _ in extra]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -127,3 +135,18 @@ def to_markdown(df: pd.DataFrame, teacher_map: float, train_queries: int, test_q
                   + (f" ({', '.join(ratios)})" if ratios else "")
                   + f", measured on {e['device']}; the teacher's from the gate's timings of its answered calls."]
     return "\n".join(lines) + "\n"
+
+
+def ceiling_markdown(frontier: pd.DataFrame, summary: pd.DataFrame, method: str, size: str,
+                     skipped: list[str] = ()) -> str:
+    """How much of what distillation can reach (the ceiling) each budget buys, at the compared size."""
+    row = frontier[(frontier["budget"] == "pool") & (frontier["size"] == size)]
+    if not len(row):
+        why = f" ({'; '.join(skipped)})" if skipped else ""
+        return f"\nDistillation ceiling: not measured in this run{why}.\n"
+    top = row.iloc[0]
+    cells = summary[summary["method"] == method]
+    parts = ", ".join(f"B={r.budget} {100 * r.map_mean / top.map_mean:.0f}%" for r in cells.itertuples())
+    return (f"\nDistillation ceiling ({size}, `{method}` with every training-pool image answered, its queries apart "
+            f"from the budget): {top.map_mean:.4f} ({100 * top.ratio:.0f}% of the teacher). Share of it each budget "
+            f"buys: {parts}.\n")

@@ -3,7 +3,8 @@
 Trains students for every combination of the given parameter values and scores each on the
 validation split: the last ``sample.val_size`` images of the pool permutation, which no budget
 subset ever contains, with their labels as class-level ground truth. Needs `dvc repro dump` first
-(it reads the teacher's stored answers; no new query). Results: reports/tuning.csv (appended) and
+(it reads the teacher's stored answers: the ceiling's, for every training-pool image, so any subset
+strategy can be scored; no new query). Results: reports/tuning.csv (appended) and
 one MLflow run per cell, tagged ``split=validation``.
 
   python scripts/tune.py --method derd --budgets 60,3000 \\
@@ -44,6 +45,15 @@ def _parse_grid(specs: tuple[str, ...]) -> list[tuple[str, list]]:
     return grid
 
 
+def subset_for(p, pool, budget: int) -> np.ndarray:
+    """The budget's subset as the sample stage draws it (sample.strategy, sample.features)."""
+    from pipeline.distill.selection import choose_subset
+
+    s = p.sample
+    return choose_subset(s.strategy, s.features, pool, len(pool), budget, p.data.image_size, s.val_size, s.seed,
+                         ROOT / "models/pretrained")
+
+
 @click.command()
 @click.option("--method", "methods", required=True, multiple=True, help="method(s) from params.yaml")
 @click.option("--budgets", default="", help="comma-separated; default: params.yaml's budgets")
@@ -58,6 +68,7 @@ def tune(methods, budgets, seeds, sets, out):
     from pipeline.data.split import class_level_gnd
     from pipeline.data.tensors import describe, resolve_device
     from pipeline.data.images import student_arrays
+    from pipeline.distill.ceiling import answers_for, skipped_reason
     from pipeline.distill.interpolation import virtual_samples
     from pipeline.distill.sampling import nested_subset, validation_split
     from pipeline.distill.train import TrainingData, train_student
@@ -70,8 +81,11 @@ def tune(methods, budgets, seeds, sets, out):
     seed_list = [int(s) for s in seeds.split(",")]
     pool = prepared.pool_images(ROOT / "data/prepared")
     labels = prepared.pool_labels(ROOT / "data/prepared")
-    with np.load(ROOT / "data/teacher/train_descriptors.npz") as z:
-        dumped, descriptors = z["indices"], z["descriptors"]
+    answers = ROOT / "data/teacher/pool_descriptors.npz"  # the ceiling's: every training-pool image, any subset
+    if not answers.exists() or skipped_reason(answers):
+        answers = ROOT / "data/teacher/train_descriptors.npz"  # else the budget's dump: its subsets only
+    with np.load(answers) as z:
+        dumped = z["indices"]
     p0 = parse_params(base)
     if p0.runtime.threads:
         torch.set_num_threads(p0.runtime.threads)
@@ -79,7 +93,7 @@ def tune(methods, budgets, seeds, sets, out):
     size = p0.data.image_size  # photo pools: the student's input squares
     vq, vdb = validation_split(len(pool), p0.sample.val_size, p0.sample.val_queries, p0.sample.seed)
     if np.isin(dumped, np.concatenate([vq, vdb])).any():
-        raise SystemExit("the dump contains validation images: budgets exceed the pool less sample.val_size")
+        raise SystemExit(f"{answers} contains validation images: budgets exceed the pool less sample.val_size")
     gnd = class_level_gnd(labels[vq], labels[vdb])
     tracking.connect(ROOT)
     rows = []
@@ -90,23 +104,26 @@ def tune(methods, budgets, seeds, sets, out):
         p = parse_params(raw)
         setting = {key: value for (key, _), value in zip(grid, values)}
         for method, budget, seed in itertools.product(methods, budgets_list, seed_list):
-            if budget > len(dumped):
-                raise SystemExit(f"budget {budget} exceeds the dump ({len(dumped)}): run `dvc repro dump` with it")
             m = p.method[method]
-            subset = nested_subset(len(pool), budget, p.sample.seed)
-            if not np.array_equal(dumped[:budget], subset):
-                raise SystemExit("the dump does not match sample.seed: rerun `dvc repro dump`")
+            subset = subset_for(p, pool, budget)
+            targets = answers_for(answers, subset)  # refuses a subset the file has no answers for
             a = p.augment
-            triples, vt = virtual_samples(descriptors[:budget], a.ratio, a.alpha, a.pairing, a.knn, seed, budget)
-            data = TrainingData.for_method(m, student_arrays(pool, size, subset), descriptors[:budget], triples, vt,
+            triples, vt = virtual_samples(targets, a.ratio, a.alpha, a.pairing, a.knn, seed, budget)
+            data = TrainingData.for_method(m, student_arrays(pool, size, subset), targets, triples, vt,
                                            lambda: labels[subset])
+            init = None
+            if m.pool == "pretrain":  # the pretrain stage's weights for this size (`dvc repro pretrain`)
+                from stages.train import pretrained_init
+
+                init = pretrained_init(ROOT / "models/pretrained" / f"{p.student}.pt", p.size())
             t0 = time.perf_counter()
-            model = train_student(data, p.size(), p.train, m, seed, device).model
+            model = train_student(data, p.size(), p.train, m, seed, device, init=init).model
             seconds = time.perf_counter() - t0
             metrics = retrieval_metrics(describe(model, student_arrays(pool, size, vq), 1024, device),
                                         describe(model, student_arrays(pool, size, vdb), 1024, device),
                                         gnd, p.eval.kappas)
-            row = {"method": method, "budget": budget, "seed": seed, **setting, "val_map": round(metrics["map"], 4),
+            row = {"method": method, "budget": budget, "seed": seed, "pool": m.pool, "strategy": p.sample.strategy,
+                   **setting, "val_map": round(metrics["map"], 4),
                    "train_seconds": round(seconds, 1)}
             rows.append(row)
             click.echo(" ".join(f"{k}={v}" for k, v in row.items()))

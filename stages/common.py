@@ -70,10 +70,12 @@ def setup(params_path: Path = Path("params.yaml")):
     return params, resolve_device(params.runtime.device)
 
 
-def run_name(budget: int | None, method: str, size: str, seed: int) -> str:
+def run_name(budget: int | str | None, method: str, size: str, seed: int) -> str:
     """The file stem of one student (``models/students/<name>.pt``, ``metrics/students/<name>.json``);
-    ``budget`` None is the full-supervision baseline."""
-    return f"full-{size}-{seed}" if budget is None else f"{budget}-{method}-{size}-{seed}"
+    ``budget`` None is the full-supervision baseline, "pool" the distillation ceiling."""
+    if budget is None:
+        return f"full-{size}-{seed}"
+    return f"ceiling-{size}-{seed}" if budget == "pool" else f"{budget}-{method}-{size}-{seed}"
 
 
 class PlainProgress:

@@ -55,28 +55,41 @@ def report(params_path: Path, students: Path, models: Path, galleries: Path, tea
     from pipeline.data import prepared as prepared_data
     from pipeline.data.images import student_arrays
     from pipeline.io import atomic_write_bytes
-    from pipeline.report import frontier_markdown, size_table, summary_table, to_markdown
+    import pandas as pd
+
+    from pipeline.report import ceiling_markdown, frontier_markdown, size_table, summary_table, to_markdown
+    from pipeline.params import LEVERS
 
     params = load(params_path)
+    rec = params.recommended
     main = [(b, m, params.student, s) for m in params.methods for b in params.budgets for s in params.seeds]
-    sized = [(b, params.recommended, z, s) for z in params.sizes for b in params.budgets for s in params.seeds]
+    sized = [(b, rec, z, s) for z in params.sizes for b in params.budgets for s in params.seeds]
     full = [(None, params.full.method, z, s) for z in params.sizes for s in params.seeds]
-    metrics = {cell: _read(students / f"{run_name(*cell)}.json") for cell in main + sized + full}
+    ceiling = [("pool", rec, z, s) for z in params.sizes for s in params.ceiling.seeds]
+    levers = [(b, f"{rec}-{lever}", params.student, s) for lever in LEVERS for b in params.levers.budgets
+              for s in params.seeds]
+    every = main + sized + full + ceiling + levers
+    found_metrics = {cell: _read(students / f"{run_name(*cell)}.json") for cell in every}
+    skipped = sorted({m["skipped"] for m in found_metrics.values() if "skipped" in m})
+    metrics = {cell: m for cell, m in found_metrics.items() if "skipped" not in m}  # trained and evaluated
     teacher_map = _read(teacher_metrics)
     spent = _read(queries)
     efficiency = _read(efficiency_path)
     pool_size = prepared_data.meta(prepared)["pool_size"]
-    compared = [metrics[c] for c in sized if c[2] == params.student] + [metrics[c] for c in main]
-    df = summary_table(compared, teacher_map["map"], pool_size, [params.recommended, *params.methods])
-    frontier = size_table([metrics[c] for c in sized], [metrics[c] for c in full], efficiency, teacher_map["map"])
-    distillers = [m for m in (params.recommended, *params.methods) if params.method[m].uses_teacher]
-    found = claims(df, frontier, teacher_map["map"], pool_size, params.recommended, params.student, efficiency,
-                   distillers)
+    compared = [metrics[c] for c in sized + main + levers if c in metrics and c[2] == params.student]
+    lever_names = [f"{rec}-{lever}" for lever in LEVERS]
+    df = summary_table(compared, teacher_map["map"], pool_size, [rec, *params.methods, *lever_names])
+    frontier = size_table([metrics[c] for c in sized], [metrics[c] for c in full], efficiency, teacher_map["map"],
+                          [metrics[c] for c in ceiling if c in metrics], rec)
+    distillers = [m for m in (rec, *params.methods) if params.method[m].uses_teacher]
+    found = claims(pd.DataFrame(list(metrics.values())), teacher_map["map"], pool_size, rec, params.student,
+                   efficiency, distillers, list(params.levers.budgets))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "summary.csv", df.assign(size=params.student).round(4).to_csv(index=False).encode())
-    atomic_write_bytes(out / "frontier.csv", frontier.assign(method=params.recommended).round(4).to_csv(index=False).encode())
+    atomic_write_bytes(out / "frontier.csv", frontier.round(4).to_csv(index=False).encode())
     md = to_markdown(df, teacher_map["map"], spent["train_queries"], teacher_map["test_queries"], efficiency)
-    md += "\n" + frontier_markdown(frontier, params.recommended)
+    md += "\n" + frontier_markdown(frontier, rec)
+    md += ceiling_markdown(frontier, df, rec, params.student, skipped)
     atomic_write_bytes(out / "summary.md", md.encode())
     atomic_write_bytes(out / "claims.md", claims_markdown(found, len(params.seeds)).encode())
     pictures.save_png(pictures.map_vs_budget(df, teacher_map["map"]), out / "map_vs_budget.png")
@@ -89,7 +102,7 @@ def report(params_path: Path, students: Path, models: Path, galleries: Path, tea
     test = prepared_data.load_test_split(prepared)
     pictures.save_png(_gallery(test, _read(galleries / "teacher.json"), f"teacher (mAP {teacher_map['map']:.3f})"),
                       out / "gallery" / "teacher.png")
-    for cell in main + sized + full:
+    for cell in metrics:
         if cell[3] == first_seed:
             name = run_name(*cell)
             pictures.save_png(_gallery(test, _read(galleries / "students" / f"{name}.json"),
@@ -103,7 +116,7 @@ def report(params_path: Path, students: Path, models: Path, galleries: Path, tea
     for cell, m in metrics.items():
         b, method, size, seed = cell
         name, cost = run_name(*cell), efficiency["sizes"][size]
-        who = f"B={b if b is not None else 'all'} {m['method']} seed {seed} {size} {cost['arch']}-{cost['dim']}d"
+        who = f"B={m['budget']} {m['method']} seed {seed} {size} {cost['arch']}-{cost['dim']}d"
         run_ids[cell] = student_run(models / f"{name}.pt", name, who, tag, example)
         with mlflow.start_run(run_id=run_ids[cell]):
             _log_evaluation(who, {**m, "flops_per_image": cost["flops_per_image"],

@@ -1,4 +1,7 @@
-"""sample@B: the seeded, nested subset of ``B`` pool images (a prefix of one permutation)."""
+"""sample@B: the nested subset of ``B`` pool images to ask the teacher about: a prefix of one order
+over the training pool (``sample.strategy``: a seeded permutation, or the typical-coverage order of
+the pool's own pixels), so that raising the largest budget asks only about new images. Never reads
+labels, the teacher, or the validation split."""
 import io
 from pathlib import Path
 
@@ -10,24 +13,31 @@ from stages.common import load, params_option, path_option, stage
 
 @click.command()
 @click.option("--budget", type=int, required=True, help="number of pool images (= teacher queries)")
+@click.option("--strategy", type=click.Choice(["params", "random", "typical"]), default="params", show_default=True,
+              help="params: sample.strategy; random: the lever claim's random subsets")
 @params_option
 @path_option("--prepared", help="the prepared dataset (its pool.json gives the pool size)")
+@path_option("--pretrained", help="the folder of the sizes' label-free pretraining (sample.features: a size)")
 @path_option("--out", help="the subset's .npy file")
 @stage
-def sample(budget: int, params_path: Path, prepared: Path, out: Path):
+def sample(budget: int, strategy: str, params_path: Path, prepared: Path, pretrained: Path, out: Path):
     from pipeline.data import prepared as prepared_data
-    from pipeline.distill.sampling import nested_subset
+    from pipeline.distill.selection import choose_subset
     from pipeline.io import atomic_write_bytes
     from pipeline.params import validate
 
     params = load(params_path)
     pool_size = prepared_data.pool_meta(prepared)["pool_size"]
     validate(params, pool_size=pool_size)
-    subset = nested_subset(pool_size, budget, params.sample.seed)
+    strategy = params.sample.strategy if strategy == "params" else strategy
+    s = params.sample
+    pool = prepared_data.pool_images(prepared) if strategy != "random" else None
+    subset = choose_subset(strategy, s.features, pool, pool_size, budget, params.data.image_size, s.val_size, s.seed,
+                           pretrained)
     buf = io.BytesIO()
     np.save(buf, subset)
     atomic_write_bytes(out, buf.getvalue())
-    click.echo(f"subset of {budget} / {pool_size} pool images ({100 * budget / pool_size:.2f}%)")
+    click.echo(f"subset of {budget} / {pool_size} pool images ({100 * budget / pool_size:.2f}%), {strategy} order")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,12 @@ TINY = {
     "sizes": ["small", "tiny"],
     "full": {"steps": 30},
     "data": {"n_queries": 100, "pool_limit": 6000, "test_limit": 1000},
-    "sample": {"val_size": 500, "val_queries": 50},
+    "sample": {"val_size": 500, "val_queries": 50, "features": "small"},
     "teacher": {"epochs": 1, "train_images": 2000, "batch_size": 128},
     "train": {"steps": 30, "batch_size": 32, "virtual_per_batch": 16, "log_every": 10},
+    "pretrain": {"steps": 6, "batch_size": 32},
+    "ceiling": {"steps": 10},
+    "levers": {"budgets": [20]},
     "runtime": {"threads": 1},
 }
 

@@ -117,8 +117,8 @@ def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server):
     assert not np.allclose(uncropped[0], q[0], atol=1e-3), "the query box made no difference"
 
     summary = pd.read_csv(repo / "reports/summary.csv")
-    assert sorted(summary["method"].unique()) == ["derd", "derd-plus"]
-    assert summary["map_mean"].between(0, 1).all() and summary["asym_mean"].notna().sum() == 1  # derd-plus at B=20
+    assert sorted(summary["method"].unique()) == ["derd", "derd-plus", "derd-plus-nopool", "derd-plus-random"]
+    assert summary["map_mean"].between(0, 1).all() and summary["asym_mean"].notna().sum() == 3  # derd-plus (+ levers)
     assert ledger_total(repo) == 20
     eff = json.loads((repo / "metrics/efficiency.json").read_text())
     assert eff["student_input"] == [3, 32, 32] and eff["teacher_input"] == [3, 48, 64]

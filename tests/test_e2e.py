@@ -26,8 +26,19 @@ def test_outputs_of_every_stage(finished_repo):
     small, large = np.load(repo / "data/subsets/20.npy"), np.load(repo / "data/subsets/50.npy")
     assert sorted(p.name for p in (repo / "models/students").glob("*.pt")) == sorted(
         [f"{b}-{m}-small-0.pt" for b in (20, 50) for m in ("derd", "supervised", "derd-plus")] +
-        [f"{b}-derd-plus-tiny-0.pt" for b in (20, 50)] + ["full-small-0.pt", "full-tiny-0.pt"])
+        [f"{b}-derd-plus-tiny-0.pt" for b in (20, 50)] + ["full-small-0.pt", "full-tiny-0.pt"] +
+        ["ceiling-small-0.pt", "ceiling-tiny-0.pt", "20-derd-plus-nopool-small-0.pt", "20-derd-plus-random-small-0.pt"])
+    assert sorted(p.name for p in (repo / "models/pretrained").glob("*.pt")) == ["small.pt", "tiny.pt"]
     assert np.array_equal(small, large[:20])
+    # the selected subsets and the lever's random one: training-pool images only, never the validation split
+    from pipeline.distill.sampling import nested_subset, validation_split
+
+    held_out = np.concatenate(validation_split(6000, 500, 50, 0))
+    random20 = np.load(repo / "data/subsets-random/20.npy")
+    assert np.array_equal(random20, nested_subset(6000, 20, 0)) and not np.array_equal(random20, small)
+    assert not np.isin(large, held_out).any() and not np.isin(random20, held_out).any()
+    with np.load(repo / "data/teacher/pool_descriptors.npz") as z:  # the ceiling's answers: the training pool
+        assert len(z["indices"]) == 5500 and not np.isin(z["indices"], held_out).any() and str(z["skipped"]) == ""
     with np.load(repo / "data/teacher/train_descriptors.npz") as z:
         assert np.array_equal(z["indices"], large) and z["descriptors"].shape == (50, 128)
         descriptors = z["descriptors"]
@@ -35,18 +46,23 @@ def test_outputs_of_every_stage(finished_repo):
         assert len(z["i"]) == 80 and z["targets"].shape == (80, 128)
         assert np.array_equal(z["real_targets"], descriptors[:20])
     summary = pd.read_csv(repo / "reports/summary.csv")
-    assert summary["method"].tolist() == ["derd-plus"] * 2 + ["derd"] * 2 + ["supervised"] * 2  # recommended first
-    assert summary["budget"].tolist() == [20, 50] * 3 and (summary["seeds"] == 1).all()
+    assert summary["method"].tolist() == (["derd-plus"] * 2 + ["derd"] * 2 + ["supervised"] * 2  # recommended first
+                                          + ["derd-plus-nopool", "derd-plus-random"])  # the levers' cells
+    assert summary["budget"].tolist() == [20, 50] * 3 + [20, 20] and (summary["seeds"] == 1).all()
     # derd-plus learns the teacher's space: it is also evaluated against the teacher's database
-    assert summary.loc[summary["method"] == "derd-plus", "asym_mean"].between(0, 1).all()
-    assert summary.loc[summary["method"] != "derd-plus", "asym_mean"].isna().all()
+    assert summary.loc[summary["method"].str.startswith("derd-plus"), "asym_mean"].between(0, 1).all()
+    assert summary.loc[~summary["method"].str.startswith("derd-plus"), "asym_mean"].isna().all()
     frontier = pd.read_csv(repo / "reports/frontier.csv")
-    assert sorted(zip(frontier["size"], frontier["budget"].astype(str))) == sorted(
-        (z, b) for z in ("small", "tiny") for b in ("20", "50", "all"))
+    assert sorted(zip(frontier["size"], frontier["budget"].astype(str), frontier["method"])) == sorted(
+        [(z, b, "derd-plus") for z in ("small", "tiny") for b in ("20", "50")] +
+        [(z, "all", "supervised-full") for z in ("small", "tiny")] +  # rows say what produced them
+        [(z, "pool", "derd-plus-ceiling") for z in ("small", "tiny")])
     assert (frontier.loc[frontier["size"] == "tiny", "mflops"] < frontier.loc[frontier["size"] == "small", "mflops"].max()).all()
     claims = (repo / "reports/claims.md").read_text()
-    assert claims.count("- **(") == 6 and "**one seed only**" in claims
+    assert claims.count("- **(") == 8 and "fewer than 3, so no verdict below is beyond noise" in claims
+    assert claims.count("1 seed only: noise not measured") >= 4  # each verdict line says it
     assert "(b) Interpolation" in claims and "not measured" in claims  # derd-noaug is not among TINY's methods
+    assert "(g) Learning from the unqueried pool" in claims and "(h) Choosing what to ask" in claims
     assert (repo / "reports/frontier.png").stat().st_size > 10_000
     assert summary["map_mean"].between(0.1, 1).all() and summary["teacher_map"].between(0.3, 1).all()
     assert np.allclose(summary["ratio"], summary["map_mean"] / summary["teacher_map"], atol=1e-3)
@@ -55,7 +71,9 @@ def test_outputs_of_every_stage(finished_repo):
     assert (repo / "reports/map_vs_budget.png").stat().st_size > 10_000
     md = (repo / "reports/summary.md").read_text()
     assert "| method | B=20 (0.333%) | B=50 (0.833%) |" in md and md.count("**") == 2 * 2
-    assert "| size | MFLOPs / image | descriptors / s | B=20 | B=50 | all labels, no teacher |" in md
+    assert ("| size | MFLOPs / image | descriptors / s | B=20 | B=50 | all labels, no teacher "
+            "| every pool image answered (ceiling) |") in md
+    assert "Distillation ceiling (small, `derd-plus` with every training-pool image answered" in md
     efficiency = json.loads((repo / "metrics/efficiency.json").read_text())
     assert efficiency["student_parameters"] < efficiency["teacher_parameters"]
     assert 0 < efficiency["student_flops_per_image"] < efficiency["teacher_flops_per_image"]
@@ -72,6 +90,9 @@ def test_ledger_holds_exactly_max_budget(finished_repo):
     assert queries["train_queries"] == 50 == queries["sent"] and queries["budget"] == 50
     calls = ledger_calls(finished_repo.parent / "teacher-store")
     assert calls and all(c["outcome"] == "answered" for c in calls)
+    # the ceiling's calls come after the budget's, under their own purpose: the rest of the training pool
+    assert ledger_total(finished_repo, "ceiling") == 5500 - 50
+    assert {c["purpose"] for c in calls} == {"train", "test", "ceiling"}
 
 
 def test_mlflow_runs(finished_repo):
@@ -85,16 +106,20 @@ def test_mlflow_runs(finished_repo):
     cells = sorted(zip(students["tags.method"], students["params.budget"], students["tags.size"]))
     assert cells == sorted([(m, str(b), "small") for m in ("derd", "supervised", "derd-plus") for b in (20, 50)] +
                            [("derd-plus", str(b), "tiny") for b in (20, 50)] +
-                           [("supervised-full", "all", z) for z in ("small", "tiny")])
+                           [("supervised-full", "all", z) for z in ("small", "tiny")] +
+                           [("derd-plus-ceiling", "pool", z) for z in ("small", "tiny")] +
+                           [("derd-plus-nopool", "20", "small"), ("derd-plus-random", "20", "small")])
     queries = students.groupby("tags.method")["params.teacher_queries"].apply(lambda q: sorted(q.astype(int)))
     assert queries["derd"] == [20, 50] and queries["supervised"] == [0, 0]  # the baseline asks the teacher nothing
-    assert queries["supervised-full"] == [0, 0]
+    assert queries["supervised-full"] == [0, 0] and queries["derd-plus-ceiling"] == [5500, 5500]
+    starts = dict(zip(students["tags.method"] + "@" + students["tags.size"], students["params.method_params.pool"]))
+    assert starts["derd-plus-nopool@small"] == "none" and starts["derd-plus@small"] == "pretrain"
     label_methods = students["tags.method"].isin(["supervised", "supervised-full"])
     assert set(students.loc[label_methods, "params.uses_labels"]) == {"True"}
     assert set(students.loc[~label_methods, "params.uses_labels"]) == {"False"}
     assert students["metrics.map"].between(0.1, 1).all() and students["metrics.map_easy"].notna().all()
     assert (students["metrics.flops_per_image"] > 0).all()  # every run carries its cost
-    assert set(students["params.schedule.steps"]) == {"30"}
+    assert set(students["params.schedule.steps"]) == {"30", "10"}  # the ceiling: ceiling.steps
     full = students[students["tags.method"] == "supervised-full"]
     assert (full["params.train_images"].astype(int) == 5500).all()  # the pool less the validation split
     assert runs["tags.pipeline"].nunique() == 1 and runs["tags.pipeline"].notna().all()  # one configuration: one group
@@ -108,6 +133,7 @@ def test_mlflow_runs(finished_repo):
     assert len(client.get_metric_history(run_id, "train_loss")) == 3  # the training curve
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     gallery = (f"full-{first['tags.size']}-0.png" if first["tags.method"] == "supervised-full" else
+               f"ceiling-{first['tags.size']}-0.png" if first["tags.method"] == "derd-plus-ceiling" else
                f"{first['params.budget']}-{first['tags.method']}-{first['tags.size']}-{first['params.seed']}.png")
     assert {"training_curve.png", "metrics", gallery} <= artifacts  # its pictures are logged with the run
     run = client.get_run(run_id)
@@ -162,8 +188,9 @@ def test_a_new_budget_queries_only_new_images_and_retrains_only_new_cells(finish
     # the old budgets' subsets and targets come out byte-identical, so their students are not retrained
     assert trained == {"train@70-derd-0"}
     assert not {"prepare", "teacher", "evaluate-teacher"} & set(ran)
-    assert "teacher queries: 20 sent this run, 70 for these 70 images" in out  # only the 20 new images
-    assert ledger_total(repo) == 70
+    # the 20 new images were answered for the distillation ceiling already: nothing is sent again
+    assert "teacher queries: 0 sent this run, 50 for these 70 images" in out
+    assert ledger_total(repo) == 50
     assert "Data and pipelines are up to date" in dvc(repo, "repro", *cells).stdout
 
 
@@ -200,3 +227,67 @@ def test_a_student_exports_to_onnx_and_torchscript_with_parity(finished_repo, tm
     assert parity["ok"] and max(parity["max_abs_difference_100_images"].values()) <= 1e-4
     assert all(abs(m - parity["map"]["pytorch"]) <= 1e-4 for m in parity["map"].values())
     assert (tmp_path / "model.onnx").stat().st_size > 10_000 and (tmp_path / "model.torchscript.pt").exists()
+
+
+def test_no_unqueried_pool_image_reaches_the_teacher_for_the_budget(finished_repo):
+    """The training purpose sent exactly the largest subset's pixels; every other pool image the store
+    holds was sent under the ceiling's own purpose (after the budget's dump), none of the validation split."""
+    from pipeline.data import prepared
+    from pipeline.teacher.keys import pixels_key
+
+    store_dir = next((finished_repo.parent / "teacher-store").glob("train-*"))
+    calls = ledger_calls(finished_repo.parent / "teacher-store")
+
+    def keys_of(purpose):
+        return {k for c in calls if c["purpose"] == purpose for k in (store_dir / "calls" / f"{c['call']}.keys")
+                .read_bytes().split()}
+
+    pool = prepared.pool_images(finished_repo / "data/prepared")
+    subset = np.load(finished_repo / "data/subsets/50.npy")
+    assert keys_of("train") == {pixels_key(pool[i]) for i in subset}
+    with np.load(finished_repo / "data/teacher/pool_descriptors.npz") as z:
+        pool_keys = {pixels_key(pool[i]) for i in z["indices"]}
+    assert keys_of("ceiling") == pool_keys - keys_of("train")
+    order = [c["purpose"] for c in calls]  # in the order they were sent
+    assert max(i for i, p in enumerate(order) if p == "train") < min(i for i, p in enumerate(order) if p == "ceiling")
+
+
+def test_without_the_ceiling_nothing_beyond_the_budget_is_asked_and_the_report_says_why(finished_repo, tmp_path):
+    """ceiling.run false (as for a served teacher by default): no call at all, the ceiling and the random
+    lever are reported as not measured with the reason, and the other claims stand."""
+    from tests.pipeline_copy import edit_params, run_stage
+
+    repo = clone(finished_repo, tmp_path / "copy")
+    before = len(ledger_calls(repo.parent / "teacher-store"))
+    edit_params(repo, {"ceiling": {"run": "false"}})
+    for name in ("dump-pool", "ceiling@small-0", "ceiling@tiny-0", "lever-random@20-0", "evaluate-ceiling@small-0",
+                 "evaluate-ceiling@tiny-0",
+                 "evaluate-lever-random@20-0", "report"):
+        out = run_stage(repo, name).output
+        if name == "dump-pool":
+            assert "distillation ceiling skipped: ceiling.run is false" in out
+    assert len(ledger_calls(repo.parent / "teacher-store")) == before
+    assert json.loads((repo / "metrics/students/ceiling-small-0.json").read_text())["skipped"]
+    md = (repo / "reports/summary.md").read_text()
+    assert "Distillation ceiling: not measured in this run (ceiling.run is false)" in md
+    claims = (repo / "reports/claims.md").read_text()
+    assert "(h) Choosing what to ask" in claims and "derd-plus-random not in this run" in claims
+
+
+def _stale(repo) -> set[str]:
+    status = dvc(repo, "status").stdout
+    return {line[:-1] for line in status.splitlines() if line.endswith(":") and not line[0].isspace()}
+
+
+def test_the_pool_setting_or_the_strategy_makes_only_what_depends_on_it_stale(finished_repo, tmp_path):
+    from tests.pipeline_copy import edit_params
+
+    repo = clone(finished_repo, tmp_path / "copy")
+    edit_params(repo, {"method": {"derd": {"pool": "none"}}})
+    assert _stale(repo) == {"train@20-derd-0", "train@50-derd-0", "report"}
+    edit_params(repo, {"method": {"derd": {"pool": "pretrain"}}, "sample": {"strategy": "random"}})
+    stale = _stale(repo)
+    assert {"sample@20", "sample@50", "train@20-derd-0", "frontier@50-tiny-0", "lever-nopool@20-0"} <= stale
+    untouched = ("prepare", "teacher", "pretrain", "full", "ceiling", "dump-pool", "sample-random", "lever-random",
+                 "evaluate-teacher")
+    assert not {s for s in stale if s.startswith(untouched)}, stale

@@ -50,7 +50,7 @@ def test_folder_dataset_runs_the_whole_pipeline(tmp_path):
     assert meta["pool_size"] + meta["n_queries"] + meta["n_database"] == 120
     assert [s["path"] for s in json.loads((repo / "data/prepared/skipped.json").read_text())] == ["broken.jpg"]
     summary = pd.read_csv(repo / "reports/summary.csv")
-    assert summary["budget"].tolist() == [20, 40] * 2  # derd-plus (recommended), derd
+    assert summary["budget"].tolist() == [20, 40] * 2 + [20, 20]  # derd-plus (recommended), derd; the levers
     assert summary["map_mean"].between(0, 1).all() and summary["teacher_map"].iloc[0] > 0.5
     assert ledger_total(repo) == 40
     assert json.loads((repo / "metrics/teacher.json").read_text())["test_queries"] == 36

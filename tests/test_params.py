@@ -92,11 +92,20 @@ def test_every_key_must_be_in_params_yaml(key):
     ({"method": {"derd": {"losses": {"listwise": {"tau_student": 0}}}}},
      "'method.derd.losses.listwise.tau_student': input should be greater than 0"),
     ({"method": {"derd": {"losses": {"listwise": {"tau": 1}}}}}, "unknown key 'method.derd.losses.listwise.tau'"),
-    ({"method": {"sup": {"space": "input", "flip_shift": False, "losses": {"supcon": {"weight": 1, "temperature": 1}}}},
+    ({"method": {"sup": {"space": "input", "flip_shift": False, "pool": "none",
+                         "losses": {"supcon": {"weight": 1, "temperature": 1}}}},
       "methods": ["sup"]}, "'method.sup.space' must be none"),
     ({"methods": ["derd", "distill"]}, "'methods' lists 'distill', which has no settings"),
     ({"methods": ["derd", "derd"]}, "'methods' has duplicates"),
     ({"seeds": [0, 0]}, "'seeds' must be distinct"),
+    ({"sample": {"strategy": "kcenter"}}, "'sample.strategy': input should be 'random' or 'typical'"),
+    ({"sample": {"features": "huge"}}, "'sample.features' must be pixels or a student size of 'sizes'.*medium"),
+    ({"levers": {"budgets": [60, 100]}}, "'levers.budgets' lists 100, which is not in 'budgets'"),
+    ({"ceiling": {"run": "maybe"}}, "'ceiling.run': input should be 'auto', 'true' or 'false'"),
+    ({"method": {"derd": {"pool": "all"}}}, "'method.derd.pool': input should be 'none' or 'pretrain'"),
+    ({"pretrain": {"min_scale": 0}}, "'pretrain.min_scale': input should be greater than 0"),
+    ({"data": {"pool_limit": 5000}},  # the fix that works: a smaller validation split (not "budgets <= 0")
+     "exceeds the training pool of 5000 images less the 5000 held out.*use sample.val_size <= 2000$"),
     ({"train": {"stepz": 3}}, "unknown key 'train.stepz'; allowed: steps, batch_size"),
     ({"teacher": "big"}, "'teacher' must be a mapping"),
     ({"budgets": [60000]}, "'budgets' max 60000 exceeds the training pool of 60000 images less the 5000"),
@@ -118,8 +127,8 @@ def test_model_names_are_checked_before_a_model_is_built():
 
 def test_a_prepared_pool_bounds_the_budgets():
     with pytest.raises(ParamsError, match="exceeds the training pool of 100 images"):
-        validate(parse_params(with_defaults({"data": {"dataset": "folder", "raw_dir": "mine"}, "budgets": [50]})),
-                 pool_size=100)
+        validate(parse_params(with_defaults({"data": {"dataset": "folder", "raw_dir": "mine"}, "budgets": [50],
+                                             "levers": {"budgets": [50]}})), pool_size=100)
 
 
 def test_bad_yaml_names_the_file(tmp_path):

@@ -1,0 +1,81 @@
+"""Which pool images to ask the teacher about, without labels, the teacher, or the held-out images.
+
+``typical``: a greedy order that trades coverage against typicality. Each next image maximises
+(its distance to the nearest image already chosen) x (its typicality: the percentile of its mean
+similarity to its nearest neighbours). Pure farthest-point (k-center) order picks outliers first,
+which hurts at tiny budgets; pure typicality picks near-duplicates. The order is computed once, so
+every budget is a prefix of it: raising the largest budget asks only about new images.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+
+def pixel_features(images: np.ndarray, dim: int = 64) -> np.ndarray:
+    """The images' top ``dim`` principal components (pixels, centred), L2-normalised: a teacher-free view."""
+    x = torch.as_tensor(images.reshape(len(images), -1), dtype=torch.float32) / 255.0
+    x = x - x.mean(0, keepdim=True)
+    cov = x.T @ x / max(len(x) - 1, 1)
+    _, vecs = torch.linalg.eigh(cov.double())
+    basis = vecs[:, -min(dim, vecs.shape[1]):].float()
+    return F.normalize(x @ basis, dim=1).numpy()
+
+
+def typicality(features: torch.Tensor, knn: int = 20, block: int = 4096) -> torch.Tensor:
+    """Percentile (0, 1] of each row's mean cosine similarity to its ``knn`` nearest other rows."""
+    n = len(features)
+    k = min(knn, n - 1)
+    if k < 1:
+        return torch.ones(n)
+    density = torch.empty(n)
+    for start in range(0, n, block):
+        sims = features[start:start + block] @ features.T
+        top = sims.topk(k + 1, dim=1).values[:, 1:]  # the first is the row itself
+        density[start:start + block] = top.mean(1)
+    ranks = density.argsort().argsort().float()
+    return (ranks + 1) / n
+
+
+def typical_order(features: np.ndarray, count: int, knn: int = 20) -> np.ndarray:
+    """The first ``count`` positions (rows of ``features``) of the typical-coverage order."""
+    f = F.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)
+    n = len(f)
+    count = min(count, n)
+    typ = typicality(f, knn)
+    dmin = torch.full((n,), float("inf"))
+    chosen = torch.zeros(n, dtype=torch.bool)
+    order = np.empty(count, dtype=np.int64)
+    for k in range(count):
+        score = typ if k == 0 else dmin * typ
+        score = score.masked_fill(chosen, -1.0)
+        pick = int(score.argmax())
+        order[k] = pick
+        chosen[pick] = True
+        dist = (2 - 2 * (f @ f[pick])).clamp_min(0).sqrt()
+        dmin = torch.minimum(dmin, dist)
+    return order
+
+
+def choose_subset(strategy: str, features: str, pool, pool_size: int, budget: int, image_size: int, val_size: int,
+                  seed: int, pretrained_dir) -> np.ndarray:
+    """The budget's pool indices: a prefix of the seeded permutation (``random``), or of the typical
+    order of the training pool in the view ``features`` ("pixels", or a size whose pretrained
+    student in ``pretrained_dir`` embeds the images)."""
+    from pipeline.distill.sampling import nested_subset, training_pool
+
+    if strategy == "random":
+        return nested_subset(pool_size, budget, seed)
+    from pipeline.data.images import student_arrays
+
+    candidates = training_pool(pool_size, val_size, seed)
+    images = student_arrays(pool, image_size, candidates)
+    if features == "pixels":
+        view = pixel_features(images)
+    else:
+        from pipeline.checkpoint import load_model
+        from pipeline.data.tensors import describe
+
+        view = describe(load_model(pretrained_dir / f"{features}.pt"), images, 1024, torch.device("cpu"))
+    return candidates[typical_order(view, budget)]

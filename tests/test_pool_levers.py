@@ -1,0 +1,116 @@
+"""The two levers on the unqueried pool: label-free pretraining, and choosing which images to ask about."""
+import numpy as np
+import pytest
+import torch
+
+from pipeline.distill.selection import choose_subset, typical_order, typicality
+
+
+def clusters(n_per: int, centres: int, dim: int = 8, seed: int = 0, spread: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Tight clusters of very different sizes (cluster k holds n_per * (k + 1) points) plus a few outliers."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(centres, dim))
+    rows, labels = [], []
+    for k in range(centres):
+        count = n_per * (k + 1)
+        rows.append(means[k] + spread * rng.normal(size=(count, dim)))
+        labels += [k] * count
+    outliers = 3 * rng.normal(size=(5, dim))
+    return np.concatenate(rows + [outliers]).astype(np.float32), np.array(labels + [-1] * 5)
+
+
+def test_the_order_is_nested_without_repeats():
+    x, _ = clusters(20, 6)
+    long, short = typical_order(x, 60), typical_order(x, 12)
+    assert np.array_equal(long[:12], short) and len(set(long.tolist())) == 60
+
+
+def test_a_tiny_budget_covers_the_clusters_and_skips_outliers():
+    """Random draws from clusters of unequal size miss the small ones; the typical order covers them
+    all within the first ten picks (the smallest, least dense cluster last), and takes no outlier."""
+    x, labels = clusters(25, 8)  # every cluster larger than the 20 neighbours typicality looks at
+    picked = labels[typical_order(x, 12)]
+    assert len(set(picked[:8])) >= 7 and set(picked[:10]) == set(range(8)) and -1 not in picked
+    covered = [len(set(labels[np.random.default_rng(s).choice(len(x), 10, replace=False)]) - {-1}) == 8
+               for s in range(20)]
+    assert sum(covered) <= 5  # random draws of 10 nearly always miss a cluster
+
+
+def test_typicality_ranks_dense_points_above_outliers():
+    x, labels = clusters(10, 3)
+    typ = typicality(torch.nn.functional.normalize(torch.as_tensor(x), dim=1), knn=5)
+    assert typ[labels == -1].max() < typ[labels >= 0].median()
+
+
+def test_selection_never_takes_a_validation_image():
+    from pipeline.distill.sampling import validation_split
+
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 256, (600, 28, 28), dtype=np.uint8)
+    held_out = np.concatenate(validation_split(600, 100, 10, 3))
+    subset = choose_subset("typical", "pixels", pool, 600, 200, 28, 100, 3, None)
+    assert len(set(subset.tolist())) == 200 and not np.isin(subset, held_out).any()
+    rnd = choose_subset("random", "pixels", None, 600, 200, 28, 100, 3, None)
+    assert not np.isin(rnd, held_out).any() and not np.array_equal(np.sort(rnd), np.sort(subset))
+
+
+def test_views_are_seeded_and_differ():
+    from pipeline.distill.pretrain import random_views
+
+    x = torch.randn(4, 1, 28, 28)
+    a = random_views(x, 0.35, torch.Generator().manual_seed(1))
+    b = random_views(x, 0.35, torch.Generator().manual_seed(1))
+    c = random_views(x, 0.35, torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_the_contrastive_loss_rewards_matching_views():
+    from pipeline.distill.pretrain import nt_xent
+
+    z = torch.nn.functional.normalize(torch.randn(16, 32), dim=1)
+    other = torch.nn.functional.normalize(torch.randn(16, 32), dim=1)
+    assert nt_xent(z, z, 0.2) < nt_xent(z, other, 0.2)
+
+
+class MemoryCheckpointer:
+    def __init__(self, every: int, stop_after: int | None = None):
+        self.every, self.stop_after, self.state = every, stop_after, None
+
+    def load(self):
+        return self.state
+
+    def save(self, state):
+        self.state = {k: (v.copy() if isinstance(v, dict) else v) for k, v in state.items()}
+        if self.stop_after is not None and state["step"] >= self.stop_after:
+            raise KeyboardInterrupt  # killed right after a checkpoint
+
+
+def test_pretraining_resumes_bit_identical(monkeypatch):
+    from pipeline.distill.pretrain import pretrain_student
+    from tests.pipeline_copy import repo_params
+
+    p = repo_params({"pretrain": {"steps": 6, "batch_size": 8}})
+    sp = p.students["small"].model_copy(update={"arch": "student_tiny", "dim": 16})
+    images = np.random.default_rng(0).integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    whole, curve = pretrain_student(images, sp, p.pretrain, 0, torch.device("cpu"))
+    ckpt = MemoryCheckpointer(every=2, stop_after=4)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_student(images, sp, p.pretrain, 0, torch.device("cpu"), checkpointer=ckpt)
+    ckpt.stop_after = None
+    resumed, curve2 = pretrain_student(images, sp, p.pretrain, 0, torch.device("cpu"), checkpointer=ckpt)
+    for k, v in whole.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    assert curve == curve2
+
+
+def test_answers_by_pool_index(tmp_path):
+    from pipeline.distill.ceiling import answers_for, enabled
+    from pipeline.errors import DatasetError
+
+    path = tmp_path / "pool.npz"
+    np.savez(path, indices=np.array([7, 3, 9]), descriptors=np.eye(3, dtype=np.float16), skipped=np.array(""))
+    assert np.array_equal(answers_for(path, np.array([9, 7])), np.eye(3, dtype=np.float32)[[2, 0]])
+    with pytest.raises(DatasetError, match="no teacher answer for 1 of the 2"):
+        answers_for(path, np.array([9, 4]))
+    assert enabled("auto", queried_teacher=False) and not enabled("auto", queried_teacher=True)
+    assert enabled("true", queried_teacher=True) and not enabled("false", queried_teacher=False)
