@@ -1,0 +1,255 @@
+"""The black box holds when the service misbehaves (issue 18): a model swapped behind the address,
+redirects and keys that would leak, answers that drip, time out or never come, broken answers and
+URLs, a ledger whose last line lost its newline, and a rate limit shared by processes. Each test
+drives the gate and the clients against the fault server of ``tests/fault_server.py`` on 127.0.0.1."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.errors import BudgetExceeded, DerdError, TeacherChanged, TeacherError
+from pipeline.teacher.clients import KServeTeacher, MlflowTeacher
+from pipeline.teacher.gate import QueryGate
+from pipeline.teacher.http import HttpEndpoint, retry_after
+from pipeline.teacher.store import AnswerStore
+from tests.fault_server import FaultServer
+from tests.test_queries import DIM, CountingTeacher, describe_pixels, images, inputs, queries
+
+REPO = Path(__file__).resolve().parents[1]
+KEY = "k3y-Th4t-Must-Never-Be-Written-0123456789"
+
+
+@pytest.fixture
+def server():
+    s = FaultServer()
+    yield s
+    s.close()
+
+
+def client(url, kind="mlflow", timeout=5.0, **auth):
+    http = HttpEndpoint(url, timeout, **auth)
+    return MlflowTeacher(url, http) if kind == "mlflow" else KServeTeacher(url, "teacher", http)
+
+
+def served_gate(root, c, waits=None, sleep=None, **kw):
+    """A gate that records its waits in ``waits`` (not waiting), or waits with ``sleep``, or not at all."""
+    store = AnswerStore(root / "store", {"kind": "served", "url": c.endpoint})
+    return QueryGate(c, store, queries(**kw), DIM,
+                     sleep=sleep or (waits.append if waits is not None else (lambda s: None)))
+
+
+def ledger_lines(store):
+    return [json.loads(line) for line in store.ledger_path.read_text().splitlines()] if store.ledger_path.exists() else []
+
+
+def written(root) -> bytes:
+    return b"".join(p.read_bytes() for p in Path(root).rglob("*") if p.is_file())
+
+
+# -- 1. a swapped model ------------------------------------------------------------------------------
+def test_a_swapped_model_is_caught_before_a_request_with_nothing_stored(tmp_path, server):
+    """The dump answered by model A; the service swaps to model B; the test set (nothing of it stored)
+    must not be answered by B under A's identity."""
+    pool, test_set = images(6, seed=1), images(5, seed=2)
+    served_gate(tmp_path, client(server.url), call_batch=3).describe(inputs(pool), "train", 6)
+    server.salt = 1  # model B behind the same URL
+    before = len(server.calls)
+    g = served_gate(tmp_path, client(server.url), call_batch=3)
+    with pytest.raises(TeacherChanged, match="now answers 2 stored image.*nothing new was stored"):
+        g.describe(inputs(test_set), "test", 5)
+    assert len(server.calls) == before + 1  # the canaries' re-ask, and nothing else
+    assert len(g.store) == 6 and not any(g.store.has(k) for k in inputs(test_set).keys())
+    server.salt = 0  # model A is back: the same canaries pass and the test set is answered by A
+    out, _ = served_gate(tmp_path, client(server.url), call_batch=3).describe(inputs(test_set), "test", 5)
+    assert np.allclose(out, describe_pixels(test_set))
+
+
+# -- 2. the key ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fault", ["redirect-cross", "redirect-same", "redirect-loop"])
+def test_redirects_are_not_followed_and_the_key_goes_to_the_configured_origin_only(tmp_path, monkeypatch, fault):
+    other = FaultServer()
+    s = FaultServer(redirect_to=other.url)
+    try:
+        monkeypatch.setenv("TEACHER_KEY", KEY)
+        c = client(s.url, auth_env="TEACHER_KEY", auth_header="X-Api-Key")
+        g = served_gate(tmp_path, c)
+        s.script = [fault]
+        with pytest.raises(TeacherError, match=r"rejected the call: HTTP 307 .*redirects to http://127\.0\.0\.1.*not followed"):
+            g.describe(inputs(images(2)), "train", 2)
+        assert other.calls == [] and other.other == []  # the other origin never saw the key, nor anything
+        assert len(s.calls) == 1 and g.store.summary()["requests"] == 1  # one POST, one call on the ledger
+        assert g.store.summary()["images_rejected"] == 2 and len(g.store) == 0
+        assert KEY.encode() not in written(tmp_path)
+    finally:
+        s.close()
+        other.close()
+
+
+def test_a_key_with_a_line_break_is_refused_without_showing_it(tmp_path, monkeypatch, server, capfd):
+    monkeypatch.setenv("TEACHER_KEY", KEY + "\r\n")
+    with pytest.raises(TeacherError, match="TEACHER_KEY .*holds a line break") as info:
+        served_gate(tmp_path, client(server.url, auth_env="TEACHER_KEY")).describe(inputs(images(2)), "train", 2)
+    assert KEY not in str(info.value) and KEY not in "".join(capfd.readouterr())
+    assert server.calls == [] and KEY.encode() not in written(tmp_path)
+
+
+@pytest.mark.parametrize("header", ["Authorization", "X-Api-Key"])
+def test_a_key_echoed_by_the_server_is_scrubbed_from_messages_and_the_ledger(tmp_path, monkeypatch, server, header):
+    monkeypatch.setenv("TEACHER_KEY", f"Bearer {KEY}" if header == "Authorization" else KEY)
+    g = served_gate(tmp_path, client(server.url, auth_env="TEACHER_KEY", auth_header=header))
+    server.script = ["echo401"]
+    with pytest.raises(TeacherError, match="HTTP 401.*bad key .*<the key from teacher.auth_env>") as info:
+        g.describe(inputs(images(2)), "train", 2)
+    assert server.calls[0]["headers"][header].endswith(KEY)  # it was sent
+    assert KEY not in str(info.value) and KEY.encode() not in written(tmp_path)
+    assert g.store.summary()["images_rejected"] == 2
+
+
+# -- 3. time -------------------------------------------------------------------------------------------
+def test_a_dripping_answer_is_cut_at_the_whole_request_deadline(tmp_path, server):
+    server.script = ["drip"]
+    g = served_gate(tmp_path, client(server.url, timeout=1.0))
+    started = time.monotonic()
+    with pytest.raises(BudgetExceeded, match="1 call.*failed"):
+        g.describe(inputs(images(2)), "train", 2)
+    assert time.monotonic() - started < 2.5  # the server would drip for 4 s
+    assert [c.outcome for c in g.store.calls()] == ["failed"]
+    assert g.store.calls()[0].detail.startswith("no answer from") and len(server.calls) == 1
+
+
+@pytest.mark.parametrize("fault", ["503-absurd", "503-inf", "429-date"])
+def test_retry_after_is_read_safely_and_capped_by_max_backoff(tmp_path, server, fault):
+    server.script = [fault]
+    waits = []
+    out, _ = served_gate(tmp_path, client(server.url), waits, max_backoff_s=2).describe(inputs(images(2)), "train", 2)
+    assert waits == [2.0] and np.allclose(out, describe_pixels(images(2)))
+
+
+def test_retry_after_forms():
+    assert retry_after("7") == 7.0 and retry_after(" 1.5 ") == 1.5 and retry_after("-3") == 0.0
+    assert retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now=784111767.0) == 10.0
+    assert retry_after("Sun, 06 Nov 1994 08:49:37 -0000", now=784111767.0) == 10.0
+    assert retry_after("nan") is None and retry_after("soon") is None and retry_after("") is None
+    assert retry_after("inf") == float("inf")  # the gate caps it
+
+
+HOLDER = """
+import sys, time
+from pipeline.teacher.store import AnswerStore
+store = AnswerStore(sys.argv[1], {"kind": "served", "url": sys.argv[2]})
+with store.locked():
+    print("held", flush=True)
+    time.sleep(30)
+"""
+
+
+def test_waiting_for_the_stores_lock_says_who_holds_it_and_gives_up(tmp_path, server, capfd):
+    c = client(server.url)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "store"), c.endpoint], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        g = served_gate(tmp_path, c, timeout_s=0.5, max_backoff_s=0.25)  # a stuck holder: 1.5 s without a call
+        box = {}
+
+        def run():
+            try:
+                g.describe(inputs(images(2)), "train", 2)
+            except Exception as exc:  # noqa: BLE001
+                box["error"] = exc
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        t.join(15)
+        assert not t.is_alive(), "still waiting for the lock after 15 s"
+        assert isinstance(box.get("error"), TeacherError)
+        assert f"held by process {holder.pid}" in str(box["error"]) and "seems stuck" in str(box["error"])
+        assert f"process {holder.pid} on" in capfd.readouterr().err  # said while waiting
+        assert server.calls == []
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# -- 4. broken answers and URLs --------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["mlflow", "kserve-v2"])
+@pytest.mark.parametrize("fault, outcome, message", [
+    ("ragged", "invalid", "ragged"), ("strings", "invalid", "not all numbers"), ("records", "invalid", "as records"),
+    ("html", "invalid", "not JSON (text/html"), ("nan", "invalid", "NaN"), ("dim", "invalid", "set teacher.dim: 3"),
+    ("truncated", "failed", "cut off"), ("500", "failed", "HTTP 500"),
+])
+def test_a_broken_answer_is_one_line_naming_the_endpoint_and_counted(tmp_path, server, kind, fault, outcome, message):
+    if kind == "kserve-v2" and fault == "records":
+        pytest.skip("records are MLflow's pandas output")
+    c = client(server.url, kind)
+    c.check()
+    server.script = [fault]
+    g = served_gate(tmp_path, c, retries=0)
+    with pytest.raises(DerdError) as info:
+        g.describe(inputs(images(2)), "train", 2)
+    text = str(info.value)
+    assert "\n" not in text and c.endpoint in text and message in text
+    assert [x.outcome for x in g.store.calls()] == [outcome] and len(g.store) == 0
+    assert g.store.summary()["images_spent"] == 2 and g.store.summary()["requests"] == len(server.calls) == 1
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://[::1)", "http://", "ftp://127.0.0.1:5001"])
+def test_a_url_that_cannot_be_parsed_is_one_line_naming_it(tmp_path, url):
+    with pytest.raises(TeacherError, match="teacher.url .* cannot be used .*set teacher.url"):
+        served_gate(tmp_path, client(url)).describe(inputs(images(2)), "train", 2)
+
+
+@pytest.mark.parametrize("meta", [["teacher"], "teacher", {"inputs": "pixels"}, {"inputs": ["pixels"]}])
+def test_kserve_metadata_that_is_not_an_object_is_one_line(server, meta):
+    server.meta = meta
+    with pytest.raises(TeacherError, match="answered GET /v2/models/teacher with a JSON .* not the model's metadata"):
+        client(server.url, "kserve-v2").check()
+
+
+# -- 5. a ledger line without its newline ------------------------------------------------------------
+def test_a_complete_last_line_without_newline_is_kept(tmp_path):
+    store = AnswerStore(tmp_path / "store", {"kind": "test"})
+    g = QueryGate(CountingTeacher(), store, queries(), DIM, sleep=lambda s: None)
+    x = images(4)
+    g.describe(inputs(x[:2]), "train", 4)
+    # a call of the other two images was lost to a kill, and an editor then saved the ledger without
+    # its final newline: the send line is complete
+    lost = inputs(x[2:]).keys()
+    (store.dir / "calls" / "lost-1.keys").write_bytes(b"\n".join(lost) + b"\n")
+    text = store.ledger_path.read_text() + json.dumps({"event": "send", "call": "lost-1", "purpose": "train",
+                                                        "images": 2, "time": "2024-01-01T00:00:00+0000"})
+    store.ledger_path.write_text(text)
+    t = CountingTeacher()
+    g2 = QueryGate(t, AnswerStore(tmp_path / "store", {"kind": "test"}), queries(), DIM, sleep=lambda s: None)
+    with pytest.raises(BudgetExceeded, match="2 of those images went in 1 call.*lost.*extra_calls: 2"):
+        g2.describe(inputs(x), "train", 4)
+    assert t.calls == 0
+    events = ledger_lines(g2.store)  # every line parses, the send is kept and recorded as lost
+    assert [e["event"] for e in events if e.get("call") == "lost-1"] == ["send", "lost"]
+    assert not any(e["event"] == "repaired" for e in events)
+
+
+def test_a_torn_last_line_is_still_dropped(tmp_path):
+    store = AnswerStore(tmp_path / "store", {"kind": "test"})
+    QueryGate(CountingTeacher(), store, queries(), DIM, sleep=lambda s: None).describe(inputs(images(2)), "train", 2)
+    with open(store.ledger_path, "ab") as f:
+        f.write(b'{"event": "send", "call": "x", "purp')
+    with AnswerStore(tmp_path / "store", {"kind": "test"}).locked() as s:
+        assert [e["event"] for e in ledger_lines(s)][-1] == "repaired"
+
+
+# -- 6. max_qps across processes ----------------------------------------------------------------------
+def test_max_qps_holds_across_processes_sharing_a_store(tmp_path, server):
+    """Two stage runs one after the other (each its own gate and store object, as two processes have):
+    the second's first call waits for the first's last."""
+    for seed in (1, 2):
+        served_gate(tmp_path, client(server.url), sleep=time.sleep, max_qps=4, verify=0).describe(inputs(images(1, seed=seed)), "train", 1)
+    gap = server.calls[1]["time"] - server.calls[0]["time"]
+    assert gap >= 0.2, f"calls {gap:.3f} s apart at max_qps 4"
