@@ -4,9 +4,9 @@ URLs, a ledger whose last line lost its newline, and a rate limit shared by proc
 drives the gate and the clients against the fault server of ``tests/fault_server.py`` on 127.0.0.1."""
 import json
 import os
+import random
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -253,3 +253,143 @@ def test_max_qps_holds_across_processes_sharing_a_store(tmp_path, server):
         served_gate(tmp_path, client(server.url), sleep=time.sleep, max_qps=4, verify=0).describe(inputs(images(1, seed=seed)), "train", 1)
     gap = server.calls[1]["time"] - server.calls[0]["time"]
     assert gap >= 0.2, f"calls {gap:.3f} s apart at max_qps 4"
+
+
+# -- a random sequence of faults over several stage runs ------------------------------------------
+SEQUENCE_FAULTS = ["ok", "ok", "drip", "truncated", "429", "429-date", "503-absurd", "503-inf", "500", "redirect-same",
+                   "redirect-cross", "redirect-loop", "html", "nan", "ragged", "strings", "dim", "echo401", "swap"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_random_sequence_of_faults_over_stage_runs_keeps_every_promise(tmp_path, monkeypatch, capfd, seed):
+    """Each step is a stage run (a fresh client, store object and gate) with up to two faults from the
+    menu, a model swap among them. After every step: no answer but model A's was returned or stored,
+    the ledger counts exactly the requests the server received, the other origin of a redirect saw
+    nothing, and the key is in no file of the store, no message and nothing printed."""
+    rng = random.Random(seed)
+    other = FaultServer()
+    s = FaultServer(redirect_to=other.url)
+    monkeypatch.setenv("TEACHER_KEY", KEY)
+    pool = images(12, seed=10)
+    keys = inputs(pool).keys()
+    outcomes = []
+    try:
+        for step in range(8):
+            faults = [rng.choice(SEQUENCE_FAULTS) for _ in range(rng.randint(0, 2))] if step else []
+            s.salt = 1 if "swap" in faults else 0
+            s.script = [f for f in faults if f != "swap"]
+            idx = sorted(rng.sample(range(12), rng.randint(1, 6)))
+            c = client(s.url, timeout=0.6, auth_env="TEACHER_KEY", auth_header="X-Api-Key")
+            g = served_gate(tmp_path, c, call_batch=3, retries=2, extra_calls=1000, max_backoff_s=0.05)
+            try:
+                out, _ = g.describe(inputs(pool[idx]), rng.choice(["train", "test"]), len(idx))
+                assert np.allclose(out, describe_pixels(pool[idx]), atol=1e-6), f"step {step} {faults}: a wrong answer"
+                outcomes.append("answered")
+            except DerdError as exc:
+                assert KEY not in str(exc) and "\n" not in str(exc)
+                outcomes.append(type(exc).__name__)
+                if "swap" in faults and step and s.script == []:
+                    assert isinstance(exc, (TeacherChanged, TeacherError))
+            store = AnswerStore(tmp_path / "store", {"kind": "served", "url": c.endpoint})
+            for i, key in enumerate(keys):  # what is stored is model A's, whatever happened
+                if store.has(key):
+                    assert np.allclose(store.answers([key]), describe_pixels(pool[i:i + 1]), atol=1e-6), f"step {step}"
+            assert store.summary()["requests"] == len(s.calls), f"step {step} {faults}: ledger != server"
+            assert other.calls == [] and other.other == []
+            assert KEY.encode() not in written(tmp_path)
+            assert KEY not in "".join(capfd.readouterr())
+        assert "answered" in outcomes
+    finally:
+        s.close()
+        other.close()
+
+
+# -- send is on disk before the request leaves -----------------------------------------------------
+CALLER = """
+import sys
+from pipeline.teacher.clients import MlflowTeacher
+from pipeline.teacher.gate import QueryGate
+from pipeline.teacher.http import HttpEndpoint
+from pipeline.teacher.store import AnswerStore
+from tests.test_queries import DIM, images, inputs, queries
+url, root = sys.argv[1], sys.argv[2]
+c = MlflowTeacher(url, HttpEndpoint(url, 60))
+QueryGate(c, AnswerStore(root, {"kind": "served", "url": c.endpoint}), queries(), DIM).describe(inputs(images(2)), "train", 2)
+"""
+
+
+def test_a_process_killed_while_the_server_holds_its_call_has_it_on_the_ledger(tmp_path, server):
+    """Fails if the send line were written after the call: the server holds the call, the caller is killed,
+    and the call must be on disk already, then counted as lost (paid for) at the next start."""
+    server.script = ["hold"]
+    caller = subprocess.Popen([sys.executable, "-c", CALLER, server.url, str(tmp_path / "store")], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE)
+    try:
+        assert server.received.wait(30), "the call never reached the server"
+        ledgers = list((tmp_path / "store").glob("*/ledger.jsonl"))
+        sends = [json.loads(line) for line in ledgers[0].read_text().splitlines()] if ledgers else []
+        assert [e["event"] for e in sends] == ["send"] and sends[0]["images"] == 2  # on disk while the call is held
+    finally:
+        caller.kill()
+        caller.wait()
+        server.release.set()
+    g = served_gate(tmp_path, client(server.url))
+    with pytest.raises(BudgetExceeded, match="2 of those images went in 1 call.*lost.*extra_calls: 2"):
+        g.describe(inputs(images(2)), "train", 2)
+    assert len(server.calls) == 1 == g.store.summary()["requests"]
+
+
+# -- TLS, whatever the CA variables say -----------------------------------------------------------
+def _tls_server(tmp_path):
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    s = FaultServer()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    s.httpd.socket = ctx.wrap_socket(s.httpd.socket, server_side=True)
+    return s, s.url.replace("http://", "https://")
+
+
+@pytest.mark.parametrize("env, trusted", [
+    ({}, False), ({"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""}, False),
+    ({"REQUESTS_CA_BUNDLE": "certifi", "CURL_CA_BUNDLE": "certifi"}, False),
+    ({"REQUESTS_CA_BUNDLE": "cert"}, True), ({"CURL_CA_BUNDLE": "cert"}, True),
+])
+def test_tls_is_verified_with_the_ca_variables_unset_and_set(tmp_path, monkeypatch, env, trusted):
+    import certifi
+
+    s, url = _tls_server(tmp_path)
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, {"certifi": certifi.where(), "cert": str(tmp_path / "cert.pem")}.get(value, value))
+    try:
+        g = served_gate(tmp_path, client(url))
+        if trusted:  # its CA named: answered
+            out, _ = g.describe(inputs(images(2)), "train", 2)
+            assert np.allclose(out, describe_pixels(images(2))) and len(s.calls) == 1
+        else:
+            with pytest.raises(TeacherError, match="nothing could be sent to the teacher.*TLS verification failed"):
+                g.describe(inputs(images(2)), "train", 2)
+            assert s.calls == [] and g.store.summary()["requests"] == 0
+    finally:
+        s.close()
