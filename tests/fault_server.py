@@ -18,6 +18,7 @@ from tests.test_queries import describe_pixels
 
 DRIP_S = 4.0      # a dripping answer gives up after this long
 HOLD_S = 20.0     # a held call is answered after this long at most (or when released)
+SLOW_S = 5.0      # a slow answer comes after this long
 
 FAULTS = {
     "ok": "a correct answer",
@@ -31,7 +32,7 @@ FAULTS = {
     "html": "HTTP 200 with an HTML page", "nan": "NaN in the descriptors",
     "ragged": "rows of different lengths", "strings": "descriptors as words", "records": "pandas-style records",
     "dim": "descriptors of the wrong size", "echo401": "HTTP 401 whose body echoes the key",
-    "hold": "holds the call until released",
+    "hold": "holds the call until released", "slow": f"a correct answer after {SLOW_S:g} s",
 }
 
 
@@ -99,6 +100,8 @@ class FaultServer:
                     return self._send(200, b"<html><body>Sign in</body></html>", content_type="text/html")
                 if action == "hold":
                     server.release.wait(HOLD_S)
+                if action == "slow":
+                    time.sleep(SLOW_S)
                 kserve = self.path != "/invocations"
                 if kserve:
                     t = body["inputs"][0]

@@ -393,3 +393,28 @@ def test_tls_is_verified_with_the_ca_variables_unset_and_set(tmp_path, monkeypat
             assert s.calls == [] and g.store.summary()["requests"] == 0
     finally:
         s.close()
+
+
+# -- 7. torchrun: the other ranks wait for rank 0's slow teacher ----------------------------------
+def test_ranks_wait_for_a_slow_served_teacher_under_torchrun(tmp_path, server):
+    """The served teacher takes 5 s to answer; the collectives of the group the ranks meet on after
+    describing time out after 2 s (standing in for the default 10 or 30 minutes). The run completes:
+    the other rank waits for rank 0's calls on a group of its own, without a collective timeout."""
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "card.json").write_text(json.dumps({"kind": "mlflow", "url": server.url, "dim": DIM, "auth_env": "",
+                                                   "auth_header": "Authorization"}))
+    server.script = ["slow"]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(REPO / "tests/torchrun_teacher.py"), str(teacher), str(tmp_path / "store"), "2"],
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "rank 0: 2 images answered" in proc.stdout and proc.stdout.count("done") == 2
+    assert len(server.calls) == 1
+
+
+def test_the_ranks_wait_has_no_collective_timeout_in_practice():
+    from pipeline.teacher.blackbox import TEACHER_WAIT
+
+    assert TEACHER_WAIT.total_seconds() >= 7 * 24 * 3600
