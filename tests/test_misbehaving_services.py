@@ -124,6 +124,34 @@ def test_a_dripping_answer_is_cut_at_the_whole_request_deadline(tmp_path, server
     assert g.store.calls()[0].detail.startswith("no answer from") and len(server.calls) == 1
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="a full listen backlog drops new connections on Linux")
+def test_a_connection_never_made_is_unreachable_not_spent(tmp_path):
+    """A host that drops the connection attempt (a firewall): nothing was sent, so the call is
+    unreachable (not counted, retried), not a failed call given up at the request's deadline."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fill = []
+    for _ in range(3):  # fill the backlog: the kernel drops further SYNs, connect() hangs
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.1", port))
+        fill.append(f)
+    try:
+        g = served_gate(tmp_path, client(f"http://127.0.0.1:{port}", timeout=0.5), retries=1)
+        with pytest.raises(TeacherError, match="cannot reach the teacher"):
+            g.describe(inputs(images(2)), "train", 2)
+        assert [c.outcome for c in g.store.calls()] == ["unreachable", "unreachable"]
+        assert g.store.summary()["images_spent"] == 0
+    finally:
+        for f in fill:
+            f.close()
+        listener.close()
+
+
 @pytest.mark.parametrize("fault", ["503-absurd", "503-inf", "429-date"])
 def test_retry_after_is_read_safely_and_capped_by_max_backoff(tmp_path, server, fault):
     server.script = [fault]

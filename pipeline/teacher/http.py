@@ -27,6 +27,9 @@ from pipeline.errors import TeacherError
 from pipeline.teacher.outcomes import CallFailed, CallNeverSent, CallRefused, CallRejected, CallUnreachable
 
 BODY_CHARS = 200             # of an error response, in a failure's detail (after the key is scrubbed)
+# Connecting must give up before the whole request's deadline does: a connection never made is
+# "unreachable" (nothing sent, not counted), which only requests' ConnectTimeout can tell.
+CONNECT_SHARE = 0.9
 REDACTED = "<the key from teacher.auth_env>"
 _BAD_HEADER_VALUE = re.compile(r"[\x00-\x1f\x7f]")   # CR, LF and other control characters
 
@@ -149,11 +152,12 @@ class HttpEndpoint:
         requests bounds each socket read only, so the request runs in a thread that is given up on (and
         its connection with it) at the deadline; a dripping server cannot hold the call longer."""
         session, box = self.session, {}
+        connect_s = CONNECT_SHARE * self.timeout
 
         def attempt():
             try:
                 box["response"] = session.request(method, url, json=json_body, headers=self._headers,
-                                                  timeout=self.timeout, allow_redirects=False)
+                                                  timeout=(connect_s, self.timeout), allow_redirects=False)
             except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread below
                 box["error"] = exc
 
@@ -171,7 +175,7 @@ class HttpEndpoint:
             raise CallNeverSent(f"TLS verification failed for {url} ({type(exc).__name__}); fix the server's "
                                 "certificate or point REQUESTS_CA_BUNDLE at its CA") from None
         if isinstance(exc, requests.exceptions.ConnectTimeout):
-            raise CallUnreachable(f"no connection to {url} within {self.timeout:g} s") from None
+            raise CallUnreachable(f"no connection to {url} within {connect_s:g} s") from None
         if isinstance(exc, requests.exceptions.Timeout):
             raise CallFailed(f"no answer from {url} within queries.timeout_s = {self.timeout:g} s") from None
         if isinstance(exc, requests.exceptions.ConnectionError):
