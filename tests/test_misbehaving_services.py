@@ -234,6 +234,20 @@ def test_a_url_that_cannot_be_parsed_is_one_line_naming_it(tmp_path, url):
         served_gate(tmp_path, client(url)).describe(inputs(images(2)), "train", 2)
 
 
+def test_a_kserve_answer_echoing_the_key_is_scrubbed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEACHER_KEY", KEY)
+    c = client("http://127.0.0.1:9", "kserve-v2", auth_env="TEACHER_KEY", auth_header="X-Api-Key")
+    answers = [{"outputs": [{"shape": [KEY], "data": [1.0]}]}, {"outputs": [{"shape": [float("inf")], "data": [1.0]}]}]
+    for i, answer in enumerate(answers):
+        c.http.request = lambda *a, answer=answer, **kw: answer
+        with pytest.raises(TeacherError) as info:
+            served_gate(tmp_path / str(i), c, verify=0).describe(inputs(images(2)), "train", 2)
+        assert KEY not in str(info.value) and "\n" not in str(info.value) and "outputs" in str(info.value)
+    c.http.request = lambda *a, **kw: [{"name": KEY}]
+    assert KEY not in c._served()
+    assert KEY.encode() not in written(tmp_path)
+
+
 @pytest.mark.parametrize("meta", [["teacher"], "teacher", {"inputs": "pixels"}, {"inputs": ["pixels"]}])
 def test_kserve_metadata_that_is_not_an_object_is_one_line(server, meta):
     server.meta = meta

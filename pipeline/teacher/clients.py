@@ -113,7 +113,7 @@ class KServeTeacher:
     def _served(self) -> str:
         try:
             index = self.http.request("POST", "/v2/repository/index", {})
-            return ", ".join(m.get("name", "?") for m in index) or "none"
+            return self.http.scrub(", ".join(str(m.get("name", "?")) for m in index)) or "none"
         except (CallError, AttributeError, TypeError):
             return "not listed by this server"
 
@@ -125,8 +125,9 @@ class KServeTeacher:
         try:
             out = answer["outputs"][0]
             data, shape = out["data"], [int(n) for n in out["shape"]]
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise CallInvalid(f"answered without a usable 'outputs' tensor ({type(exc).__name__}: {exc}); the Open "
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:  # its text may echo the key
+            raise CallInvalid(f"answered without a usable 'outputs' tensor ({type(exc).__name__}: "
+                              f"{self.http.scrub(str(exc))[:200]}); the Open "
                               "Inference Protocol answers {\"outputs\": [{\"shape\": [n, dim], \"data\": [...]}]}: "
                               "is teacher.kind kserve-v2 right for this service?") from None
         a = _descriptor_array(data, "'outputs'")

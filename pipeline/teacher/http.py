@@ -142,7 +142,7 @@ class HttpEndpoint:
         try:
             return r.json()
         except (ValueError, RecursionError):
-            kind = r.headers.get("Content-Type", "no Content-Type").split(";")[0]
+            kind = self.scrub(r.headers.get("Content-Type", "no Content-Type").split(";")[0])[:100]
             raise CallInvalid(f"answered HTTP {r.status_code} from {url} with a body that is not JSON ({kind}, "
                               f"{len(r.content)} bytes); is teacher.url the service's base address and "
                               "teacher.kind its protocol?") from None
