@@ -8,6 +8,7 @@ looked up by name and never counted (nothing is queried).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 from pathlib import Path
 from typing import Callable
@@ -19,6 +20,11 @@ from pipeline.params import BUILT_TEACHERS, QueriesParams
 from pipeline.teacher.keys import TeacherInputs
 
 CARD = "card.json"
+# How long the other ranks wait for rank 0's teacher calls. The gate bounds each call (queries.timeout_s,
+# retries, max_backoff_s) but not how many a request makes, nor how long another process holding the
+# store may keep recording calls, so the wait is on a group of its own whose timeout is, in practice,
+# none: the default collective timeout (10 or 30 min) would kill rank 0 mid-call and lose that call.
+TEACHER_WAIT = datetime.timedelta(days=7)
 
 
 def read_card(teacher_dir: Path) -> dict:
@@ -29,9 +35,10 @@ def read_card(teacher_dir: Path) -> dict:
 
 
 class GatedTeacher:
-    def __init__(self, gate):
+    def __init__(self, gate, ranks_waiting=None):
         self.gate = gate
         self.store = gate.store
+        self._ranks_waiting = ranks_waiting  # the group the other ranks wait on until rank 0 is done
 
     def describe(self, inputs: TeacherInputs, purpose: str, budget: int,
                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, dict]:
@@ -40,6 +47,11 @@ class GatedTeacher:
         finally:
             if hasattr(self.gate.client, "close"):  # the other ranks may stop describing
                 self.gate.client.close()
+            if self._ranks_waiting is not None:  # they may go on
+                import torch.distributed as dist
+
+                dist.barrier(group=self._ranks_waiting)
+                self._ranks_waiting = None
         stats = {**dataclasses.asdict(report), "teacher": self.gate.client.endpoint, "store": str(self.store.dir),
                  "ledger": {"this_purpose": self.store.summary(purpose), "all": self.store.summary()}}
         return descriptors, stats
@@ -136,15 +148,25 @@ def open_teacher(teacher_dir: Path, queries: QueriesParams, device) -> GatedTeac
         _unchanged(card, "files", CommandTeacher(card["command"], 1.0).named_files(), "the files it names", teacher_dir)
     rank, ranks = distributed.world()
     sharded = ranks > 1 and card["kind"] in BUILT_TEACHERS
+    waiting = None
+    if ranks > 1:  # every rank creates it (a collective); the ranks wait on it, not on the default group
+        import torch.distributed as dist
+
+        waiting = dist.new_group(backend="gloo", timeout=TEACHER_WAIT)
     if rank > 0:
         if sharded:
             from pipeline.teacher.sharded import serve
 
-            serve(client_for(card, teacher_dir, queries, device))
+            serve(client_for(card, teacher_dir, queries, device), waiting)
+        else:  # a served teacher: only rank 0 calls it; wait until it is done, however long that takes
+            import torch.distributed as dist
+
+            dist.barrier(group=waiting)
         return None
     client = client_for(card, teacher_dir, queries, device)
     if sharded:
         from pipeline.teacher.sharded import ShardedClient
 
-        client = ShardedClient(client)
-    return GatedTeacher(QueryGate(client, open_store(card, queries), queries, card["dim"]))
+        client = ShardedClient(client, waiting)
+        waiting = None  # its close() releases the ranks
+    return GatedTeacher(QueryGate(client, open_store(card, queries), queries, card["dim"]), waiting)

@@ -76,8 +76,10 @@ class MlflowTeacher:
     def __call__(self, pixels) -> np.ndarray:
         body = self.http.request("POST", "/invocations", {"inputs": _one_array(pixels).tolist()})
         if not isinstance(body, dict) or "predictions" not in body:
-            raise CallInvalid(f"answered without 'predictions' (keys: {sorted(body)[:5] if isinstance(body, dict) else type(body).__name__})")
-        return np.asarray(body["predictions"], dtype=np.float32)
+            what = f"keys: {sorted(map(str, body))[:5]}" if isinstance(body, dict) else f"a JSON {type(body).__name__}"
+            raise CallInvalid(f"answered without 'predictions' ({self.http.scrub(what)}); MLflow's scoring server "
+                              "answers {\"predictions\": [[...], ...]}: is teacher.kind mlflow right for this service?")
+        return _descriptor_array(body["predictions"], "'predictions'")
 
 
 class KServeTeacher:
@@ -99,14 +101,19 @@ class KServeTeacher:
                     "is the server running, and is teacher.url its address?")
             raise TeacherError(f"the Open Inference Protocol server at {self.url} has no usable model "
                                f"{self.model!r} ({exc.detail}); {hint}") from None
-        inputs = meta.get("inputs") or []
+        inputs = meta.get("inputs") if isinstance(meta, dict) else None
+        if not isinstance(meta, dict) or not isinstance(inputs or [], list) or not all(isinstance(i, dict) for i in inputs or []):
+            raise TeacherError(f"the Open Inference Protocol server at {self.url} answered GET /v2/models/{self.model} "
+                               f"with a JSON {type(meta).__name__} that is not the model's metadata (an object whose "
+                               "'inputs' is a list of tensors); is teacher.url that server's base address and "
+                               "teacher.kind kserve-v2 its protocol?")
         if inputs:
-            self.input_name = inputs[0].get("name", self.input_name)
+            self.input_name = str(inputs[0].get("name", self.input_name))
 
     def _served(self) -> str:
         try:
             index = self.http.request("POST", "/v2/repository/index", {})
-            return ", ".join(m.get("name", "?") for m in index) or "none"
+            return self.http.scrub(", ".join(str(m.get("name", "?")) for m in index)) or "none"
         except (CallError, AttributeError, TypeError):
             return "not listed by this server"
 
@@ -117,9 +124,17 @@ class KServeTeacher:
         answer = self.http.request("POST", f"/v2/models/{self.model}/infer", body)
         try:
             out = answer["outputs"][0]
-            return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise CallInvalid(f"answered without a usable 'outputs' tensor ({type(exc).__name__}: {exc})") from None
+            data, shape = out["data"], [int(n) for n in out["shape"]]
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:  # its text may echo the key
+            raise CallInvalid(f"answered without a usable 'outputs' tensor ({type(exc).__name__}: "
+                              f"{self.http.scrub(str(exc))[:200]}); the Open "
+                              "Inference Protocol answers {\"outputs\": [{\"shape\": [n, dim], \"data\": [...]}]}: "
+                              "is teacher.kind kserve-v2 right for this service?") from None
+        a = _descriptor_array(data, "'outputs'")
+        if a.ndim != 1 or a.size != int(np.prod(shape)) or min(shape, default=1) < 0:
+            raise CallInvalid(f"answered an 'outputs' tensor whose data ({a.size} values) does not fill its shape "
+                              f"{shape}; the service must send flat data of that shape")
+        return a.reshape(shape)
 
 
 class CommandTeacher:
@@ -168,6 +183,21 @@ class CommandTeacher:
             if not out.exists():
                 raise CallInvalid(f"wrote no descriptors to {{output}} ({out.name})")
             return _read_descriptors(out)
+
+
+def _descriptor_array(values, what: str) -> np.ndarray:
+    """A service's descriptors as float32, or the reason they are not descriptors (CallInvalid)."""
+    rows = values if isinstance(values, list) else []
+    if rows and all(isinstance(r, dict) for r in rows) or isinstance(values, dict):
+        raise CallInvalid(f"answered {what} as records (a DataFrame's rows or columns); the model's predict must "
+                          "return an array of descriptors (a NumPy array or list of lists), one row per image")
+    try:
+        return np.asarray(values, dtype=np.float32)
+    except (ValueError, TypeError, OverflowError) as exc:
+        ragged = "inhomogeneous" in str(exc) or "sequence" in str(exc)
+        raise CallInvalid(f"answered {what} that " + ("are ragged (rows of different lengths)" if ragged else
+                          "are not all numbers") + "; the service must return one descriptor of teacher.dim "
+                          "numbers per image") from None
 
 
 def _read_descriptors(path: Path) -> np.ndarray:

@@ -5,6 +5,10 @@ The budget bounds calls *made* for the images of one request (the training subse
 set): images sent by earlier spent calls for those images (answered, lost to a kill, timed out)
 count against it, images answered for other requests do not. ``queries.extra_calls`` lets the gate
 replace lost calls beyond the budget; it is 0 by default, so that no image is paid for twice.
+
+A served teacher's identity is its address, and a service can swap its model behind it: before every
+request, a few fixed images answered first (the store's canaries) are re-asked and compared, and a
+different answer stops the run before anything new is stored.
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ class RequestReport:
 
 class QueryGate:
     def __init__(self, client: TeacherClient, store: AnswerStore, queries: QueriesParams, dim: int,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
         self.client, self.store, self.q, self.dim = client, store, queries, dim
         self._sleep, self._clock = sleep, clock
         self._last_call = -float("inf")
@@ -56,14 +60,14 @@ class QueryGate:
         first: dict[bytes, int] = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)
-        with self.store.locked():
+        with self.store.locked(stall_s=self.stall_s):
             stored = [k for k in first if self.store.has(k)]
             missing = [k for k in first if not self.store.has(k)]
             wanted = set(first)
             spent = self.store.spent_on(wanted, purpose)
             self._check_budget(purpose, budget, spent, len(missing), wanted)
-            if stored and self.client.remote and self.q.verify:
-                self._verify(inputs, stored, first)
+            if self.client.remote and self.q.verify:
+                self._check_identity(inputs, stored, first)
             # photos of different sizes go one per request to a service; a teacher built here takes many
             size = self.q.call_batch if inputs.same_size or not self.client.remote else 1
             sent = 0
@@ -113,18 +117,32 @@ class QueryGate:
                                    f"stored; the {len(self.store)} answers stored before it are kept "
                                    f"({self.store.dir})")
             self.store.answered(call, keys, np.asarray(answer, dtype=np.float32), seconds)
+            if self.client.remote and self.q.verify and self.store.canaries() is None:
+                self._choose_canaries(inputs, idx, keys)
             return spent + len(keys)
 
+    @property
+    def stall_s(self) -> float:
+        """How long a process holding the store may go without recording a call before one waiting for it
+        gives up: one attempt's deadline and the longest wait between attempts, twice."""
+        return 2 * (self.q.timeout_s + self.q.max_backoff_s)
+
     def _back_off(self, exc: CallError, attempt: int) -> None:
-        """Wait before retry ``attempt``: what the server asked (Retry-After), else 0.5 s doubling, capped."""
-        self._sleep(exc.retry_after if exc.retry_after is not None else min(self.q.max_backoff_s, 0.5 * 2 ** (attempt - 1)))
+        """Wait before retry ``attempt``: what the server asked (Retry-After), else 0.5 s doubling; never
+        longer than queries.max_backoff_s, whatever the server asked."""
+        wait = exc.retry_after if exc.retry_after is not None else 0.5 * 2 ** (attempt - 1)
+        self._sleep(min(self.q.max_backoff_s, max(0.0, wait)))
 
     def _pace(self) -> None:
+        """At most queries.max_qps calls a second, counting the calls of every process sharing the store
+        (each records when its last call left)."""
         if self.q.max_qps:
-            wait = self._last_call + 1.0 / self.q.max_qps - self._clock()
+            last = max(self._last_call, self.store.last_call_at())
+            wait = min(last + 1.0 / self.q.max_qps - self._clock(), 1.0 / self.q.max_qps)
             if wait > 0:
                 self._sleep(wait)
         self._last_call = self._clock()
+        self.store.mark_call(self._last_call)
 
     def _check_answer(self, answer, n: int) -> str:
         a = np.asarray(answer)
@@ -148,6 +166,9 @@ class QueryGate:
         if exc.outcome == "unreachable":
             return (f"cannot reach the teacher at {where} ({exc.detail}) after {attempts} attempts: is the server "
                     "running? (`derd serve-teacher` serves the default teacher); teacher.url sets the address")
+        if exc.outcome == "invalid":
+            return (f"the teacher at {where} {exc.detail}. Nothing of this call was stored; the "
+                    f"{len(self.store)} answers stored before it are kept ({self.store.dir})")
         if exc.outcome == "rejected":
             return (f"the teacher at {where} rejected the call: {exc.detail}. Check teacher.model (a 404), the key "
                     "in the variable teacher.auth_env names (a 401 or 403), or teacher.dim and the images' size")
@@ -171,17 +192,37 @@ class QueryGate:
             f"{spent} already sent for these images and {needed} more needed. Nothing "
             f"{'more ' if sent_before else ''}was sent{why}")
 
-    def _verify(self, inputs: TeacherInputs, stored: list[bytes], first: dict[bytes, int]) -> None:
-        """Re-ask a few stored images: a service may have swapped its model behind the same URL."""
-        keys = stored[:self.q.verify] if inputs.same_size else stored[:1]  # photos: one per request
-        idx = [first[k] for k in keys]
+    def _choose_canaries(self, inputs: TeacherInputs, idx: list[int], keys: list[bytes]) -> None:
+        """Keep the pixels of a few answered images, once per identity, to re-ask before later requests."""
+        n = self.q.verify if inputs.same_size else 1  # photos go one per request: one is re-asked
+        self.store.set_canaries(keys[:n], [inputs.pixels(i) for i in idx[:n]])
+
+    def _check_identity(self, inputs: TeacherInputs, stored: list[bytes], first: dict[bytes, int]) -> None:
+        """Re-ask the store's canaries (a store from before canaries adopts stored images of this request):
+        a service may have swapped its model behind the same URL."""
+        canaries = self.store.canaries()
+        if canaries is None:
+            if not stored:
+                return  # nothing answered yet: the first answered call chooses the canaries
+            keys = stored[:self.q.verify] if inputs.same_size else stored[:1]
+            self._verify(keys, [inputs.pixels(first[k]) for k in keys])
+            self._choose_canaries(inputs, [first[k] for k in keys], keys)
+            return
+        keys, pixels = canaries
+        if len({p.shape for p in pixels}) > 1:  # photos: one per request
+            keys, pixels = keys[:1], pixels[:1]
+        self._verify(keys, pixels)
+
+    def _verify(self, keys: list[bytes], pixels: list[np.ndarray]) -> None:
+        """Re-ask stored images and compare: a different answer raises TeacherChanged."""
+        batch = np.stack(pixels)  # one shape: same-size images, or a single photo
         attempt = 0
         while True:  # retried as any call is (429, 5xx, unreachable), with the same backoff
             self._pace()
             call = self.store.begin(keys, "verify")
             started = time.perf_counter()
             try:
-                answer = np.asarray(self.client(inputs.batch(idx)), dtype=np.float32)
+                answer = np.asarray(self.client(batch), dtype=np.float32)
                 break
             except CallError as exc:
                 self.store.failed(call, exc.outcome, exc.detail)
@@ -189,6 +230,9 @@ class QueryGate:
                 if not exc.retry or attempt > self.q.retries:
                     raise TeacherError(self._failure_message(exc, attempt)) from None
                 self._back_off(exc, attempt)
+            except BaseException as exc:  # an interrupt or a bug mid-call
+                self.store.failed(call, "failed", f"{type(exc).__name__} during the call")
+                raise
         problem = self._check_answer(answer, len(keys))
         if problem:
             self.store.failed(call, "invalid", problem)
@@ -199,5 +243,6 @@ class QueryGate:
             raise TeacherChanged(
                 f"the teacher at {self.client.endpoint} now answers {len(keys)} stored image(s) differently "
                 f"(max difference {diff:.3g}): it is not the model whose {len(self.store)} answers are stored in "
-                f"{self.store.dir}. Those answers are kept. If the new model is intended, give it its own store: "
-                "change teacher.url or teacher.model (e.g. a versioned name), or start a fresh queries.store")
+                f"{self.store.dir}. Those answers are kept and nothing new was stored. If the new model is "
+                "intended, give it its own store: change teacher.url or teacher.model (e.g. a versioned name), or "
+                "start a fresh queries.store")

@@ -23,25 +23,27 @@ def _merge(local: np.ndarray) -> np.ndarray:
 
 
 class ShardedClient:
-    """Rank 0's client: each call is broadcast, every rank describes its share, rank 0 merges."""
+    """Rank 0's client: each call is broadcast, every rank describes its share, rank 0 merges.
+    ``group``: where the calls are broadcast, a group whose timeout outlasts any wait for the store's
+    lock between two calls (``blackbox.TEACHER_WAIT``); None: the default group."""
 
-    def __init__(self, inner):
-        self.inner, self.remote = inner, inner.remote
+    def __init__(self, inner, group=None):
+        self.inner, self.remote, self.group = inner, inner.remote, group
         self.endpoint = f"{inner.endpoint}, on {distributed.world()[1]} ranks"
 
     def __call__(self, pixels) -> np.ndarray:
-        dist.broadcast_object_list([pixels], src=0)
+        dist.broadcast_object_list([pixels], src=0, group=self.group)
         return _merge(self.inner(_share(pixels)))
 
     def close(self) -> None:
-        dist.broadcast_object_list([_STOP], src=0)
+        dist.broadcast_object_list([_STOP], src=0, group=self.group)
 
 
-def serve(inner) -> None:
+def serve(inner, group=None) -> None:
     """The other ranks: describe their share of each call rank 0 broadcasts, until it stops."""
     while True:
         box = [None]
-        dist.broadcast_object_list(box, src=0)
+        dist.broadcast_object_list(box, src=0, group=group)
         if box[0] is _STOP:
             return
         _merge(inner(_share(box[0])))

@@ -8,7 +8,10 @@ switching teachers A -> B -> A finds A's answers again. Layout of ``<root>/<kind
 - ``answers/<call>.npz``: a call's answers (keys + descriptors), each written atomically;
 - ``ledger.jsonl``: a ``send`` line before every call, its outcome after;
 - ``.lock``: held by the process that is calling the teacher, so that parallel DVC experiments
-  and queued runs share the store without sending an image twice.
+  and queued runs share the store without sending an image twice; ``lock.json`` says who holds it;
+- ``canaries.npz``: a few images answered first, with their pixels, re-asked before every request
+  of a served teacher to check that the same model still answers behind its address;
+- ``last_call``: when the last call left (any process), so that ``queries.max_qps`` holds across them.
 
 A call's outcome decides whether it was *spent* (it may have reached the teacher and been billed:
 answered, failed, invalid, lost) or not (refused with 429/503, rejected with another 4xx, or the
@@ -20,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -28,9 +33,9 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
-from pipeline.errors import DatasetError
+from pipeline.errors import DatasetError, TeacherError
 from pipeline.io import atomic_write_bytes, save_npz_atomic
 
 SPENT = ("answered", "failed", "invalid", "lost")       # may have reached the teacher: counted against budgets
@@ -55,6 +60,13 @@ class Call:
     @property
     def spent(self) -> bool:
         return self.outcome is None or self.outcome in SPENT
+
+
+def _is_entry(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw), dict)
+    except ValueError:
+        return False
 
 
 def _now() -> str:
@@ -116,11 +128,15 @@ class AnswerStore:
 
     def _read_ledger(self) -> dict[str, Call]:
         calls: dict[str, Call] = {}
-        self._torn = b""
+        self._torn, self._unterminated = b"", False
         if not self.ledger_path.exists():
             return calls
         lines = self.ledger_path.read_bytes().split(b"\n")
-        torn = lines.pop()  # after the last newline: empty unless a write was cut off
+        torn = lines.pop()  # after the last newline: empty unless a write was cut off (or an editor ate it)
+        self._unterminated = False
+        if torn and _is_entry(torn):  # a complete line without its newline: kept, the newline added on repair
+            lines.append(torn)
+            torn, self._unterminated = b"", True
         for n, raw in enumerate(lines, 1):
             try:
                 e = json.loads(raw)
@@ -172,14 +188,93 @@ class AnswerStore:
 
     # -- writing (only while holding the lock) ----------------------------------------------------
     @contextmanager
-    def locked(self, timeout: float = -1) -> Iterator["AnswerStore"]:
-        """Hold the store for one process: reload, repair a torn ledger line, record lost calls."""
-        with self._lock.acquire(timeout=timeout):
+    def locked(self, stall_s: float | None = None, say=None) -> Iterator["AnswerStore"]:
+        """Hold the store for one process: reload, repair a torn ledger line, record lost calls.
+
+        While another process holds it, say once who it is (``lock.json``) and wait as long as that
+        process shows progress (a ledger line, or taking the lock, within ``stall_s`` seconds); give up
+        with a TeacherError when it has shown none for longer. ``stall_s`` None: wait for ever."""
+        self._acquire(stall_s, say or (lambda line: print(line, file=sys.stderr, flush=True)))
+        try:
+            atomic_write_bytes(self.dir / "lock.json", (json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:300],
+                 "since": _now()}) + "\n").encode())
             self.refresh()
             self._repair()
             yield self
+        finally:
+            self._lock.release()
+
+    def _acquire(self, stall_s: float | None, say) -> None:
+        try:
+            self._lock.acquire(timeout=0)
+            return
+        except Timeout:
+            pass
+        started = time.time()
+        say(f"waiting for the teacher's store {self.dir}: {self._holder()} holds it")
+        while True:
+            try:
+                self._lock.acquire(timeout=min(1.0, stall_s) if stall_s else 1.0)
+                say(f"the teacher's store is free after {time.time() - started:.0f} s of waiting")
+                return
+            except Timeout:
+                pass
+            if stall_s is None:
+                continue
+            quiet = time.time() - self._last_progress()
+            if quiet > stall_s and time.time() - started > stall_s:
+                raise TeacherError(
+                    f"the teacher's store {self.dir} is held by {self._holder()}, which has recorded no call for "
+                    f"{quiet:.0f} s, longer than one call may take (queries.timeout_s plus a wait of "
+                    "queries.max_backoff_s, twice): it seems stuck. Stop that process (its answers stored so far "
+                    "are kept) or let it finish, then rerun this one")
+
+    def _holder(self) -> str:
+        try:
+            h = json.loads((self.dir / "lock.json").read_text())
+            return f"process {h['pid']} on {h['host']} (`{h['command']}`, since {h['since']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process"
+
+    def _last_progress(self) -> float:
+        times = [p.stat().st_mtime for p in (self.ledger_path, self.dir / "lock.json") if p.exists()]
+        return max(times, default=0.0)
+
+    # -- pacing and canaries (shared by every process using the store) ----------------------------
+    def last_call_at(self) -> float:
+        """When the last call left, by any process (``time.time()``); -inf if never."""
+        try:
+            return float((self.dir / "last_call").read_text())
+        except (OSError, ValueError):
+            return -float("inf")
+
+    def mark_call(self, at: float) -> None:
+        (self.dir / "last_call").write_text(repr(at))
+
+    def canaries(self) -> tuple[list[bytes], list[np.ndarray]] | None:
+        """The images re-asked to check the teacher's identity: their keys and pixels (None: not chosen yet)."""
+        path = self.dir / "canaries.npz"
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            keys = z["keys"].tolist()
+            pixels = [z[f"pixels_{i}"] for i in range(len(keys))]
+        keep = [i for i, k in enumerate(keys) if self.has(k)]
+        return ([keys[i] for i in keep], [pixels[i] for i in keep]) if keep else None
+
+    def set_canaries(self, keys: list[bytes], pixels: list[np.ndarray]) -> None:
+        """Chosen once per identity: answered images whose pixels are kept to be re-asked."""
+        save_npz_atomic(self.dir / "canaries.npz", keys=np.array(keys, dtype="S64"),
+                        **{f"pixels_{i}": np.asarray(p, dtype=np.uint8) for i, p in enumerate(pixels)})
 
     def _repair(self) -> None:
+        if self._unterminated:  # the last line is whole, only its newline is missing: nothing is dropped
+            with open(self.ledger_path, "ab") as f:
+                f.write(b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            self._unterminated = False
         if self._torn:  # a line cut off by a kill: its call was never sent (send lines are fsynced first)
             data = self.ledger_path.read_bytes()
             with open(self.ledger_path, "r+b") as f:
