@@ -1,7 +1,9 @@
 """Model checkpoints: architecture name, descriptor size and weights, loaded with ``weights_only``."""
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from pathlib import Path
 
 import torch
@@ -40,6 +42,14 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> nn.Module:
     model.load_state_dict(ckpt["state_dict"])
     model.preprocess = ckpt.get("preprocess")  # pretrained teachers: how their inputs are prepared
     return model.to(device).eval()
+
+
+def inputs_key(run_params: dict, input_paths: list[Path]) -> str:
+    """What a resumable checkpoint must match: the params and the bytes of every input."""
+    h = hashlib.sha256(json.dumps(run_params, sort_keys=True, default=str).encode())
+    for path in input_paths:
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()
 
 
 class FileCheckpointer:

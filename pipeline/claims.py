@@ -90,9 +90,16 @@ def _beats(runs, size, a_name, b_name, budgets, what) -> Claim:
 
 
 def claims(runs: pd.DataFrame, teacher_map: float, pool_size: int, recommended: str, student: str, efficiency: dict,
-           distillers: list[str], lever_budgets: list[int]) -> list[Claim]:
+           distillers: list[str], lever_budgets: list[int], contenders: list[str] | None = None,
+           levers_off: dict[str, str] | None = None) -> list[Claim]:
     """``runs``: one row per trained cell and seed (method, budget, size, seed, map, asym_map).
-    ``distillers``: the methods that learn from the teacher (not from labels)."""
+    ``distillers``: the methods that learn from the teacher (not from labels); ``contenders``: the
+    methods (d) compares (default: every method but the levers' and the ceiling's cells);
+    ``levers_off``: why a lever's claim cannot be measured (e.g. the strategy is random already)."""
+    levers_off = levers_off or {}
+    if contenders is None:
+        contenders = [m for m in dict.fromkeys(runs["method"])
+                      if m not in {f"{recommended}-{x}" for x in ("nopool", "random", "ceiling")}]
     runs = runs.copy()
     runs["budget"] = runs["budget"].astype(str)
     numeric = sorted({int(b) for b in runs["budget"] if b.isdigit()})
@@ -121,8 +128,7 @@ def claims(runs: pd.DataFrame, teacher_map: float, pool_size: int, recommended: 
                          f"{fmt(full)}: {100 * p.mean:.1f}% ± {100 * p.spread:.1f}% ({p.note()})"))
 
     verdicts, evidence = [], []
-    methods = sorted(set(runs.loc[runs["size"] == student, "method"]) - {"supervised-full"}
-                     - {m for m in runs["method"] if m.startswith(f"{recommended}-")})
+    methods = [m for m in dict.fromkeys(runs.loc[runs["size"] == student, "method"]) if m in contenders]
     for b in numeric:
         rec = values(runs, recommended, b, student)
         others = {m: values(runs, m, b, student) for m in methods if m != recommended}
@@ -130,13 +136,20 @@ def claims(runs: pd.DataFrame, teacher_map: float, pool_size: int, recommended: 
         if not len(rec) or not others:
             verdicts.append("not measured")
             continue
+        # behind when any other method beats it beyond noise (on fewer seeds: by its mean)
+        ahead = {m: p for m, v in others.items() if (p := paired(v, rec)) is not None and p.decide() == "holds"}
         top = max(others, key=lambda m: others[m].mean())
         p = paired(rec, others[top])
-        behind = p.decide() == "does not hold"  # the best other beats it beyond noise (or, on few seeds, at all)
-        verdicts.append("does not hold" if behind else "holds")
-        standing = "behind the best" if behind else "best" if p.mean >= 0 else "within noise of the best"
-        evidence.append(f"B={b}: {recommended} {fmt(rec)} vs the best other, {top} {fmt(others[top])}: "
-                        f"{p.mean:+.4f} ± {p.spread:.4f} ({standing}; {p.note()})")
+        if ahead:
+            m = max(ahead, key=lambda k: ahead[k].mean)
+            verdicts.append("does not hold")
+            evidence.append(f"B={b}: {recommended} {fmt(rec)} vs {m} {fmt(others[m])}: behind by {ahead[m].mean:.4f} "
+                            f"± {ahead[m].spread:.4f} ({ahead[m].note()})")
+            continue
+        verdicts.append("holds" if p is not None else "not measured")
+        standing = "best" if rec.mean() >= others[top].mean() else "within noise of the best"
+        evidence.append(f"B={b}: {recommended} {fmt(rec)} vs the best other, {top} {fmt(others[top])}"
+                        + (f": {p.mean:+.4f} ± {p.spread:.4f} ({standing}; {p.note()})" if p else ": no common seed"))
     out.append(Claim(f"(d) The recommended method (`{recommended}`) is the best, or within noise of the best, at every "
                      "budget", _combine(verdicts), "; ".join(evidence)))
 
@@ -171,12 +184,15 @@ def claims(runs: pd.DataFrame, teacher_map: float, pool_size: int, recommended: 
     else:
         out.append(Claim(title, "not measured", f"{recommended} learns no projection to the teacher's space"))
 
-    out.append(_beats(runs, student, recommended, f"{recommended}-nopool", lever_budgets,
-                      f"(g) Learning from the unqueried pool helps: `{recommended}` (label-free pretraining on the whole "
-                      f"pool) beats `{recommended}-nopool` (the same, from scratch) at the lever budgets"))
-    out.append(_beats(runs, student, recommended, f"{recommended}-random", lever_budgets,
-                      f"(h) Choosing what to ask helps: `{recommended}` on the selected subset beats `{recommended}-random` "
-                      "(a random subset of the same size) at the lever budgets"))
+    for lever, title in (
+            ("nopool", f"(g) Learning from the unqueried pool helps: `{recommended}` (label-free pretraining on the whole "
+                       f"pool) beats `{recommended}-nopool` (the same, from scratch) at the lever budgets"),
+            ("random", f"(h) Choosing what to ask helps: `{recommended}` on the selected subset beats `{recommended}-random` "
+                       "(a random subset of the same size) at the lever budgets")):
+        if lever in levers_off:
+            out.append(Claim(title, "not measured", levers_off[lever]))
+        else:
+            out.append(_beats(runs, student, recommended, f"{recommended}-{lever}", lever_budgets, title))
     return out
 
 

@@ -10,9 +10,12 @@ import pandas as pd
 
 
 
-def summary_table(runs: list[dict], teacher_map: float, pool_size: int, methods: list[str]) -> pd.DataFrame:
+def summary_table(runs: list[dict], teacher_map: float, pool_size: int, methods: list[str],
+                  contenders: list[str] | None = None) -> pd.DataFrame:
     """One row per (method, budget) from per-run metrics dicts (each with budget, method, seed, map;
-    ``asym_map`` where the student was also evaluated against the teacher's database)."""
+    ``asym_map`` where the student was also evaluated against the teacher's database). The best
+    per budget is marked among ``contenders`` (default: every method); the levers' cells are shown,
+    never marked."""
     df = pd.DataFrame(runs)
     g = df.groupby(["method", "budget"])
     out = g["map"].agg(map_mean="mean", map_std="std", seeds="count").reset_index()
@@ -26,8 +29,9 @@ def summary_table(runs: list[dict], teacher_map: float, pool_size: int, methods:
     out["pool_percent"] = (100 * out["budget"] / pool_size).round(3)
     out["ratio"] = out["map_mean"] / teacher_map
     out["teacher_map"] = teacher_map
-    best = out.groupby("budget")["map_mean"].transform("max")
-    out["best"] = out["map_mean"] == best
+    racing = out["method"].isin(contenders if contenders is not None else methods)
+    best = out[racing].groupby("budget")["map_mean"].max()
+    out["best"] = racing & (out["map_mean"] == out["budget"].map(best))
     out["method"] = pd.Categorical(out["method"], categories=methods, ordered=True)
     out = out.sort_values(["method", "budget"]).reset_index(drop=True)
     out["method"] = out["method"].astype(str)
@@ -148,5 +152,5 @@ def ceiling_markdown(frontier: pd.DataFrame, summary: pd.DataFrame, method: str,
     cells = summary[summary["method"] == method]
     parts = ", ".join(f"B={r.budget} {100 * r.map_mean / top.map_mean:.0f}%" for r in cells.itertuples())
     return (f"\nDistillation ceiling ({size}, `{method}` with every training-pool image answered, its queries apart "
-            f"from the budget): {top.map_mean:.4f} ({100 * top.ratio:.0f}% of the teacher). Share of it each budget "
-            f"buys: {parts}.\n")
+            f"from the budget, trained for ceiling.steps): {top.map_mean:.4f} ({100 * top.ratio:.0f}% of the teacher). "
+            f"Share of it each budget buys: {parts}.\n")

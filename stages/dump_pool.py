@@ -46,8 +46,8 @@ def dump_pool(params_path: Path, teacher: Path, prepared: Path, after: Path, out
     access = open_teacher(teacher, params.queries, device)
     if access is None:  # another rank: it described its share of rank 0's calls
         return distributed.stop()
-    click.echo(f"distillation ceiling: the teacher is asked about the {len(indices)} training-pool images it has not "
-               f"answered yet (purpose '{PURPOSE}', apart from the budget)")
+    click.echo(f"distillation ceiling: the teacher is asked about those of the {len(indices)} training-pool images it "
+               f"has not answered yet (purpose '{PURPOSE}', apart from the budget)")
     bar = progress(len(indices), "teacher queries (ceiling)")
     descriptors, stats = access.describe(pool_inputs(prepared, indices), PURPOSE, len(indices), bar.update)
     bar.close()

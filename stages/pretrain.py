@@ -18,7 +18,7 @@ from stages.common import params_option, path_option, progress, setup, stage
 @path_option("--out", help="the pretrained student .pt")
 @stage
 def pretrain(size: str, params_path: Path, prepared: Path, downloads: Path, checkpoints: Path, out: Path):
-    from pipeline.checkpoint import FileCheckpointer, save_model
+    from pipeline.checkpoint import FileCheckpointer, inputs_key, save_model
     from pipeline.data import prepared as prepared_data
     from pipeline.data.images import student_arrays
     from pipeline.distill.pretrain import pretrain_student
@@ -26,7 +26,6 @@ def pretrain(size: str, params_path: Path, prepared: Path, downloads: Path, chec
     from pipeline.errors import ParamsError
     from pipeline.models.registry import check_names
     from pipeline.models.weights import trunk_init
-    from stages.train import inputs_key
 
     params, device = setup(params_path)
     check_names(params)

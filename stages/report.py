@@ -78,12 +78,20 @@ def report(params_path: Path, students: Path, models: Path, galleries: Path, tea
     pool_size = prepared_data.meta(prepared)["pool_size"]
     compared = [metrics[c] for c in sized + main + levers if c in metrics and c[2] == params.student]
     lever_names = [f"{rec}-{lever}" for lever in LEVERS]
-    df = summary_table(compared, teacher_map["map"], pool_size, [rec, *params.methods, *lever_names])
+    contenders = [rec, *params.methods]  # the levers' cells are diagnostics: never marked best nor registered
+    df = summary_table(compared, teacher_map["map"], pool_size, [*contenders, *lever_names], contenders)
     frontier = size_table([metrics[c] for c in sized], [metrics[c] for c in full], efficiency, teacher_map["map"],
                           [metrics[c] for c in ceiling if c in metrics], rec)
     distillers = [m for m in (rec, *params.methods) if params.method[m].uses_teacher]
+    levers_off = {}
+    if params.sample.strategy == "random":
+        levers_off["random"] = "sample.strategy is random: the subsets are random already (the lever is off)"
+    elif skipped:
+        levers_off["random"] = f"its random subsets' answers come from the ceiling's, which were not asked for ({skipped[0]})"
+    if params.method[rec].pool == "none":
+        levers_off["nopool"] = f"method.{rec}.pool is none: it does not use the pool (the lever is off)"
     found = claims(pd.DataFrame(list(metrics.values())), teacher_map["map"], pool_size, rec, params.student,
-                   efficiency, distillers, list(params.levers.budgets))
+                   efficiency, distillers, list(params.levers.budgets), contenders, levers_off)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "summary.csv", df.assign(size=params.student).round(4).to_csv(index=False).encode())
     atomic_write_bytes(out / "frontier.csv", frontier.round(4).to_csv(index=False).encode())
@@ -92,7 +100,8 @@ def report(params_path: Path, students: Path, models: Path, galleries: Path, tea
     md += ceiling_markdown(frontier, df, rec, params.student, skipped)
     atomic_write_bytes(out / "summary.md", md.encode())
     atomic_write_bytes(out / "claims.md", claims_markdown(found, len(params.seeds)).encode())
-    pictures.save_png(pictures.map_vs_budget(df, teacher_map["map"]), out / "map_vs_budget.png")
+    pictures.save_png(pictures.map_vs_budget(df[df["method"].isin(contenders)], teacher_map["map"]),
+                      out / "map_vs_budget.png")
     pictures.save_png(pictures.frontier(frontier, teacher_map["map"], efficiency.get("teacher_flops_per_image"),
                                         efficiency.get("teacher_images_per_second")), out / "frontier.png")
     first_seed = params.seeds[0]
@@ -122,7 +131,7 @@ def report(params_path: Path, students: Path, models: Path, galleries: Path, tea
             _log_evaluation(who, {**m, "flops_per_image": cost["flops_per_image"],
                                   "descriptors_per_second": cost["images_per_second"]},
                             students / f"{name}.json", out / "gallery" / f"{name}.png", tag)
-    registered = _register_best(df, run_ids, params.student, first_seed)
+    registered = _register_best(df[df["method"].isin(contenders)], run_ids, params.student, first_seed)
     with mlflow.start_run(run_name="report", tags={"role": "report", **tag}):
         mlflow.log_params({"methods": ",".join(params.methods), "seeds": ",".join(map(str, params.seeds)),
                            "budgets": ",".join(map(str, params.budgets)), "recommended": params.recommended,
@@ -192,8 +201,9 @@ def student_run(checkpoint: Path, name: str, who: str, tag: dict, example) -> st
         mlflow.log_metrics({"parameters": sum(p.numel() for p in ckpt["state_dict"].values()),
                             "train_seconds": ckpt["train_seconds"]})
         indices = ckpt["indices"].numpy()
-        tracking.log_subset(indices, Path(ckpt["indices_source"]), "labelled pool (all)" if run_params["budget"] == "all"
-                            else f"pool subset B={run_params['budget']}")
+        described = {"all": "labelled pool (all)", "pool": "training pool (every image answered: the ceiling)"}
+        tracking.log_subset(indices, Path(ckpt["indices_source"]),
+                            described.get(str(run_params["budget"]), f"pool subset B={run_params['budget']}"))
         model = load_model(checkpoint)
         tracking.log_descriptor_model(model, example)
         mlflow.log_figure(training_curve([tuple(c) for c in ckpt["curve"]], f"student {name}"), "training_curve.png")

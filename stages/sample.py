@@ -32,6 +32,7 @@ def sample(budget: int, strategy: str, params_path: Path, prepared: Path, pretra
     strategy = params.sample.strategy if strategy == "params" else strategy
     s = params.sample
     pool = prepared_data.pool_images(prepared) if strategy != "random" else None
+    # on the CPU, whatever runtime.device says: the same floats on every machine, so the same images are asked
     subset = choose_subset(strategy, s.features, pool, pool_size, budget, params.data.image_size, s.val_size, s.seed,
                            pretrained)
     buf = io.BytesIO()

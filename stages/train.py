@@ -8,7 +8,6 @@ start-up per student cost more than training the small ones).
 - ``--full --method supervised --size S --seed N``: the paper's full-supervision baseline, the same
   student trained on every labelled pool image outside the validation split, no teacher.
 """
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -17,14 +16,6 @@ import click
 import numpy as np
 
 from stages.common import params_option, path_option, progress, run_name, setup, stage
-
-
-def inputs_key(run_params: dict, input_paths: list[Path]) -> str:
-    """What a resumable checkpoint must match: the params and the bytes of every input."""
-    h = hashlib.sha256(json.dumps(run_params, sort_keys=True, default=str).encode())
-    for path in input_paths:
-        h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 def check_cell(params, budget: int | None, method: str, size: str, seed: int, seeds_key: str = "seeds") -> None:
@@ -65,7 +56,7 @@ def check_cell(params, budget: int | None, method: str, size: str, seed: int, se
 def train(budget: int | None, full: bool, ceiling: bool, lever: str | None, method: str, size: str, seed: int,
           params_path: Path, prepared: Path, subset: Path | None, augmented: Path | None, targets: Path | None,
           pretrained: Path, downloads: Path, checkpoints: Path, out: Path):
-    from pipeline.checkpoint import FileCheckpointer, save_model
+    from pipeline.checkpoint import FileCheckpointer, inputs_key, save_model
     from pipeline.data import prepared as prepared_data
     from pipeline.data.images import student_arrays
     from pipeline.distill.interpolation import Triples, virtual_samples

@@ -83,10 +83,30 @@ def test_best_or_within_noise_of_the_best_is_decided_as_stated():
     found = {c.title[:3]: c for c in claims(_runs(base), 0.8, 60000, "rec", "s", EFF, ["rec", "other"], [])}
     assert "B=60: rec 0.6100 ± 0.0100 vs the best other, other" in found["(d)"].evidence
     assert "(within noise of the best; 3 seeds)" in found["(d)"].evidence
-    assert "(behind the best; 3 seeds)" in found["(d)"].evidence and found["(d)"].verdict == "does not hold"
+    assert "B=300: rec 0.7100 ± 0.0100 vs other 0.7600 ± 0.0100: behind by 0.0500" in found["(d)"].evidence
+    assert found["(d)"].verdict == "does not hold"
     base[("rec", 300)] = [0.76, 0.77, 0.78]
     found = {c.title[:3]: c for c in claims(_runs(base), 0.8, 60000, "rec", "s", EFF, ["rec", "other"], [])}
     assert found["(d)"].verdict == "holds"
+
+
+def test_best_means_no_other_method_beats_it_beyond_noise():
+    """The noisy method with the best mean is not the only rival: a steadier one that wins on every
+    seed breaks (d); a method whose name starts like the recommended one's is still a rival."""
+    from pipeline.claims import claims
+
+    cells = {("rec", 60): [0.60, 0.61, 0.62], ("rec-noaug", 60): [0.70, 0.50, 0.75], ("B", 60): [0.63, 0.64, 0.65]}
+    found = {c.title[:3]: c for c in claims(_runs(cells), 0.8, 60000, "rec", "s", EFF, ["rec"], [])}
+    assert found["(d)"].verdict == "does not hold" and "vs B 0.6400 ± 0.0100: behind by 0.0300" in found["(d)"].evidence
+    tie = _runs({("rec", 60): [0.6], ("B", 60): [0.6]})  # one seed: a tie is not behind
+    assert {c.title[:3]: c for c in claims(tie, 0.8, 60000, "rec", "s", EFF, ["rec"], [])}["(d)"].verdict == "holds"
+
+
+def test_the_levers_cells_are_shown_but_never_marked_best():
+    rows = runs() + [{"method": "derd-random", "budget": 60, "seed": s, "map": 0.9} for s in (0, 1)]
+    df = summary_table(rows, 0.8, 60000, ["derd", "supervised", "derd-random"], contenders=["derd", "supervised"])
+    best = {(r.method, r.budget) for r in df.itertuples() if r.best}
+    assert best == {("derd", 60), ("supervised", 300)} and "derd-random" in set(df["method"])
 
 
 def test_the_levers_claims_and_a_single_seed_says_so():
@@ -99,6 +119,9 @@ def test_the_levers_claims_and_a_single_seed_says_so():
     one = _runs({k: v[:1] for k, v in cells.items()})
     found = {c.title[:3]: c for c in claims(one, 0.8, 60000, "rec", "s", EFF, ["rec"], [60])}
     assert found["(g)"].verdict == "holds" and "**1 seed only: noise not measured**" in found["(g)"].evidence
+    off = {"random": "sample.strategy is random: the subsets are random already (the lever is off)"}
+    found = {c.title[:3]: c for c in claims(_runs(cells), 0.8, 60000, "rec", "s", EFF, ["rec"], [60], levers_off=off)}
+    assert found["(h)"].verdict == "not measured" and "the lever is off" in found["(h)"].evidence
 
 
 def test_targets_are_decided_on_unrounded_values():

@@ -13,9 +13,18 @@ import torch
 from torch.nn import functional as F
 
 
-def pixel_features(images: np.ndarray, dim: int = 64) -> np.ndarray:
-    """The images' top ``dim`` principal components (pixels, centred), L2-normalised: a teacher-free view."""
-    x = torch.as_tensor(images.reshape(len(images), -1), dtype=torch.float32) / 255.0
+def pixel_features(images: np.ndarray, dim: int = 64, side: int = 32, chunk: int = 4096) -> np.ndarray:
+    """The images' top ``dim`` principal components (pixels, centred), L2-normalised: a teacher-free view.
+    Images larger than ``side`` x ``side`` are averaged down to it first (in chunks), so that photos
+    never need a covariance of their full pixel count."""
+    rows = []
+    for start in range(0, len(images), chunk):
+        x = torch.as_tensor(images[start:start + chunk], dtype=torch.float32) / 255.0
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        if max(x.shape[2:]) > side:
+            x = F.adaptive_avg_pool2d(x, side)
+        rows.append(x.flatten(1))
+    x = torch.cat(rows)
     x = x - x.mean(0, keepdim=True)
     cov = x.T @ x / max(len(x) - 1, 1)
     _, vecs = torch.linalg.eigh(cov.double())
@@ -59,7 +68,7 @@ def typical_order(features: np.ndarray, count: int, knn: int = 20) -> np.ndarray
 
 
 def choose_subset(strategy: str, features: str, pool, pool_size: int, budget: int, image_size: int, val_size: int,
-                  seed: int, pretrained_dir) -> np.ndarray:
+                  seed: int, pretrained_dir, device: torch.device | str = "cpu") -> np.ndarray:
     """The budget's pool indices: a prefix of the seeded permutation (``random``), or of the typical
     order of the training pool in the view ``features`` ("pixels", or a size whose pretrained
     student in ``pretrained_dir`` embeds the images)."""
@@ -77,5 +86,6 @@ def choose_subset(strategy: str, features: str, pool, pool_size: int, budget: in
         from pipeline.checkpoint import load_model
         from pipeline.data.tensors import describe
 
-        view = describe(load_model(pretrained_dir / f"{features}.pt"), images, 1024, torch.device("cpu"))
+        device = torch.device(device)
+        view = describe(load_model(pretrained_dir / f"{features}.pt", device), images, 1024, device)
     return candidates[typical_order(view, budget)]
