@@ -33,7 +33,9 @@ def inputs(tmp_path_factory):
     (root / "data/augmented").mkdir(parents=True)
     np.savez(root / f"data/augmented/{BUDGET}-0.npz", real_targets=targets, i=triples.i, j=triples.j,
              lam=triples.lam, targets=interpolate(targets, triples))
-    set_params(root, {"budgets": [BUDGET], "data": {"pool_limit": 1000}, "sample": {"val_size": 100, "val_queries": 20},
+    set_params(root, {"budgets": [BUDGET], "levers": {"budgets": [BUDGET]}, "data": {"pool_limit": 1000},
+                      "sample": {"val_size": 100, "val_queries": 20, "features": "small"},
+                      "method": {"derd": {"pool": "none"}},
                       "teacher": {"dim": 32}, "students": {"small": {"arch": "student_cnn", "dim": 16}},
                       "student": "small", "sizes": ["small"], "queries": {"call_batch": 64},
                       "train": {"steps": 10, "batch_size": 64, "virtual_per_batch": 32, "log_every": 1},

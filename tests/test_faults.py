@@ -55,7 +55,8 @@ def dump_inputs(tmp_path_factory):
     root = prepared_pool(tmp_path_factory.mktemp("dump_inputs") / "repo", 5000, DUMP_BUDGET)
     torch.manual_seed(0)
     built_teacher(root / "models/teacher", create("teacher_cnn", 128))
-    set_params(root, {"budgets": [DUMP_BUDGET], "sample": {"val_size": 500, "val_queries": 50},
+    set_params(root, {"budgets": [DUMP_BUDGET], "levers": {"budgets": [DUMP_BUDGET]},
+                      "sample": {"val_size": 500, "val_queries": 50},
                       "data": {"pool_limit": 5000}, "runtime": {"threads": 1}, "queries": {"call_batch": 32}})
     return root
 
@@ -243,8 +244,9 @@ def train_inputs(tmp_path_factory):
     np.savez(root / f"data/augmented/{budget}-0.npz", real_targets=targets, i=triples.i, j=triples.j, lam=triples.lam,
              targets=interpolate(targets, triples))
     set_params(root, {
-        "budgets": [budget], "students": {"small": {"arch": "student_cnn", "dim": 16}}, "student": "small",
-        "sizes": ["small"], "sample": {"val_size": 100, "val_queries": 20},
+        "budgets": [budget], "levers": {"budgets": [budget]}, "students": {"small": {"arch": "student_cnn", "dim": 16}},
+        "student": "small", "sizes": ["small"], "sample": {"val_size": 100, "val_queries": 20, "features": "small"},
+        "method": {"derd": {"pool": "none"}},
         "train": {"steps": 150, "batch_size": 64, "virtual_per_batch": 32}, "data": {"pool_limit": 1000},
         "runtime": {"threads": 1, "checkpoint_every": 5}})
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
