@@ -83,12 +83,16 @@ def _register_teacher(teacher_dir: Path) -> str:
                                "teacher.kind is a built one, or pass --model-uri")
         latest = max(versions, key=lambda v: int(v.version))
         return f"models:/{SERVED_MODEL}/{latest.version}"
-    with tracking.reopen_run(teacher_dir / "mlflow.json", "teacher") as run:
-        run_uri = f"runs:/{run.info.run_id}/model"
-        try:
-            mlflow.models.get_model_info(run_uri)
-        except (mlflow.exceptions.MlflowException, OSError):  # a store that lost the run, or an older run
+    exp_id = mlflow.get_experiment_by_name(tracking.experiment_name()).experiment_id
+    found = client.search_runs([exp_id], f"tags.role = 'teacher-model' and tags.weights = '{card['weights_sha256']}'",
+                               max_results=1)
+    if found:
+        run = found[0]
+    else:  # logged once per teacher's weights
+        with mlflow.start_run(run_name=f"teacher model ({card['arch']})",
+                              tags={"role": "teacher-model", "weights": card["weights_sha256"]}) as run:
             log_teacher_model(teacher_dir, card)
+    run_uri = f"runs:/{run.info.run_id}/model"
     existing = [v for v in (client.search_model_versions(f"name='{SERVED_MODEL}'") if _registered(client) else [])
                 if v.run_id == run.info.run_id]
     version = existing[0].version if existing else mlflow.register_model(run_uri, SERVED_MODEL).version
@@ -179,24 +183,51 @@ def report(reports: Path):
             click.echo(f"\n{(reports / extra).read_text().strip()}")
 
 
+UI_HOST = "derd.localhost"  # loopback by name (browsers resolve *.localhost themselves): see `ui`
+
+
+def ui_link(port: int, exp_id: str, config: str | None) -> str:
+    """The runs page of the project's experiment, filtered on one configuration's records."""
+    from urllib.parse import urlencode
+
+    query = {"workflowType": "machine_learning"}  # MLflow 3.17 opens experiments on its GenAI pages otherwise
+    if config:
+        query["searchFilter"] = f"tags.config = '{config}'"
+    return f"http://{UI_HOST}:{port}/#/experiments/{exp_id}/runs?{urlencode(query)}"
+
+
 @main.command()
 @click.option("--port", default=5000, show_default=True, help="port on 127.0.0.1")
-def ui(port: int):
-    """The MLflow UI on 127.0.0.1; prints the link that opens on this project's runs.
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(path_type=Path),
+              help="the configuration to open on")
+def ui(port: int, params_path: Path):
+    """The MLflow UI on 127.0.0.1; prints the link that opens on the runs of params.yaml's configuration.
+
+    The link names the server derd.localhost (which browsers resolve to 127.0.0.1 themselves): MLflow's UI
+    opens its Assistant panel over a third of the page on a first visit to "localhost" or "127.0.0.1".
 
     \b
       derd ui --port 5000      # then open the link it prints
     """
     from pipeline import tracking
+    from pipeline.errors import DerdError
 
     uri = tracking.tracking_uri(Path.cwd())
     exp_id = tracking.connect(Path.cwd())
-    # MLflow 3.17 opens experiments on its GenAI pages unless the link says model training
-    click.echo(f"MLflow UI for {uri}: open http://127.0.0.1:{port}/#/experiments/{exp_id}/runs"
-               "?workflowType=machine_learning", err=True)
+    try:
+        config = tracking.configuration(load(params_path))[0]
+    except DerdError as exc:
+        config = None
+        click.echo(f"{params_path} is not valid ({exc}): the link shows every configuration", err=True)
+    if config and not tracking.recorded(exp_id, config):
+        click.echo(f"no record of {params_path}'s configuration {config} yet (`dvc repro` makes them): the link "
+                   "shows every configuration", err=True)
+        config = None
+    click.echo(f"MLflow UI for {uri}: open {ui_link(port, exp_id, config)}", err=True)
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no background job runner: faster start
     sys.exit(subprocess.call([tool("mlflow"), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-                              "--port", str(port)], env=env))
+                              "--port", str(port), "--allowed-hosts", f"{UI_HOST}:{port},localhost:{port},"
+                              f"127.0.0.1:{port}"], env=env))
 
 
 @main.command()

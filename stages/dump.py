@@ -19,7 +19,7 @@ def load_subsets(folder: Path, budgets) -> dict[int, np.ndarray]:
     for b in budgets:
         path = folder / f"{b}.npy"
         if not path.exists():
-            raise DatasetError(f"{path} not found: run `dvc repro sample@{b}` first")
+            raise DatasetError(f"{path} not found: run `dvc repro sample` first")
         subsets[b] = np.load(path)
     largest = subsets[max(budgets)]
     for b, s in subsets.items():

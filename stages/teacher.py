@@ -10,7 +10,6 @@
 from pathlib import Path
 
 import click
-import mlflow
 
 from stages.common import params_option, path_option, progress, setup, stage
 
@@ -27,33 +26,21 @@ def input_shape(params, pool_images) -> tuple[int, ...]:
 @params_option
 @path_option("--prepared", help="the prepared dataset (the labelled pool, for teacher.kind train)")
 @path_option("--downloads", help="where published weights are downloaded")
-@path_option("--out", help="the teacher's folder: card.json, weights.pt, mlflow.json")
+@path_option("--out", help="the teacher's folder: card.json (and weights.pt when built here)")
 @path_option("--metrics", help="training metrics JSON")
 @stage
 def teacher(params_path: Path, prepared: Path, downloads: Path, out: Path, metrics: Path):
-    from pipeline import tracking
     from pipeline.models.registry import check_names
     from pipeline.io import write_json_atomic
 
     params, device = setup(params_path)
     check_names(params)  # before any model is built
     tp = params.teacher
-    tracking.connect(Path.cwd())
     if tp.queried:
         card, summary, logged = queried_card(params, device), {"queried": tp.kind, "dim": tp.dim}, {}
     else:
         card, summary, logged = built_teacher(params, device, prepared, downloads, out)
-    tags = {"role": "teacher", "teacher.kind": tp.kind, **tracking.pipeline_tag(params_path)}
-    with mlflow.start_run(run_name="teacher", tags=tags) as run:
-        mlflow.log_params(tracking.flatten({"teacher": card, **logged}))
-        for h in summary.pop("history", []):
-            mlflow.log_metrics({"train_loss": h["loss"], "train_accuracy": h["accuracy"]}, step=h["epoch"])
-        if card.get("parameters"):
-            mlflow.log_metric("parameters", card["parameters"])
-            from pipeline.teacher.serving import log_teacher_model
-
-            log_teacher_model(out, card)  # an MLflow Model: `derd serve-teacher` puts it behind HTTP
-        tracking.write_run_ref(out / "mlflow.json", run.info.run_id)
+    summary.update(logged)  # the track stage puts it in the teacher's MLflow record
     write_json_atomic(out / "card.json", card)
     write_json_atomic(metrics, summary)
     click.echo(f"teacher ({tp.kind}): {card['dim']}-d descriptors" +

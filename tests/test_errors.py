@@ -48,7 +48,7 @@ def test_invalid_params_stop_a_stage_cleanly(tmp_path, override, message):
     (tmp_path / "data/prepared/pool.json").write_text(json.dumps({"pool_size": 60000}))
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     write_params(tmp_path, override)
-    result = run_in_process(tmp_path, "sample@100", check=False)
+    result = run_in_process(tmp_path, "sample", check=False)
     assert result.exit_code == 1 and result.output.startswith("error [sample]: ")
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "data/subsets").exists()

@@ -64,7 +64,7 @@ def test_server_killed_and_restarted_mid_dump(finished_repo, tmp_path):
                        "queries": {"call_batch": 20, "max_qps": 4, "retries": 30, "max_backoff_s": 1,
                                    "extra_calls": 20}})
     run_stage(repo, "teacher")
-    run_stage(repo, "sample@300")
+    run_stage(repo, "sample")
     dump = subprocess.Popen([sys.executable, "-m", "stages.dump", "--teacher", "models/teacher", "--prepared",
                              "data/prepared", "--subsets", "data/subsets", "--out", "data/teacher/train_descriptors.npz",
                              "--metrics", "metrics/queries.json"], cwd=repo, env=env(), stdout=subprocess.PIPE,
