@@ -227,7 +227,7 @@ def ui(port: int, params_path: Path):
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no background job runner: faster start
     sys.exit(subprocess.call([tool("mlflow"), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                               "--port", str(port), "--allowed-hosts", f"{UI_HOST}:{port},localhost:{port},"
-                              f"127.0.0.1:{port}"], env=env))
+                              f"127.0.0.1:{port}", "--cors-allowed-origins", f"http://{UI_HOST}:{port}"], env=env))
 
 
 @main.command()
