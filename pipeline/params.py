@@ -22,11 +22,8 @@ NonNegative = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 
-DATASETS = ("fashion-mnist", "folder", "sfm120k")
-TESTS = ("split", "roxford5k", "rparis6k", "revisited")
 BUILT_TEACHERS = ("train", "cirtorch", "torchvision", "efficientnet-lite")   # weights on this machine
 QUERIED_TEACHERS = ("mlflow", "kserve-v2", "command", "precomputed")         # reachable only by queries
-TEACHER_KINDS = BUILT_TEACHERS + QUERIED_TEACHERS
 FASHION_MNIST_DIR = "data/raw/fashion-mnist"  # where the fetch stage puts it
 POOL_SIZES = {"fashion-mnist": 60000}         # pools whose size is known before they are prepared
 
@@ -307,10 +304,6 @@ class Params(Section):
     def all_sizes(self) -> tuple[str, ...]:
         """Every size a run trains: the frontier's, and the comparison's."""
         return tuple(dict.fromkeys((*self.sizes, self.student)))
-
-    def schedule(self, name: str) -> tuple[int, float]:
-        """(steps, lr) of a method: its own override, else the shared ``train`` value."""
-        return self.method[name].schedule(self.train)
 
 
 def _where(loc: tuple) -> str:
