@@ -166,17 +166,17 @@ def report(reports: Path):
     df = pd.read_csv(path)
     table = df.pivot(index="method", columns="budget", values="map_mean").loc[list(dict.fromkeys(df["method"]))]
     ratio = df.pivot(index="method", columns="budget", values="ratio").loc[table.index]
-    cells = table.map(lambda v: f"{v:.4f}") + ratio.map(lambda r: f" ({100 * r:.0f}%)")
-    std = df.pivot(index="method", columns="budget", values="map_std").loc[table.index]
+    cells = table.map(lambda v: f"{v:.4f}")
     if df["seeds"].max() > 1:
-        cells = table.map(lambda v: f"{v:.4f}") + std.map(lambda v: f" ± {v:.4f}") + ratio.map(lambda r: f" ({100 * r:.0f}%)")
+        std = df.pivot(index="method", columns="budget", values="map_std").loc[table.index]
+        cells += std.map(lambda v: f" ± {v:.4f}")
+    cells += ratio.map(lambda r: f" ({100 * r:.0f}%)")
     cells.columns = [f"B={b}" for b in cells.columns]
     click.echo(f"mAP (Medium protocol); teacher mAP {df['teacher_map'].iloc[0]:.4f}; mean over {df['seeds'].max()} "
                "seed(s), (% of the teacher)")
     click.echo(cells.to_string())
-    for extra in ("claims.md",):
-        if (reports / extra).exists():
-            click.echo(f"\n{(reports / extra).read_text().strip()}")
+    if (reports / "claims.md").exists():
+        click.echo(f"\n{(reports / 'claims.md').read_text().strip()}")
 
 
 @main.command()
