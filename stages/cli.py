@@ -216,16 +216,14 @@ def export(student: Path, out: Path | None, prepared: Path, params_path: Path):
     \b
       derd export models/students/3000-derd-plus-medium-0.pt
     """
-    import numpy as np
-
     from pipeline import export as ex
     from pipeline.checkpoint import load_model
     from pipeline.data import prepared as prepared_data
     from pipeline.data.images import student_arrays
     from pipeline.errors import DatasetError
+    from pipeline.export_check import parity as export_parity
     from pipeline.io import write_json_atomic
     from pipeline.models.deploy import deployable
-    from pipeline.retrieval.metrics import retrieval_metrics
 
     params = load(params_path)
     out = out or Path("exports") / student.stem
@@ -235,17 +233,9 @@ def export(student: Path, out: Path | None, prepared: Path, params_path: Path):
     queries, database = (student_arrays(x, size) for x in (test.query_images, test.db_images))
     ex.to_onnx(model, queries[:2], out / "model.onnx")
     ex.to_torchscript(model, queries[:2], out / "model.torchscript.pt")
-    onnx, script = ex.OnnxDescriptor(out / "model.onnx"), ex.load_torchscript(out / "model.torchscript.pt")
-    sample = database[:100]
-    want = ex.torch_descriptors(model, sample)
-    diffs = {"onnx": float(np.abs(onnx(sample) - want).max()), "torchscript": float(np.abs(script(sample) - want).max())}
-    maps = {"pytorch": retrieval_metrics(ex.torch_descriptors(model, queries), ex.torch_descriptors(model, database),
-                                         test.gnd)["map"]}
-    maps["onnx"] = retrieval_metrics(onnx(queries), onnx(database), test.gnd)["map"]
-    maps["torchscript"] = retrieval_metrics(script(queries), script(database), test.gnd)["map"]
-    parity = {"max_abs_difference_100_images": diffs, "map": maps,
-              "ok": all(d <= 1e-4 for d in diffs.values()) and all(abs(m - maps["pytorch"]) <= 1e-4 for m in maps.values())}
+    parity = export_parity(model, out / "model.onnx", out / "model.torchscript.pt", queries, database, test.gnd)
     write_json_atomic(out / "parity.json", parity)
+    diffs, maps = parity["max_abs_difference_100_images"], parity["map"]
     for fmt in ("onnx", "torchscript"):
         click.echo(f"{fmt}: max |difference| {diffs[fmt]:.2e} on 100 images; mAP {maps[fmt]:.6f} "
                    f"(PyTorch {maps['pytorch']:.6f})")
