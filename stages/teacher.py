@@ -80,7 +80,7 @@ def built_teacher(params, device, prepared: Path, downloads: Path, out: Path) ->
         model, history = train_teacher(images, labels, tp, tp.seed, device, on_step=lambda step, total: bar.update(1))
         bar.close()
         arch, extra = tp.arch, {}
-        summary = {"history": [h.__dict__ for h in history], "epochs": [h.__dict__ for h in history]}
+        summary = {"history": [h.__dict__ for h in history]}
         logged = {"train_images": len(images), "device": str(device)}
         shape = input_shape(params, images)
     else:
