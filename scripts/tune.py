@@ -113,7 +113,7 @@ def tune(methods, budgets, seeds, sets, out):
                                            lambda: labels[subset])
             init = None
             if m.pool == "pretrain":  # the pretrain stage's weights for this size (`dvc repro pretrain`)
-                from stages.train import pretrained_init
+                from pipeline.distill.cell import pretrained_init
 
                 init = pretrained_init(ROOT / "models/pretrained" / f"{p.student}.pt", p.size())
             t0 = time.perf_counter()
