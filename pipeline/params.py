@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
+from pipeline.distill.terms import TERMS
 from pipeline.errors import ParamsError
 
 Positive = Annotated[int, Field(gt=0)]
@@ -141,56 +142,25 @@ class TrainParams(Section):
     log_every: Positive
 
 
-# Loss terms and their knobs. A method is a weighted sum of terms (pytorch-metric-learning style).
-class ListwiseParams(Section):
-    weight: PositiveFloat
-    tau_teacher: PositiveFloat
-    tau_student: PositiveFloat
-
-
-class RkdDistanceParams(Section):
-    weight: PositiveFloat
-
-
-class RkdAngleParams(Section):
-    weight: PositiveFloat
-
-
-class RegressionParams(Section):
-    weight: PositiveFloat
-
-
-class NormSoftmaxParams(Section):
-    weight: PositiveFloat
-    scale: PositiveFloat
-    margin: NonNegativeFloat
-
-
-class SupConParams(Section):
-    weight: PositiveFloat
-    temperature: PositiveFloat
-
-
 LEVERS = ("nopool", "random")  # the recommended method without one lever: no pool pretraining; a random subset
-LABEL_LOSSES = ("normsoftmax", "supcon")  # the only terms that read labels (the supervised baseline)
+LABEL_LOSSES = tuple(name for name, term in TERMS.items() if term.reads_labels)  # the supervised baseline's terms
 
 
-class LossTerms(Section):
-    """The terms a method sums, each with its knobs; an absent term is not used. Terms are summed in
-    this order."""
-
-    listwise: ListwiseParams | None = None
-    rkd_distance: RkdDistanceParams | None = None
-    rkd_angle: RkdAngleParams | None = None
-    regression: RegressionParams | None = None
-    normsoftmax: NormSoftmaxParams | None = None
-    supcon: SupConParams | None = None
-
-    def items(self) -> list[tuple[str, Section]]:
+class _LossTermsBase(Section):
+    def items(self) -> list[tuple[str, BaseModel]]:
         return [(name, getattr(self, name)) for name in type(self).model_fields if getattr(self, name) is not None]
 
     def __contains__(self, name: str) -> bool:
         return getattr(self, name, None) is not None
+
+
+# A method is a weighted sum of loss terms (pytorch-metric-learning style), each registered once in
+# pipeline/distill/terms.py with its knobs.
+LossTerms = create_model(
+    "LossTerms", __base__=_LossTermsBase,
+    __doc__="The terms a method sums, each with its knobs; an absent term is not used. Terms are summed in "
+            "registration order.",
+    **{name: (term.knobs | None, None) for name, term in TERMS.items()})
 
 
 class MethodParams(Section):
