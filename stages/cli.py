@@ -158,11 +158,11 @@ def report(reports: Path):
     """
     import pandas as pd
 
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
 
     path = reports / "summary.csv"
     if not path.exists():
-        raise DatasetError(f"{path} not found: run the pipeline first (`derd run` or `make run`)")
+        raise ArtifactError(f"{path} not found: run the pipeline first (`derd run` or `make run`)")
     df = pd.read_csv(path)
     table = df.pivot(index="method", columns="budget", values="map_mean").loc[list(dict.fromkeys(df["method"]))]
     ratio = df.pivot(index="method", columns="budget", values="ratio").loc[table.index]
@@ -220,7 +220,7 @@ def export(student: Path, out: Path | None, prepared: Path, params_path: Path):
     from pipeline.checkpoint import load_model
     from pipeline.data import prepared as prepared_data
     from pipeline.data.images import student_arrays
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
     from pipeline.export_check import parity as export_parity
     from pipeline.io import write_json_atomic
     from pipeline.models.deploy import deployable
@@ -241,8 +241,8 @@ def export(student: Path, out: Path | None, prepared: Path, params_path: Path):
                    f"(PyTorch {maps['pytorch']:.6f})")
     click.echo(f"wrote {out / 'model.onnx'}, {out / 'model.torchscript.pt'}, {out / 'parity.json'}")
     if not parity["ok"]:
-        raise DatasetError(f"the exported model does not match the original (see {out / 'parity.json'}); "
-                           "do not deploy it")
+        raise ArtifactError(f"the exported model does not match the original (see {out / 'parity.json'}); "
+                            "do not deploy it")
 
 
 if __name__ == "__main__":

@@ -13,18 +13,18 @@ from stages.common import params_option, path_option, progress, setup, stage
 
 
 def load_subsets(folder: Path, budgets) -> dict[int, np.ndarray]:
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
 
     subsets = {}
     for b in budgets:
         path = folder / f"{b}.npy"
         if not path.exists():
-            raise DatasetError(f"{path} not found: run `dvc repro sample@{b}` first")
+            raise ArtifactError(f"{path} not found: run `dvc repro sample@{b}` first")
         subsets[b] = np.load(path)
     largest = subsets[max(budgets)]
     for b, s in subsets.items():
         if not np.array_equal(s, largest[:len(s)]):
-            raise DatasetError(f"{folder / f'{b}.npy'} is not a prefix of the largest subset: rerun `dvc repro -f sample`")
+            raise ArtifactError(f"{folder / f'{b}.npy'} is not a prefix of the largest subset: rerun `dvc repro -f sample`")
     return subsets
 
 

@@ -105,12 +105,12 @@ def test_pretraining_resumes_bit_identical(monkeypatch):
 
 def test_answers_by_pool_index(tmp_path):
     from pipeline.distill.ceiling import answers_for, enabled
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
 
     path = tmp_path / "pool.npz"
     np.savez(path, indices=np.array([7, 3, 9]), descriptors=np.eye(3, dtype=np.float16), skipped=np.array(""))
     assert np.array_equal(answers_for(path, np.array([9, 7])), np.eye(3, dtype=np.float32)[[2, 0]])
-    with pytest.raises(DatasetError, match="no teacher answer for 1 of the 2"):
+    with pytest.raises(ArtifactError, match="no teacher answer for 1 of the 2"):
         answers_for(path, np.array([9, 4]))
     assert enabled("auto", queried_teacher=False) and not enabled("auto", queried_teacher=True)
     assert enabled("true", queried_teacher=True) and not enabled("false", queried_teacher=False)

@@ -335,16 +335,16 @@ def test_a_retry_never_takes_the_room_of_the_batches_after_it(tmp_path):
 
 
 def test_a_damaged_or_unwritable_store_is_named_with_its_fix(tmp_path, monkeypatch):
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
 
     g, _ = gate(tmp_path)
     g.describe(inputs(images(4)), "train", budget=4)
     answers = sorted((g.store.dir / "answers").glob("*.npz"))
     answers[0].write_bytes(b"not an npz")
-    with pytest.raises(DatasetError, match=f"{answers[0].name} cannot be read.*move .* aside"):
+    with pytest.raises(ArtifactError, match=f"{answers[0].name} cannot be read.*move .* aside"):
         AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
     (g.store.dir / "teacher.json").write_text("{torn")
-    with pytest.raises(DatasetError, match="teacher.json describes another teacher"):
+    with pytest.raises(ArtifactError, match="teacher.json describes another teacher"):
         AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
     from pathlib import Path
 
@@ -352,7 +352,7 @@ def test_a_damaged_or_unwritable_store_is_named_with_its_fix(tmp_path, monkeypat
         raise PermissionError(13, "Permission denied", str(self))
 
     monkeypatch.setattr(Path, "mkdir", refused)
-    with pytest.raises(DatasetError, match="no permission; set queries.store"):
+    with pytest.raises(ArtifactError, match="no permission; set queries.store"):
         AnswerStore(tmp_path / "elsewhere", {"kind": "test"})
 
 

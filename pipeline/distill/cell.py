@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.distill.train import TrainingData
-from pipeline.errors import DatasetError, ParamsError
+from pipeline.errors import ArtifactError, ParamsError
 from pipeline.params import MethodParams, Params, StudentParams
 
 
@@ -150,11 +150,11 @@ def pretrained_init(path: Path, sp: StudentParams):
     import torch
 
     if not path.exists():
-        raise DatasetError(f"{path} not found: run `dvc repro pretrain` (the method sets pool: pretrain)")
+        raise ArtifactError(f"{path} not found: run `dvc repro pretrain` (the method sets pool: pretrain)")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if (ckpt["arch"], ckpt["dim"]) != (sp.arch, sp.dim):
-        raise DatasetError(f"{path} holds a {ckpt['arch']}-{ckpt['dim']}d student, not {sp.arch}-{sp.dim}d: "
-                           "rerun `dvc repro pretrain`")
+        raise ArtifactError(f"{path} holds a {ckpt['arch']}-{ckpt['dim']}d student, not {sp.arch}-{sp.dim}d: "
+                            "rerun `dvc repro pretrain`")
     return lambda model: model.load_state_dict(ckpt["state_dict"])
 
 
