@@ -31,7 +31,7 @@ def load_subsets(folder: Path, budgets) -> dict[int, np.ndarray]:
 def pool_inputs(prepared: Path, subset: np.ndarray):
     """The subset's images as the teacher receives them, with their names."""
     from pipeline.data import prepared as prepared_data
-    from pipeline.teacher.keys import TeacherInputs
+    from pipeline.teacher.inputs import TeacherInputs
 
     pool, names = prepared_data.pool_images(prepared), prepared_data.pool_names(prepared)
     images = pool[subset] if isinstance(pool, np.ndarray) else pool.take(subset)

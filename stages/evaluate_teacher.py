@@ -15,7 +15,7 @@ def test_inputs(test):
     """Queries (cropped to their box) then the database, as the teacher receives them."""
     import numpy as np
 
-    from pipeline.teacher.keys import TeacherInputs
+    from pipeline.teacher.inputs import TeacherInputs
 
     if isinstance(test.query_images, np.ndarray):
         images = np.concatenate([test.query_images, test.db_images])

@@ -233,7 +233,7 @@ def test_no_unqueried_pool_image_reaches_the_teacher_for_the_budget(finished_rep
     """The training purpose sent exactly the largest subset's pixels; every other pool image the store
     holds was sent under the ceiling's own purpose (after the budget's dump), none of the validation split."""
     from pipeline.data import prepared
-    from pipeline.teacher.keys import pixels_key
+    from pipeline.teacher.inputs import pixels_key
 
     store_dir = next((finished_repo.parent / "teacher-store").glob("train-*"))
     calls = ledger_calls(finished_repo.parent / "teacher-store")

@@ -9,7 +9,7 @@ import pytest
 from pipeline.errors import BudgetExceeded, TeacherChanged, TeacherError
 from pipeline.params import QueriesParams
 from pipeline.teacher.gate import QueryGate
-from pipeline.teacher.keys import TeacherInputs, pixels_key
+from pipeline.teacher.inputs import TeacherInputs, pixels_key
 from pipeline.teacher.outcomes import CallFailed, CallRefused, CallUnreachable
 from pipeline.teacher.store import AnswerStore
 

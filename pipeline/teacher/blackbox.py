@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.errors import ArtifactError
 from pipeline.params import BUILT_TEACHERS, QueriesParams
-from pipeline.teacher.keys import TeacherInputs
+from pipeline.teacher.inputs import TeacherInputs
 
 CARD = "card.json"
 # How long the other ranks wait for rank 0's teacher calls. The gate bounds each call (queries.timeout_s,

@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.errors import BudgetExceeded, TeacherChanged, TeacherError
 from pipeline.params import QueriesParams
-from pipeline.teacher.keys import TeacherInputs
+from pipeline.teacher.inputs import TeacherInputs
 from pipeline.teacher.outcomes import CallError
 from pipeline.teacher.store import AnswerStore
 

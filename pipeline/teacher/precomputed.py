@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline.errors import TeacherError
 from pipeline.io import file_sha256
-from pipeline.teacher.keys import TeacherInputs
+from pipeline.teacher.inputs import TeacherInputs
 
 
 class PrecomputedDescriptors:
