@@ -66,7 +66,8 @@ def tune(methods, budgets, seeds, sets, out):
     from pipeline import tracking
     from pipeline.data import prepared
     from pipeline.data.split import class_level_gnd
-    from pipeline.data.tensors import describe, resolve_device
+    from pipeline.data.tensors import resolve_device
+    from pipeline.models.inference import describe
     from pipeline.data.images import student_arrays
     from pipeline.distill.ceiling import answers_for, skipped_reason
     from pipeline.distill.interpolation import virtual_samples

@@ -33,7 +33,7 @@ def evaluate(budget, method, label, budget_label, size, seed, params_path: Path,
     from pipeline.checkpoint import load_model, skipped
     from pipeline.data import prepared as prepared_data
     from pipeline.data.images import array_chunks
-    from pipeline.data.tensors import describe
+    from pipeline.models.inference import describe
     from pipeline.io import write_json_atomic
     from pipeline.pictures import gallery_queries, gallery_rows
     from pipeline.retrieval.metrics import search_and_score

@@ -167,7 +167,7 @@ def test_stale_checkpoint_is_ignored(tmp_path):
 
 def test_determinism_same_seed_same_everything():
     """Same seed and params: identical weights and curve, so metrics equal to 1e-12 on the CPU."""
-    from pipeline.data.tensors import describe
+    from pipeline.models.inference import describe
     from pipeline.retrieval.metrics import retrieval_metrics
 
     a1 = train_student(*tiny_training(), seed=3, device=torch.device("cpu"))

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline.checkpoint import load_model
-from pipeline.data.tensors import describe
+from pipeline.models.inference import describe
 from tests.pipeline_copy import clone, dvc, edit_params, env, ledger_calls, run_stage
 from tests.servers import MlflowServer
 
@@ -102,7 +102,7 @@ def test_a_command_teacher_is_called_with_png_files(finished_repo, tmp_path):
         "import sys, glob, numpy as np\n"
         "from PIL import Image\n"
         "from pipeline.checkpoint import load_model\n"
-        "from pipeline.data.tensors import describe\n"
+        "from pipeline.models.inference import describe\n"
         "files = sorted(glob.glob(sys.argv[1] + '/*.png'))\n"
         "images = np.stack([np.asarray(Image.open(f)) for f in files])\n"
         "np.save(sys.argv[2], describe(load_model('models/teacher/weights.pt'), images, 256, 'cpu'))\n")

@@ -19,7 +19,7 @@ import torch
 
 from pipeline.checkpoint import load_model, save_model
 from pipeline.data import prepared
-from pipeline.data.tensors import describe
+from pipeline.models.inference import describe
 from pipeline.io import file_sha256
 from pipeline.models import create
 from pipeline.retrieval.metrics import retrieval_metrics

@@ -50,7 +50,7 @@ class LocalTeacher:
             from pipeline.teacher.pretrained import describe_images
 
             return describe_images(self.model, list(pixels), self.model.preprocess, self.device)
-        from pipeline.data.tensors import describe
+        from pipeline.models.inference import describe
 
         return describe(self.model, pixels, self.batch_size, self.device)
 
