@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipeline.errors import ArtifactError
 from pipeline.io import atomic_write_bytes
 from pipeline.models import create
-from pipeline.errors import ArtifactError
 
 
 def save_model(path: Path, model: nn.Module, arch: str, extra: dict | None = None) -> None:

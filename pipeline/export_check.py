@@ -22,7 +22,8 @@ def parity(model: ImageDescriptor, onnx_file: Path, torchscript_file: Path, quer
     onnx, script = ex.OnnxDescriptor(onnx_file), ex.load_torchscript(torchscript_file)
     sample = database[:SAMPLE_IMAGES]
     want = ex.torch_descriptors(model, sample)
-    diffs = {"onnx": float(np.abs(onnx(sample) - want).max()), "torchscript": float(np.abs(script(sample) - want).max())}
+    diffs = {"onnx": float(np.abs(onnx(sample) - want).max()),
+             "torchscript": float(np.abs(script(sample) - want).max())}
     maps = {"pytorch": retrieval_metrics(ex.torch_descriptors(model, queries), ex.torch_descriptors(model, database),
                                          gnd)["map"]}
     maps["onnx"] = retrieval_metrics(onnx(queries), onnx(database), gnd)["map"]

@@ -366,8 +366,8 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
     if not p.sample.val_queries < p.sample.val_size:
         errors.append(f"'sample.val_queries' must be between 1 and sample.val_size - 1, got {p.sample.val_queries}")
     if p.sample.features != "pixels" and p.sample.features not in p.sizes:
-        errors.append(f"'sample.features' must be pixels or a student size of 'sizes' (its pretraining embeds the pool), "
-                      f"got {p.sample.features!r}; choose from pixels, {', '.join(p.sizes)}")
+        errors.append("'sample.features' must be pixels or a student size of 'sizes' (its pretraining embeds the "
+                      f"pool), got {p.sample.features!r}; choose from pixels, {', '.join(p.sizes)}")
     for b in p.levers.budgets:
         if b not in p.budgets:
             errors.append(f"'levers.budgets' lists {b}, which is not in 'budgets' {list(p.budgets)}; "
@@ -381,7 +381,8 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
             errors.append(f"'methods' lists {name!r}, which has no settings under 'method'; "
                           f"define it there or choose from {', '.join(p.method)}")
     if p.recommended not in p.method:
-        errors.append(f"'recommended' = {p.recommended!r} has no settings under 'method'; choose from {', '.join(p.method)}")
+        errors.append(f"'recommended' = {p.recommended!r} has no settings under 'method'; "
+                      f"choose from {', '.join(p.method)}")
     if p.recommended in p.methods:
         errors.append(f"'methods' lists the recommended method {p.recommended!r}: it is trained at every size of "
                       "'sizes' already (the frontier); list only the methods to compare it with")

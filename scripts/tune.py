@@ -65,14 +65,14 @@ def tune(methods, budgets, seeds, sets, out):
 
     from pipeline import tracking
     from pipeline.data import prepared
+    from pipeline.data.images import student_arrays
     from pipeline.data.split import class_level_gnd
     from pipeline.data.tensors import resolve_device
-    from pipeline.models.inference import describe
-    from pipeline.data.images import student_arrays
     from pipeline.distill.ceiling import answers_for, skipped_reason
     from pipeline.distill.interpolation import virtual_samples
-    from pipeline.distill.sampling import nested_subset, validation_split
+    from pipeline.distill.sampling import validation_split
     from pipeline.distill.train import TrainingData, train_student
+    from pipeline.models.inference import describe
     from pipeline.params import parse_params
     from pipeline.retrieval.metrics import retrieval_metrics
 

@@ -24,7 +24,8 @@ def load_subsets(folder: Path, budgets) -> dict[int, np.ndarray]:
     largest = subsets[max(budgets)]
     for b, s in subsets.items():
         if not np.array_equal(s, largest[:len(s)]):
-            raise ArtifactError(f"{folder / f'{b}.npy'} is not a prefix of the largest subset: rerun `dvc repro -f sample`")
+            raise ArtifactError(f"{folder / f'{b}.npy'} is not a prefix of the largest subset: "
+                                "rerun `dvc repro -f sample`")
     return subsets
 
 
@@ -47,10 +48,9 @@ def pool_inputs(prepared: Path, subset: np.ndarray):
 @path_option("--metrics", help="the query accounting JSON")
 @stage
 def dump(params_path: Path, teacher: Path, prepared: Path, subsets: Path, out: Path, metrics: Path):
+    from pipeline import distributed
     from pipeline.io import save_npz_atomic, write_json_atomic
     from pipeline.teacher.blackbox import open_teacher
-
-    from pipeline import distributed
 
     params, device = setup(params_path)
     distributed.relaunch(params.runtime.processes)  # under torchrun when runtime.processes > 1

@@ -25,16 +25,16 @@ from stages.common import params_option, path_option, setup, stage
 @path_option("--out", help="the metrics JSON")
 @path_option("--gallery", help="the fixed queries' top results JSON (the report draws them)")
 @stage
-def evaluate(budget, method, label, budget_label, size, seed, params_path: Path, model: Path, prepared: Path, teacher_descriptors: Path,
-             out: Path, gallery: Path):
+def evaluate(budget, method, label, budget_label, size, seed, params_path: Path, model: Path, prepared: Path,
+             teacher_descriptors: Path, out: Path, gallery: Path):
     import numpy as np
     import torch
 
     from pipeline.checkpoint import load_model, skipped
     from pipeline.data import prepared as prepared_data
     from pipeline.data.images import array_chunks
-    from pipeline.models.inference import describe
     from pipeline.io import write_json_atomic
+    from pipeline.models.inference import describe
     from pipeline.pictures import gallery_queries, gallery_rows
     from pipeline.retrieval.metrics import search_and_score
 

@@ -49,8 +49,8 @@ def teacher(params_path: Path, prepared: Path, downloads: Path, out: Path, metri
         tracking.write_run_ref(out / "mlflow.json", run.info.run_id)
     write_json_atomic(out / "card.json", card)
     write_json_atomic(metrics, summary)
-    click.echo(f"teacher ({tp.kind}): {card['dim']}-d descriptors" +
-               (f", {card['parameters']:,} parameters" if card.get("parameters") else f", reached at {card['endpoint']}"))
+    reach = f", {card['parameters']:,} parameters" if card.get("parameters") else f", reached at {card['endpoint']}"
+    click.echo(f"teacher ({tp.kind}): {card['dim']}-d descriptors{reach}")
 
 
 def built_teacher(tp, device, prepared: Path, downloads: Path, out: Path) -> tuple[dict, dict, dict]:

@@ -20,7 +20,8 @@ from stages.common import params_option, path_option, progress, run_name, setup,
 @click.command()
 @click.option("--budget", type=int, default=None, help="a budget of params.yaml (not with --full or --ceiling)")
 @click.option("--full", is_flag=True, help="the full-supervision baseline: every labelled pool image, no teacher")
-@click.option("--ceiling", is_flag=True, help="the distillation ceiling: every training-pool image answered (--targets)")
+@click.option("--ceiling", is_flag=True,
+              help="the distillation ceiling: every training-pool image answered (--targets)")
 @click.option("--lever", type=click.Choice(["nopool", "random"]), default=None,
               help="nopool: without the pool pretraining; random: on a random subset (--targets)")
 @click.option("--method", required=True, help="a method defined under 'method'")

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from pipeline.data import fashion_mnist

@@ -60,7 +60,12 @@ def test_hand_checked_value_for_three_points():
 
 # ---- the other terms a method may sum --------------------------------------------------------
 from pipeline.distill.losses import (  # noqa: E402
-    JointBatch, Objective, cosine_regression_loss, rkd_angle_loss, rkd_distance_loss, supcon_loss,
+    JointBatch,
+    Objective,
+    cosine_regression_loss,
+    rkd_angle_loss,
+    rkd_distance_loss,
+    supcon_loss,
 )
 
 
@@ -157,7 +162,10 @@ def test_each_registered_term_is_in_the_params_schema_and_computes_from_its_knob
         knobs = term.knobs(**{f: 0.5 for f in term.knobs.model_fields})
         module = MODULES[name](knobs, student_dim=12, teacher_dim=16, n_classes=3)
         # a label term never sees the teacher; a distillation term never sees labels
-        batch = JointBatch(student, None if term.reads_labels else teacher, 6, labels[:6] if term.reads_labels else None)
+        if term.reads_labels:
+            batch = JointBatch(student, None, 6, labels[:6])
+        else:
+            batch = JointBatch(student, teacher, 6, None)
         value = module(batch)
         assert value.ndim == 0 and torch.isfinite(value), name
         assert LossTerms.model_validate({name: knobs.model_dump()}).items() == [(name, knobs)]

@@ -6,7 +6,8 @@ import torch
 from pipeline.distill.selection import choose_subset, typical_order, typicality
 
 
-def clusters(n_per: int, centres: int, dim: int = 8, seed: int = 0, spread: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+def clusters(n_per: int, centres: int, dim: int = 8, seed: int = 0,
+             spread: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Tight clusters of very different sizes (cluster k holds n_per * (k + 1) points) plus a few outliers."""
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(centres, dim))

@@ -326,7 +326,8 @@ def test_a_retry_never_takes_the_room_of_the_batches_after_it(tmp_path):
     the request's remaining images; the refusal says nothing more was sent, and how much to allow."""
     t = CountingTeacher(failures=[CallFailed("HTTP 500")])
     g, _ = gate(tmp_path, t)
-    with pytest.raises(BudgetExceeded, match="3 already sent for these images and 10 more needed. Nothing more was sent"):
+    with pytest.raises(BudgetExceeded,
+                       match="3 already sent for these images and 10 more needed. Nothing more was sent"):
         g.describe(inputs(images(10)), "train", budget=10)
     assert g.store.summary("train")["images_spent"] == 3 and len(g.store) == 0
     g2, t2 = gate(tmp_path, extra_calls=3)

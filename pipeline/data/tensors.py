@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from pipeline.errors import ParamsError
 
 # Fashion-MNIST training-set statistics (greyscale), ImageNet's (colour photos)

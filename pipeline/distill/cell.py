@@ -33,7 +33,9 @@ class Cell:
         """The method as reports name it: supervised-full, <method>-ceiling, <method>-<lever> or <method>."""
         if self.full:
             return "supervised-full"
-        return f"{self.method}-ceiling" if self.ceiling else f"{self.method}-{self.lever}" if self.lever else self.method
+        if self.ceiling:
+            return f"{self.method}-ceiling"
+        return f"{self.method}-{self.lever}" if self.lever else self.method
 
     def check(self, params: Params) -> None:
         """A cell that params.yaml does not define is a mistake worth naming."""

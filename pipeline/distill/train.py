@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from pipeline import accel, distributed
 from pipeline.data.tensors import input_channels, to_input
 from pipeline.distill.interpolation import Triples
-from pipeline import accel, distributed
 from pipeline.distill.losses import JointBatch, Objective
 from pipeline.models import create
 from pipeline.params import MethodParams, StudentParams, TrainParams
@@ -146,7 +146,7 @@ def build(data: TrainingData, sp: StudentParams, tp: TrainParams, method: Method
         init(model)
     model = model.to(device).to(memory_format=torch.channels_last)  # faster convolutions
     forward = torch.compile(model) if compiled else model
-    if distributed.world()[1] > 1:  # each rank runs its share of the rows; the joint batch is gathered with its gradients
+    if distributed.world()[1] > 1:  # each rank runs its share of the rows; the joint batch is gathered with gradients
         from torch.nn.parallel import DistributedDataParallel
 
         model = distributed.cross_rank_batchnorm(model)

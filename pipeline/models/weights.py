@@ -4,15 +4,14 @@ Shared by published teachers and pretrained students (``student.weights``)."""
 from __future__ import annotations
 
 import pickle
-
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import torch
 
+import pipeline.models.efficientnet_lite as efficientnet_lite
 from pipeline.data.download import download
 from pipeline.errors import WeightsError
-import pipeline.models.efficientnet_lite as efficientnet_lite
 
 
 def weights_file(spec: str, downloads: Path, sha256: str) -> Path:
@@ -20,7 +19,8 @@ def weights_file(spec: str, downloads: Path, sha256: str) -> Path:
         return download(spec, downloads / "weights" / Path(urlsplit(spec).path).name, sha256=sha256 or None)
     path = Path(spec)
     if not path.exists():
-        raise WeightsError(f"{path} not found: weights (teacher.weights / student.weights in params.yaml) must be a URL or an existing file")
+        raise WeightsError(f"{path} not found: weights (teacher.weights / student.weights in params.yaml) must be "
+                           "a URL or an existing file")
     return path
 
 

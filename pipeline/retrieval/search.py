@@ -12,7 +12,12 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 GPU_MAX_K = 2048  # faiss-gpu's largest k for a flat index
 DEFAULT_BLOCK_BYTES = 512 << 20

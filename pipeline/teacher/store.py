@@ -84,7 +84,8 @@ class AnswerStore:
             self.dir.mkdir(parents=True, exist_ok=True)
         except PermissionError:
             raise ArtifactError(f"cannot create the teacher's answer store {self.dir}: no permission; set "
-                                f"queries.store in params.yaml to a folder you can write, e.g. ~/.cache/derd/teachers") from None
+                                "queries.store in params.yaml to a folder you can write, e.g. "
+                                "~/.cache/derd/teachers") from None
         card = self.dir / "teacher.json"
         if card.exists():
             try:
