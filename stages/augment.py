@@ -15,13 +15,13 @@ from stages.common import load, params_option, path_option, stage
 
 def subset_targets(subset_path: Path, dump_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The subset's pool indices and teacher descriptors (the first B rows of the dump)."""
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
 
     subset = np.load(subset_path)
     with np.load(dump_path) as z:
         indices, descriptors = z["indices"], z["descriptors"]
     if not np.array_equal(indices[:len(subset)], subset):
-        raise DatasetError(f"{dump_path} does not start with the subset {subset_path}: rerun `dvc repro dump`")
+        raise ArtifactError(f"{dump_path} does not start with the subset {subset_path}: rerun `dvc repro dump`")
     return subset, descriptors[:len(subset)]
 
 

@@ -162,25 +162,25 @@ def report(reports: Path):
     """
     import pandas as pd
 
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
 
     path = reports / "summary.csv"
     if not path.exists():
-        raise DatasetError(f"{path} not found: run the pipeline first (`derd run` or `make run`)")
+        raise ArtifactError(f"{path} not found: run the pipeline first (`derd run` or `make run`)")
     df = pd.read_csv(path)
     table = df.pivot(index="method", columns="budget", values="map_mean").loc[list(dict.fromkeys(df["method"]))]
     ratio = df.pivot(index="method", columns="budget", values="ratio").loc[table.index]
-    cells = table.map(lambda v: f"{v:.4f}") + ratio.map(lambda r: f" ({100 * r:.0f}%)")
-    std = df.pivot(index="method", columns="budget", values="map_std").loc[table.index]
+    cells = table.map(lambda v: f"{v:.4f}")
     if df["seeds"].max() > 1:
-        cells = table.map(lambda v: f"{v:.4f}") + std.map(lambda v: f" ± {v:.4f}") + ratio.map(lambda r: f" ({100 * r:.0f}%)")
+        std = df.pivot(index="method", columns="budget", values="map_std").loc[table.index]
+        cells += std.map(lambda v: f" ± {v:.4f}")
+    cells += ratio.map(lambda r: f" ({100 * r:.0f}%)")
     cells.columns = [f"B={b}" for b in cells.columns]
     click.echo(f"mAP (Medium protocol); teacher mAP {df['teacher_map'].iloc[0]:.4f}; mean over {df['seeds'].max()} "
                "seed(s), (% of the teacher)")
     click.echo(cells.to_string())
-    for extra in ("claims.md",):
-        if (reports / extra).exists():
-            click.echo(f"\n{(reports / extra).read_text().strip()}")
+    if (reports / "claims.md").exists():
+        click.echo(f"\n{(reports / 'claims.md').read_text().strip()}")
 
 
 UI_HOST = "derd.localhost"  # loopback by name (browsers resolve *.localhost themselves): see `ui`
@@ -247,16 +247,14 @@ def export(student: Path, out: Path | None, prepared: Path, params_path: Path):
     \b
       derd export models/students/3000-derd-plus-medium-0.pt
     """
-    import numpy as np
-
     from pipeline import export as ex
     from pipeline.checkpoint import load_model
     from pipeline.data import prepared as prepared_data
     from pipeline.data.images import student_arrays
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
+    from pipeline.export_check import parity as export_parity
     from pipeline.io import write_json_atomic
     from pipeline.models.deploy import deployable
-    from pipeline.retrieval.metrics import retrieval_metrics
 
     params = load(params_path)
     out = out or Path("exports") / student.stem
@@ -266,24 +264,16 @@ def export(student: Path, out: Path | None, prepared: Path, params_path: Path):
     queries, database = (student_arrays(x, size) for x in (test.query_images, test.db_images))
     ex.to_onnx(model, queries[:2], out / "model.onnx")
     ex.to_torchscript(model, queries[:2], out / "model.torchscript.pt")
-    onnx, script = ex.OnnxDescriptor(out / "model.onnx"), ex.load_torchscript(out / "model.torchscript.pt")
-    sample = database[:100]
-    want = ex.torch_descriptors(model, sample)
-    diffs = {"onnx": float(np.abs(onnx(sample) - want).max()), "torchscript": float(np.abs(script(sample) - want).max())}
-    maps = {"pytorch": retrieval_metrics(ex.torch_descriptors(model, queries), ex.torch_descriptors(model, database),
-                                         test.gnd)["map"]}
-    maps["onnx"] = retrieval_metrics(onnx(queries), onnx(database), test.gnd)["map"]
-    maps["torchscript"] = retrieval_metrics(script(queries), script(database), test.gnd)["map"]
-    parity = {"max_abs_difference_100_images": diffs, "map": maps,
-              "ok": all(d <= 1e-4 for d in diffs.values()) and all(abs(m - maps["pytorch"]) <= 1e-4 for m in maps.values())}
+    parity = export_parity(model, out / "model.onnx", out / "model.torchscript.pt", queries, database, test.gnd)
     write_json_atomic(out / "parity.json", parity)
+    diffs, maps = parity["max_abs_difference_100_images"], parity["map"]
     for fmt in ("onnx", "torchscript"):
         click.echo(f"{fmt}: max |difference| {diffs[fmt]:.2e} on 100 images; mAP {maps[fmt]:.6f} "
                    f"(PyTorch {maps['pytorch']:.6f})")
     click.echo(f"wrote {out / 'model.onnx'}, {out / 'model.torchscript.pt'}, {out / 'parity.json'}")
     if not parity["ok"]:
-        raise DatasetError(f"the exported model does not match the original (see {out / 'parity.json'}); "
-                           "do not deploy it")
+        raise ArtifactError(f"the exported model does not match the original (see {out / 'parity.json'}); "
+                            "do not deploy it")
 
 
 if __name__ == "__main__":

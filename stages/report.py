@@ -10,10 +10,10 @@ from stages.common import load, params_option, path_option, run_name, stage
 
 
 def _read(path: Path):
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
 
     if not path.exists():
-        raise DatasetError(f"{path} not found: run `dvc repro` to make it")
+        raise ArtifactError(f"{path} not found: run `dvc repro` to make it")
     return json.loads(path.read_text())
 
 

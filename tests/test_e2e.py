@@ -57,7 +57,8 @@ def test_outputs_of_every_stage(finished_repo):
         [(z, b, "derd-plus") for z in ("small", "tiny") for b in ("20", "50")] +
         [(z, "all", "supervised-full") for z in ("small", "tiny")] +  # rows say what produced them
         [(z, "pool", "derd-plus-ceiling") for z in ("small", "tiny")])
-    assert (frontier.loc[frontier["size"] == "tiny", "mflops"] < frontier.loc[frontier["size"] == "small", "mflops"].max()).all()
+    small_max = frontier.loc[frontier["size"] == "small", "mflops"].max()
+    assert (frontier.loc[frontier["size"] == "tiny", "mflops"] < small_max).all()
     claims = (repo / "reports/claims.md").read_text()
     assert claims.count("- **(") == 8 and "fewer than 3, so no verdict below is beyond noise" in claims
     assert claims.count("1 seed only: noise not measured") >= 4  # each verdict line says it
@@ -243,10 +244,12 @@ def test_the_derd_command_reports_and_tells_where_things_stand(finished_repo, mo
     monkeypatch.chdir(finished_repo)
     report = CliRunner().invoke(main, ["report"])
     assert report.exit_code == 0, report.output
-    assert "B=20" in report.output and "derd-plus" in report.output and "(a) At the two smallest budgets" in report.output
+    assert "B=20" in report.output and "derd-plus" in report.output
+    assert "(a) At the two smallest budgets" in report.output
     status = CliRunner().invoke(main, ["status"])
     assert status.exit_code == 0, status.output
-    assert "budgets: 20, 50" in status.output and "train: 1 requests, 50 images sent (50 answered, 0 lost" in status.output
+    assert "budgets: 20, 50" in status.output
+    assert "train: 1 requests, 50 images sent (50 answered, 0 lost" in status.output
     assert "training set of the last dump: 50 images sent for its 50 images, budget 50: 0 calls left" in status.output
     assert "pipeline: up to date" in status.output
     for command in ("run", "status", "report", "ui", "export", "serve-teacher"):
@@ -274,7 +277,7 @@ def test_no_unqueried_pool_image_reaches_the_teacher_for_the_budget(finished_rep
     """The training purpose sent exactly the largest subset's pixels; every other pool image the store
     holds was sent under the ceiling's own purpose (after the budget's dump), none of the validation split."""
     from pipeline.data import prepared
-    from pipeline.teacher.keys import pixels_key
+    from pipeline.teacher.inputs import pixels_key
 
     store_dir = next((finished_repo.parent / "teacher-store").glob("train-*"))
     calls = ledger_calls(finished_repo.parent / "teacher-store")
@@ -311,7 +314,8 @@ def test_without_the_ceiling_nothing_beyond_the_budget_is_asked_and_the_report_s
     assert "Distillation ceiling: not measured in this run (ceiling.run is false)" in md
     claims = (repo / "reports/claims.md").read_text()
     assert "(h) Choosing what to ask" in claims
-    assert "its random subsets' answers come from the ceiling's, which were not asked for (ceiling.run is false)" in claims
+    assert ("its random subsets' answers come from the ceiling's, which were not asked for "
+            "(ceiling.run is false)") in claims
 
 
 def _stale(repo) -> set[str]:

@@ -40,4 +40,5 @@ def test_the_projects_error_types_live_in_one_module():
     # the teacher's call outcomes are signals between a client and the gate, never shown to a user
     assert set(outside) <= {"CallError", "UnsafePickleError"}, outside
     assert all(Path(REPO / "pipeline/errors.py").read_text().count(f"class {c}(") for c in
-               ("DerdError", "ParamsError", "DatasetError", "BudgetExceeded", "TeacherError", "TrackingError"))
+               ("DerdError", "ParamsError", "DatasetError", "ArtifactError", "WeightsError", "BudgetExceeded",
+                "TeacherError", "TrackingError"))

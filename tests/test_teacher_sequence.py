@@ -19,9 +19,9 @@ import torch
 
 from pipeline.checkpoint import load_model, save_model
 from pipeline.data import prepared
-from pipeline.data.tensors import describe
 from pipeline.io import file_sha256
 from pipeline.models import create
+from pipeline.models.inference import describe
 from pipeline.retrieval.metrics import retrieval_metrics
 from pipeline.teacher.blackbox import read_card
 from pipeline.teacher.serving import save_teacher_model

@@ -23,7 +23,7 @@ def evaluate_student(model, projection: dict | None, test, teacher_db, image_siz
     """(metrics, ranks) of one student on ``test`` (a prepared test split), ``ep`` the eval params.
     ``teacher_db``: the teacher's database descriptors (read only for a student with a projection)."""
     from pipeline.data.images import array_chunks
-    from pipeline.data.tensors import describe
+    from pipeline.models.inference import describe
     from pipeline.retrieval.metrics import search_and_score
 
     bs = ep.batch_size
