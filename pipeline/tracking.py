@@ -90,7 +90,8 @@ def configuration_params(settings: dict, method: str | None = None, size: str | 
 def display_name(who: str, metrics: dict) -> str:
     """A record's name: what it is and its mAP, so that the runs table shows both without choosing
     columns (MLflow 3 shows no metric column by default)."""
-    protocols = [f"{p[0].upper()} {metrics[f'map_{p}']:.3f}" for p in ("easy", "medium", "hard") if f"map_{p}" in metrics]
+    protocols = [f"{p[0].upper()} {metrics[f'map_{p}']:.3f}" for p in ("easy", "medium", "hard")
+                 if f"map_{p}" in metrics]
     return f"mAP {metrics['map']:.4f}" + (f" ({' / '.join(protocols)})" if len(protocols) == 3 else "") + f" | {who}"
 
 

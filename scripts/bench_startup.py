@@ -55,12 +55,13 @@ def main(repeats: int) -> None:
 
     cmds = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     per_module = Counter(cmds[s.split("@")[0]]["cmd"].split("python -m ", 1)[1].split()[0] for s in stages)
-    base = {"python": timed("pass", repeats), "click + pipeline.params": timed("import click, pipeline.params", repeats)}
+    skeleton = "click + pipeline.params"
+    base = {"python": timed("pass", repeats), skeleton: timed("import click, pipeline.params", repeats)}
     for name in HEAVY:
         base[name] = timed(f"import {name}", repeats) - base["python"]
     click.echo(f"fresh interpreter start-up, median of {repeats}:")
     for name, seconds in base.items():
-        click.echo(f"  {name:26s} {seconds:6.2f} s" + ("" if name in ("python", "click + pipeline.params") else " (added)"))
+        click.echo(f"  {name:26s} {seconds:6.2f} s" + ("" if name in ("python", skeleton) else " (added)"))
     total = 0.0
     click.echo(f"\n{'stage module':28s} {'processes':>9s} {'start-up':>9s}  imports")
     for module, count in sorted(per_module.items(), key=lambda kv: -kv[1]):

@@ -71,7 +71,7 @@ def efficiency(params_path: Path, teacher: Path, queries: Path, prepared: Path, 
                                                                    if t_flops else "") +
                    f", {e['images_per_second']:,.0f} img/s" +
                    (f" ({e['throughput_ratio']}x the teacher's)" if e["throughput_ratio"] else ""))
-    click.echo(f"teacher: " + (f"{card['parameters']:,} params, {t_flops / 1e6:.2f} MFLOP/image, " if t_flops else "") +
+    click.echo("teacher: " + (f"{card['parameters']:,} params, {t_flops / 1e6:.2f} MFLOP/image, " if t_flops else "") +
                (f"{teacher_ips:,.0f} img/s (its answered calls)" if teacher_ips else "throughput unknown"))
 
 

@@ -42,16 +42,15 @@ def _image(images, i):
 @stage
 def report(params_path: Path, students: Path, models: Path, galleries: Path, teacher_metrics: Path,
            queries: Path, efficiency_path: Path, prepared: Path, out: Path):
+    import pandas as pd
     import torch
 
     from pipeline import pictures
     from pipeline.claims import claims
     from pipeline.claims import to_markdown as claims_markdown
     from pipeline.data import prepared as prepared_data
-    from pipeline.io import atomic_write_bytes
-    import pandas as pd
-
     from pipeline.grid import grid
+    from pipeline.io import atomic_write_bytes
     from pipeline.params import LEVERS
     from pipeline.report import ceiling_markdown, frontier_markdown, size_table, summary_table, to_markdown
 
@@ -77,7 +76,8 @@ def report(params_path: Path, students: Path, models: Path, galleries: Path, tea
     if params.sample.strategy == "random":
         levers_off["random"] = "sample.strategy is random: the subsets are random already (the lever is off)"
     elif skipped:
-        levers_off["random"] = f"its random subsets' answers come from the ceiling's, which were not asked for ({skipped[0]})"
+        levers_off["random"] = ("its random subsets' answers come from the ceiling's, which were not asked for "
+                                f"({skipped[0]})")
     if params.method[rec].pool == "none":
         levers_off["nopool"] = f"method.{rec}.pool is none: it does not use the pool (the lever is off)"
     found = claims(pd.DataFrame(list(metrics.values())), teacher_map["map"], pool_size, rec, params.student,
@@ -105,7 +105,8 @@ def report(params_path: Path, students: Path, models: Path, galleries: Path, tea
         if cell[3] == first_seed:
             name = run_name(*cell)
             pictures.save_png(_gallery(test, _read(galleries / "students" / f"{name}.json"),
-                                       f"student {name} (mAP {metrics[cell]['map']:.3f})"), out / "gallery" / f"{name}.png")
+                                       f"student {name} (mAP {metrics[cell]['map']:.3f})"),
+                              out / "gallery" / f"{name}.png")
 
     click.echo(md)
     click.echo((out / "claims.md").read_text())

@@ -65,7 +65,8 @@ def track(params_path: Path, students: Path, models: Path, teacher: Path, teache
         described = {None: "labelled pool (all)", "pool": "training pool (every image answered: the ceiling)"}
         cells[cell] = records.record_student(
             e, config, settings, method if method in params.method else params.recommended, size,
-            torch.load(checkpoint, map_location="cpu", weights_only=True), described.get(budget, f"pool subset B={budget}"))
+            torch.load(checkpoint, map_location="cpu", weights_only=True),
+            described.get(budget, f"pool subset B={budget}"))
         made += 1
 
     teacher_map = _read(teacher_metrics)

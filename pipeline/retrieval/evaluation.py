@@ -27,7 +27,8 @@ def evaluate_student(model, projection: dict | None, test, teacher_db, image_siz
     from pipeline.retrieval.metrics import search_and_score
 
     bs = ep.batch_size
-    q_desc, db_desc = (np.concatenate([describe(model, a, bs, device) for a in array_chunks(images, image_size, 4 * bs)])
+    q_desc, db_desc = (np.concatenate([describe(model, a, bs, device)
+                                       for a in array_chunks(images, image_size, 4 * bs)])
                        for images in (test.query_images, test.db_images))
     metrics, ranks = search_and_score(q_desc, db_desc, test.gnd, ep)
     if projection is not None:  # queries by the student, the database as the teacher described it
