@@ -48,15 +48,13 @@ def _log_artifacts(paths) -> None:
 
 
 def record_student(e: Evaluated, config: str, settings: dict, base_method: str, size: str, checkpoint: dict,
-                   indices_name: str) -> str:
+                   checkpoint_digest: str, indices_name: str) -> str:
     """A student's record: its evaluation under this configuration, with everything its training kept
     (params, curve, the pool images it saw). Returns the run id."""
     from mlflow.entities import Metric
 
-    from pipeline.pictures import training_curve
-
     run_params = json.loads(checkpoint["run_params"])
-    tags = {"role": "student", "record": e.digest, "config": config, "cell": e.name,
+    tags = {"role": "student", "record": e.digest, "config": config, "cell": e.name, "checkpoint": checkpoint_digest,
             "budget": str(run_params["budget"]), "method": run_params["method"], "seed": str(run_params["seed"]),
             "size": run_params["size"], "student": f"{run_params['student']['arch']}-{run_params['student']['dim']}d"}
     if checkpoint.get("resumed_from"):
@@ -72,8 +70,6 @@ def record_student(e: Evaluated, config: str, settings: dict, base_method: str, 
         _log_figures({**e.metrics, "parameters": sum(p.numel() for p in checkpoint["state_dict"].values()),
                       "train_seconds": checkpoint["train_seconds"]})
         tracking.log_subset(checkpoint["indices"].numpy(), Path(checkpoint["indices_source"]), indices_name)
-        mlflow.log_figure(training_curve([tuple(c) for c in checkpoint["curve"]], f"student {e.name}"),
-                          "training_curve.png")
         _log_artifacts(e.artifacts)
         return run.info.run_id
 
@@ -106,18 +102,27 @@ REGISTERED = "derd-student-B{budget}"  # the registered model of each budget's b
 
 
 def register(run_id: str, budget, load_model: Callable[[], object], example) -> str:
-    """A student's record as a version of its budget's registered model (its model logged first, once)."""
+    """A student's record as a version of its budget's registered model. Its model is logged once per
+    checkpoint (another configuration's record of the same checkpoint lends its model), and a model
+    already registered under that name is not registered again."""
     client = mlflow.tracking.MlflowClient()
     name = REGISTERED.format(budget=budget)
-    if client.get_run(run_id).data.tags.get("model") != "logged":
-        with mlflow.start_run(run_id=run_id):
-            tracking.log_descriptor_model(load_model(), example)
-            mlflow.set_tag("model", "logged")
+    run = client.get_run(run_id)
+    model_uri = run.data.tags.get("model_uri")
+    if model_uri is None:
+        exp_id, digest = run.info.experiment_id, run.data.tags["checkpoint"]
+        lent = client.search_runs([exp_id], f"tags.checkpoint = '{digest}' and tags.model_uri != ''", max_results=1)
+        if lent:
+            model_uri = lent[0].data.tags["model_uri"]
+        else:
+            with mlflow.start_run(run_id=run_id):
+                model_uri = tracking.log_descriptor_model(load_model(), example).model_uri
+        client.set_tag(run_id, "model_uri", model_uri)
     try:
         versions = client.search_model_versions(f"name='{name}'")
     except mlflow.exceptions.MlflowException:
         versions = []
-    version = next((v.version for v in versions if v.run_id == run_id), None)
+    version = next((v.version for v in versions if v.source == model_uri), None)
     if version is None:
-        version = mlflow.register_model(f"runs:/{run_id}/model", name).version
+        version = mlflow.register_model(model_uri, name).version
     return f"{name} v{version}"

@@ -50,7 +50,8 @@ def track(params_path: Path, students: Path, models: Path, teacher: Path, teache
         if "skipped" in m:
             continue
         checkpoint = models / f"{name}.pt"
-        key = records.record_key(name, file_sha256(checkpoint), file_sha256(students / f"{name}.json"))
+        digest = file_sha256(checkpoint)
+        key = records.record_key(name, digest, file_sha256(students / f"{name}.json"))
         if key in have:
             cells[cell] = have[key].info.run_id
             continue
@@ -65,7 +66,7 @@ def track(params_path: Path, students: Path, models: Path, teacher: Path, teache
         described = {None: "labelled pool (all)", "pool": "training pool (every image answered: the ceiling)"}
         cells[cell] = records.record_student(
             e, config, settings, method if method in params.method else params.recommended, size,
-            torch.load(checkpoint, map_location="cpu", weights_only=True),
+            torch.load(checkpoint, map_location="cpu", weights_only=True), digest[:16],
             described.get(budget, f"pool subset B={budget}"))
         made += 1
 

@@ -139,7 +139,7 @@ def test_mlflow_runs(finished_repo):
     gallery = (f"full-{first['tags.size']}-0.png" if first["tags.method"] == "supervised-full" else
                f"ceiling-{first['tags.size']}-0.png" if first["tags.method"] == "derd-plus-ceiling" else
                f"{first['params.budget']}-{first['tags.method']}-{first['tags.size']}-{first['params.seed']}.png")
-    assert {"training_curve.png", "metrics", gallery} <= artifacts  # its pictures are logged with the run
+    assert {"metrics", gallery} <= artifacts  # its gallery and metrics file are logged with the run
     run = client.get_run(run_id)
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest
     for budget in (20, 50):  # the best student of each budget is registered, with its model
