@@ -32,7 +32,7 @@ second-set: setup
 	python scripts/second_set.py
 
 # a cold `dvc repro` stage by stage (time, peak memory), each stage against its bare baseline, and
-# the student/teacher throughput from the teacher's own call timings
+# the student/teacher throughput, side by side in one process (the teacher's call timings apart)
 bench: setup
 	rm -rf bench/repo bench/teacher-store bench/pipeline.json
 	python scripts/bench_pipeline.py

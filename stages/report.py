@@ -138,7 +138,9 @@ def report(params_path: Path, students: Path, models: Path, galleries: Path, tea
                            "student": params.student, "sizes": ",".join(params.sizes)})
         mlflow.log_metrics({k: v for k, v in {"train_queries": spent["train_queries"],
                                               "test_queries": teacher_map["test_queries"],
-                                              "throughput_ratio": efficiency["throughput_ratio"]}.items()
+                                              "throughput_ratio": efficiency["throughput_ratio"],
+                                              "throughput_ratio_min": efficiency.get("throughput_ratio_min"),
+                                              "throughput_ratio_max": efficiency.get("throughput_ratio_max")}.items()
                             if v is not None})
         for name in ("summary.csv", "frontier.csv", "summary.md", "claims.md", "map_vs_budget.png", "frontier.png",
                      "training_curves.png"):
