@@ -30,9 +30,9 @@ import json
 import math
 import os
 import socket
-import tempfile
 import struct
 import sys
+import tempfile
 import time
 import uuid
 import zipfile
