@@ -9,7 +9,8 @@ export DO_NOT_TRACK := true
 # `git checkout params.yaml` returns to the default run, whose results DVC still has).
 ALL_METHODS := [derd,derd-input,derd-noaug,rkd,rkd-virtual,regression,supervised,supervised-nsm]
 
-.PHONY: run test setup bench bench-r1m bench-scale ui compare tune preset second-set
+
+.PHONY: run test test-unit setup bench bench-r1m bench-scale ui compare tune preset second-set
 
 setup:
 	@./scripts/setup.sh
@@ -20,6 +21,11 @@ run: setup
 test:
 	@./scripts/setup.sh test
 	python -m pytest -q
+
+# the edit-test loop: everything but the tests that run the real pipeline (the e2e marker)
+test-unit:
+	@./scripts/setup.sh test
+	python -m pytest -q -m "not e2e"
 
 tune: setup
 	python scripts/tune.py $(ARGS)
@@ -37,6 +43,7 @@ bench: setup
 	rm -rf bench/repo bench/teacher-store bench/pipeline.json
 	python scripts/bench_pipeline.py
 	python scripts/bench_stages.py
+	python scripts/bench_startup.py
 	cd bench/repo && python $(CURDIR)/scripts/bench_efficiency.py
 
 # the evaluation at R1M size: a million synthetic 2048-d descriptors (4 GiB on disk under bench/)

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipeline.errors import ArtifactError
 from pipeline.io import atomic_write_bytes
 from pipeline.models import create
-from pipeline.errors import DatasetError
 
 
 def save_model(path: Path, model: nn.Module, arch: str, extra: dict | None = None) -> None:
@@ -36,7 +36,7 @@ def skipped(path: Path) -> str | None:
 def load_model(path: Path, device: torch.device | str = "cpu") -> nn.Module:
     path = Path(path)
     if not path.exists():
-        raise DatasetError(f"{path} not found: run the stage that makes it (dvc repro)")
+        raise ArtifactError(f"{path} not found: run the stage that makes it (dvc repro)")
     ckpt = torch.load(path, map_location=device, weights_only=True)
     model = create(ckpt["arch"], ckpt["dim"], ckpt.get("in_channels", 1), **ckpt.get("options", {}))
     model.load_state_dict(ckpt["state_dict"])

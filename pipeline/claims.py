@@ -179,16 +179,16 @@ def claims(runs: pd.DataFrame, teacher_map: float, pool_size: int, recommended: 
         p = paired(asym, teacher_map, ratio=True)
         sym = values(runs, recommended, largest, student)
         out.append(Claim(title, p.decide(0.95), f"{recommended} asymmetric {fmt(asym)} = {100 * p.mean:.1f}% ± "
-                         f"{100 * p.spread:.1f}% of the teacher's {teacher_map:.4f} ({p.note()}; symmetric {fmt(sym)} = "
-                         f"{100 * sym.mean() / teacher_map:.1f}%)"))
+                         f"{100 * p.spread:.1f}% of the teacher's {teacher_map:.4f} ({p.note()}; "
+                         f"symmetric {fmt(sym)} = {100 * sym.mean() / teacher_map:.1f}%)"))
     else:
         out.append(Claim(title, "not measured", f"{recommended} learns no projection to the teacher's space"))
 
     for lever, title in (
-            ("nopool", f"(g) Learning from the unqueried pool helps: `{recommended}` (label-free pretraining on the whole "
-                       f"pool) beats `{recommended}-nopool` (the same, from scratch) at the lever budgets"),
-            ("random", f"(h) Choosing what to ask helps: `{recommended}` on the selected subset beats `{recommended}-random` "
-                       "(a random subset of the same size) at the lever budgets")):
+            ("nopool", f"(g) Learning from the unqueried pool helps: `{recommended}` (label-free pretraining on the "
+                       f"whole pool) beats `{recommended}-nopool` (the same, from scratch) at the lever budgets"),
+            ("random", f"(h) Choosing what to ask helps: `{recommended}` on the selected subset beats "
+                       f"`{recommended}-random` (a random subset of the same size) at the lever budgets")):
         if lever in levers_off:
             out.append(Claim(title, "not measured", levers_off[lever]))
         else:

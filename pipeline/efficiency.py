@@ -33,7 +33,7 @@ def describe_throughput(model: nn.Module, images, batch_size: int, device: torch
                         rounds: int = 15) -> float:
     """Images per second of ``describe`` (preprocessing included, as a teacher call is timed) on
     batches of ``images``: the median of ``rounds`` timings after a warm-up."""
-    from pipeline.data.tensors import describe
+    from pipeline.models.inference import describe
 
     batch = images[:batch_size]
     describe(model, batch, batch_size, device)  # warm-up: allocator, kernels

@@ -15,7 +15,16 @@ class ParamsError(DerdError, ValueError):
 
 
 class DatasetError(DerdError, RuntimeError):
-    """A dataset, weights or output file that is missing or not what it should be."""
+    """A dataset (its files, images, labels or ground truth) that is missing or not what it should be."""
+
+
+class ArtifactError(DerdError, RuntimeError):
+    """A file the pipeline made and reads back (a stage's output, the teacher's card and answer store,
+    a checkpoint, an export) that is missing or not what it should be: the fix names the stage to rerun."""
+
+
+class WeightsError(DerdError, RuntimeError):
+    """Published or given model weights that cannot be found, loaded or fitted to the model asked for."""
 
 
 class BudgetExceeded(DerdError, RuntimeError):

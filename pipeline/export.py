@@ -21,8 +21,8 @@ def to_onnx(model: ImageDescriptor, example: np.ndarray, path: Path) -> None:
     with warnings.catch_warnings():  # the TorchScript-based exporter announces its deprecation
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.from_numpy(example),), buf, input_names=["images"],
-                          output_names=["descriptors"], dynamic_axes={"images": {0: "batch"}, "descriptors": {0: "batch"}},
-                          dynamo=False)
+                          output_names=["descriptors"],
+                          dynamic_axes={"images": {0: "batch"}, "descriptors": {0: "batch"}}, dynamo=False)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -43,7 +43,8 @@ class OnnxDescriptor:
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        out = [self.session.run(None, {"images": images[i:i + batch_size]})[0] for i in range(0, len(images), batch_size)]
+        out = [self.session.run(None, {"images": images[i:i + batch_size]})[0]
+               for i in range(0, len(images), batch_size)]
         return np.concatenate(out).astype(np.float32)
 
 

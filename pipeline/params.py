@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
+from pipeline.distill.terms import TERMS
 from pipeline.errors import ParamsError
 
 Positive = Annotated[int, Field(gt=0)]
@@ -22,11 +23,8 @@ NonNegative = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 
-DATASETS = ("fashion-mnist", "folder", "sfm120k")
-TESTS = ("split", "roxford5k", "rparis6k", "revisited")
 BUILT_TEACHERS = ("train", "cirtorch", "torchvision", "efficientnet-lite")   # weights on this machine
 QUERIED_TEACHERS = ("mlflow", "kserve-v2", "command", "precomputed")         # reachable only by queries
-TEACHER_KINDS = BUILT_TEACHERS + QUERIED_TEACHERS
 FASHION_MNIST_DIR = "data/raw/fashion-mnist"  # where the fetch stage puts it
 POOL_SIZES = {"fashion-mnist": 60000}         # pools whose size is known before they are prepared
 
@@ -144,56 +142,25 @@ class TrainParams(Section):
     log_every: Positive
 
 
-# Loss terms and their knobs. A method is a weighted sum of terms (pytorch-metric-learning style).
-class ListwiseParams(Section):
-    weight: PositiveFloat
-    tau_teacher: PositiveFloat
-    tau_student: PositiveFloat
-
-
-class RkdDistanceParams(Section):
-    weight: PositiveFloat
-
-
-class RkdAngleParams(Section):
-    weight: PositiveFloat
-
-
-class RegressionParams(Section):
-    weight: PositiveFloat
-
-
-class NormSoftmaxParams(Section):
-    weight: PositiveFloat
-    scale: PositiveFloat
-    margin: NonNegativeFloat
-
-
-class SupConParams(Section):
-    weight: PositiveFloat
-    temperature: PositiveFloat
-
-
 LEVERS = ("nopool", "random")  # the recommended method without one lever: no pool pretraining; a random subset
-LABEL_LOSSES = ("normsoftmax", "supcon")  # the only terms that read labels (the supervised baseline)
+LABEL_LOSSES = tuple(name for name, term in TERMS.items() if term.reads_labels)  # the supervised baseline's terms
 
 
-class LossTerms(Section):
-    """The terms a method sums, each with its knobs; an absent term is not used. Terms are summed in
-    this order."""
-
-    listwise: ListwiseParams | None = None
-    rkd_distance: RkdDistanceParams | None = None
-    rkd_angle: RkdAngleParams | None = None
-    regression: RegressionParams | None = None
-    normsoftmax: NormSoftmaxParams | None = None
-    supcon: SupConParams | None = None
-
-    def items(self) -> list[tuple[str, Section]]:
+class _LossTermsBase(Section):
+    def items(self) -> list[tuple[str, BaseModel]]:
         return [(name, getattr(self, name)) for name in type(self).model_fields if getattr(self, name) is not None]
 
     def __contains__(self, name: str) -> bool:
         return getattr(self, name, None) is not None
+
+
+# A method is a weighted sum of loss terms (pytorch-metric-learning style), each registered once in
+# pipeline/distill/terms.py with its knobs.
+LossTerms = create_model(
+    "LossTerms", __base__=_LossTermsBase,
+    __doc__="The terms a method sums, each with its knobs; an absent term is not used. Terms are summed in "
+            "registration order.",
+    **{name: (term.knobs | None, None) for name, term in TERMS.items()})
 
 
 class MethodParams(Section):
@@ -308,10 +275,6 @@ class Params(Section):
         """Every size a run trains: the frontier's, and the comparison's."""
         return tuple(dict.fromkeys((*self.sizes, self.student)))
 
-    def schedule(self, name: str) -> tuple[int, float]:
-        """(steps, lr) of a method: its own override, else the shared ``train`` value."""
-        return self.method[name].schedule(self.train)
-
 
 def _where(loc: tuple) -> str:
     out = ""
@@ -403,8 +366,8 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
     if not p.sample.val_queries < p.sample.val_size:
         errors.append(f"'sample.val_queries' must be between 1 and sample.val_size - 1, got {p.sample.val_queries}")
     if p.sample.features != "pixels" and p.sample.features not in p.sizes:
-        errors.append(f"'sample.features' must be pixels or a student size of 'sizes' (its pretraining embeds the pool), "
-                      f"got {p.sample.features!r}; choose from pixels, {', '.join(p.sizes)}")
+        errors.append("'sample.features' must be pixels or a student size of 'sizes' (its pretraining embeds the "
+                      f"pool), got {p.sample.features!r}; choose from pixels, {', '.join(p.sizes)}")
     for b in p.levers.budgets:
         if b not in p.budgets:
             errors.append(f"'levers.budgets' lists {b}, which is not in 'budgets' {list(p.budgets)}; "
@@ -418,7 +381,8 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
             errors.append(f"'methods' lists {name!r}, which has no settings under 'method'; "
                           f"define it there or choose from {', '.join(p.method)}")
     if p.recommended not in p.method:
-        errors.append(f"'recommended' = {p.recommended!r} has no settings under 'method'; choose from {', '.join(p.method)}")
+        errors.append(f"'recommended' = {p.recommended!r} has no settings under 'method'; "
+                      f"choose from {', '.join(p.method)}")
     if p.recommended in p.methods:
         errors.append(f"'methods' lists the recommended method {p.recommended!r}: it is trained at every size of "
                       "'sizes' already (the frontier); list only the methods to compare it with")

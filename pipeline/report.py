@@ -9,7 +9,6 @@ from __future__ import annotations
 import pandas as pd
 
 
-
 def summary_table(runs: list[dict], teacher_map: float, pool_size: int, methods: list[str],
                   contenders: list[str] | None = None) -> pd.DataFrame:
     """One row per (method, budget) from per-run metrics dicts (each with budget, method, seed, map;

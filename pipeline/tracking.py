@@ -1,4 +1,4 @@
-"""MLflow tracking: one store and one experiment per project, one run per trained model.
+"""MLflow tracking: one store and one experiment per project; a record per evaluated model per configuration.
 
 Where runs go is the user's choice through MLflow's own variables, not a stage parameter, so that
 moving the store never invalidates a DVC cache:
@@ -17,7 +17,7 @@ from pathlib import Path
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
-from pipeline.errors import DatasetError, TrackingError  # noqa: E402
+from pipeline.errors import TrackingError  # noqa: E402
 
 DEFAULT_EXPERIMENT = "data-efficient-ranking-distillation"
 # MLflow 3's UI opens an experiment on its GenAI overview unless told it is model training
@@ -66,19 +66,32 @@ def connect(repo_root: Path) -> str:
     return exp_id
 
 
-def pipeline_tag(params_path: Path) -> dict[str, str]:
-    """Runs made from the same params.yaml share this tag: the UI's "Group by" on it shows each
-    pipeline configuration's runs together (nesting them under a parent run would hide them, folded,
-    from the runs table)."""
+def configuration(params) -> tuple[str, dict]:
+    """The configuration an evaluation belongs to: its id (what the UI filters on, ``tags.config``) and
+    its settings. Everything params.yaml decides but how a run executes (``runtime``) and how the
+    teacher is called (``queries``), neither of which can change a figure."""
     import hashlib
 
-    return {"pipeline": hashlib.sha256(Path(params_path).read_bytes()).hexdigest()[:10]}
+    settings = params.model_dump(mode="json", exclude={"runtime", "queries"})
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10], settings
+
+
+def configuration_params(settings: dict, method: str | None = None, size: str | None = None) -> dict:
+    """A record's view of its configuration as ``config.<key>`` params: every setting, less the
+    definitions of the methods and sizes it is not."""
+    shown = {k: v for k, v in settings.items() if k not in ("method", "students")}
+    if method in settings["method"]:
+        shown["method"] = {method: settings["method"][method]}
+    if size in settings["students"]:
+        shown["students"] = {size: settings["students"][size]}
+    return {f"config.{k}": v for k, v in flatten(shown).items()}
 
 
 def display_name(who: str, metrics: dict) -> str:
-    """A run's name once it is evaluated: what it is and its mAP, so that the runs table shows both
-    without choosing columns (MLflow 3 shows no metric column by default)."""
-    protocols = [f"{p[0].upper()} {metrics[f'map_{p}']:.3f}" for p in ("easy", "medium", "hard") if f"map_{p}" in metrics]
+    """A record's name: what it is and its mAP, so that the runs table shows both without choosing
+    columns (MLflow 3 shows no metric column by default)."""
+    protocols = [f"{p[0].upper()} {metrics[f'map_{p}']:.3f}" for p in ("easy", "medium", "hard")
+                 if f"map_{p}" in metrics]
     return f"mAP {metrics['map']:.4f}" + (f" ({' / '.join(protocols)})" if len(protocols) == 3 else "") + f" | {who}"
 
 
@@ -94,31 +107,18 @@ def flatten(d: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def write_run_ref(path: Path, run_id: str) -> None:
-    from pipeline.io import write_json_atomic
-
-    write_json_atomic(path, {"run_id": run_id, "experiment": experiment_name()})
-
-
-def read_run_ref(path: Path) -> str:
-    if not path.exists():
-        raise DatasetError(f"{path} not found: it is written by the training stage (dvc repro)")
-    return json.loads(path.read_text())["run_id"]
-
-
-def reopen_run(ref_path: Path, run_name: str):
-    """Reopen the run a training stage recorded; if the store no longer has it (a new store, or
-    outputs restored from DVC's cache), start a new run of the same name instead of failing."""
+def recorded(exp_id: str, config: str) -> dict[str, object]:
+    """The records this configuration already has, by their ``record`` tag (what they were made from)."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    run_id = read_run_ref(ref_path)
-    try:
-        mlflow.tracking.MlflowClient().get_run(run_id)
-        return mlflow.start_run(run_id=run_id)
-    except MlflowException:
-        print(f"MLflow run {run_id} (from {ref_path}) is not in {mlflow.get_tracking_uri()}; logging to a new run")
-        return mlflow.start_run(run_name=run_name, tags={"recreated_from": run_id})
+    client = mlflow.tracking.MlflowClient()
+    found, token = {}, None
+    while True:
+        page = client.search_runs([exp_id], f"tags.config = '{config}'", max_results=1000, page_token=token)
+        found.update({r.data.tags.get("record"): r for r in page})
+        token = page.token
+        if not token:
+            return found
 
 
 PIP_REQUIREMENTS = ["torch", "numpy"]  # what loading a logged student needs besides this package's code

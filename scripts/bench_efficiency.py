@@ -22,12 +22,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.data import prepared  # noqa: E402
 from pipeline.data.images import student_arrays  # noqa: E402
-from pipeline.data.tensors import describe, input_channels  # noqa: E402
+from pipeline.data.tensors import input_channels  # noqa: E402
 from pipeline.efficiency import describe_throughput, flops_per_image, parameter_count, side_by_side  # noqa: E402
 from pipeline.models import create  # noqa: E402
+from pipeline.models.inference import describe  # noqa: E402
 from pipeline.params import BUILT_TEACHERS, load_params  # noqa: E402
 from pipeline.teacher.blackbox import client_for, open_store, read_card  # noqa: E402
-from pipeline.teacher.keys import TeacherInputs  # noqa: E402
+from pipeline.teacher.inputs import TeacherInputs  # noqa: E402
 
 
 @click.command()

@@ -78,7 +78,7 @@ def unit_rows(n: int, seed: int) -> np.ndarray:
 def stored_chunks(n: int, chunk: int = 65536):
     """The store's synthetic answers, chunk by chunk: (keys of fresh images, unit descriptors); the same
     in every process."""
-    from pipeline.teacher.keys import pixels_key
+    from pipeline.teacher.inputs import pixels_key
 
     for k, start in enumerate(range(0, n, chunk)):
         m = min(chunk, n - start)
@@ -93,8 +93,8 @@ def store_identity(n: int) -> dict:
 def worker_sample(n: int, a: dict) -> dict:
     import torch
 
-    import pipeline.data.tensors as tensors
     import pipeline.distill.selection as selection
+    import pipeline.models.inference as inference
     from tests.pipeline_copy import repo_params
 
     p = repo_params()
@@ -111,7 +111,7 @@ def worker_sample(n: int, a: dict) -> dict:
                 timed[name] += time.perf_counter() - t0
         setattr(module, name, timed_call)
 
-    for module, name in ((tensors, "describe"), (selection, "typicality"), (selection, "typical_order")):
+    for module, name in ((inference, "describe"), (selection, "typicality"), (selection, "typical_order")):
         timing(module, name)
     base = rss_mb()
     pool = pool_images(n)
@@ -217,7 +217,7 @@ def worker_gate(n: int, a: dict) -> dict:
     from pipeline.params import QueriesParams
     from pipeline.teacher.clients import LocalTeacher
     from pipeline.teacher.gate import QueryGate
-    from pipeline.teacher.keys import TeacherInputs
+    from pipeline.teacher.inputs import TeacherInputs
     from pipeline.teacher.store import AnswerStore
 
     count, batch = a["gate_images"], a["call_batch"]

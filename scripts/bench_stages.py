@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.data.tensors import describe, resolve_device, to_input  # noqa: E402
+from pipeline.data.tensors import resolve_device, to_input  # noqa: E402
 from pipeline.distill.interpolation import interpolate, sample_triples  # noqa: E402
 from pipeline.distill.losses import listwise_ranking_loss  # noqa: E402
 from pipeline.distill.train import TrainingData, train_student  # noqa: E402
@@ -48,7 +48,7 @@ def bench_dump(device, repeats: int, n: int = 3000) -> dict:
     from pipeline.params import QueriesParams
     from pipeline.teacher.clients import LocalTeacher
     from pipeline.teacher.gate import QueryGate
-    from pipeline.teacher.keys import TeacherInputs
+    from pipeline.teacher.inputs import TeacherInputs
     from pipeline.teacher.store import AnswerStore
     from tests.pipeline_copy import built_teacher
 
@@ -149,7 +149,8 @@ def main(device: str, repeats: int) -> None:
     click.echo(f"dump:     {d['dump_images_per_second']:,.0f} img/s through the gate vs "
                f"{d['bare_forward_images_per_second']:,.0f} img/s bare forward: {d['ratio']:.2f}x (target >= 0.9)")
     t = bench_training(dev, repeats)
-    click.echo(f"training: {t['train_steps_per_second']:.1f} steps/s vs {t['bare_loop_steps_per_second']:.1f} bare loop "
+    click.echo(f"training: {t['train_steps_per_second']:.1f} steps/s vs "
+               f"{t['bare_loop_steps_per_second']:.1f} bare loop "
                f"({t['student']}, {t['batch']} rows a step): {t['ratio']:.2f}x (target >= 0.8)")
     s = bench_search(repeats)
     click.echo(f"search:   {s['search_seconds'] * 1000:.0f} ms vs {s['matmul_and_sort_seconds'] * 1000:.0f} ms plain "

@@ -35,7 +35,8 @@ def main(arch: str, size: int, scales: str, photos: int, threads: int, device: s
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     model = create(arch, 0, 3).to(dev).eval()
-    pre = {"image_size": size, "scales": [float(s) for s in scales.split(",")], "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    pre = {"image_size": size, "scales": [float(s) for s in scales.split(",")], "mean": IMAGENET_MEAN,
+           "std": IMAGENET_STD}
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (size * 3 // 4, size, 3), dtype=np.uint8))
     describe_images(model, [img], pre, dev)  # warm-up
     t0 = time.perf_counter()

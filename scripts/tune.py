@@ -65,13 +65,14 @@ def tune(methods, budgets, seeds, sets, out):
 
     from pipeline import tracking
     from pipeline.data import prepared
-    from pipeline.data.split import class_level_gnd
-    from pipeline.data.tensors import describe, resolve_device
     from pipeline.data.images import student_arrays
+    from pipeline.data.split import class_level_gnd
+    from pipeline.data.tensors import resolve_device
     from pipeline.distill.ceiling import answers_for, skipped_reason
     from pipeline.distill.interpolation import virtual_samples
-    from pipeline.distill.sampling import nested_subset, validation_split
+    from pipeline.distill.sampling import validation_split
     from pipeline.distill.train import TrainingData, train_student
+    from pipeline.models.inference import describe
     from pipeline.params import parse_params
     from pipeline.retrieval.metrics import retrieval_metrics
 
@@ -113,7 +114,7 @@ def tune(methods, budgets, seeds, sets, out):
                                            lambda: labels[subset])
             init = None
             if m.pool == "pretrain":  # the pretrain stage's weights for this size (`dvc repro pretrain`)
-                from stages.train import pretrained_init
+                from pipeline.distill.cell import pretrained_init
 
                 init = pretrained_init(ROOT / "models/pretrained" / f"{p.student}.pt", p.size())
             t0 = time.perf_counter()

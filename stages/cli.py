@@ -83,12 +83,16 @@ def _register_teacher(teacher_dir: Path) -> str:
                                "teacher.kind is a built one, or pass --model-uri")
         latest = max(versions, key=lambda v: int(v.version))
         return f"models:/{SERVED_MODEL}/{latest.version}"
-    with tracking.reopen_run(teacher_dir / "mlflow.json", "teacher") as run:
-        run_uri = f"runs:/{run.info.run_id}/model"
-        try:
-            mlflow.models.get_model_info(run_uri)
-        except (mlflow.exceptions.MlflowException, OSError):  # a store that lost the run, or an older run
+    exp_id = mlflow.get_experiment_by_name(tracking.experiment_name()).experiment_id
+    found = client.search_runs([exp_id], f"tags.role = 'teacher-model' and tags.weights = '{card['weights_sha256']}'",
+                               max_results=1)
+    if found:
+        run = found[0]
+    else:  # logged once per teacher's weights
+        with mlflow.start_run(run_name=f"teacher model ({card['arch']})",
+                              tags={"role": "teacher-model", "weights": card["weights_sha256"]}) as run:
             log_teacher_model(teacher_dir, card)
+    run_uri = f"runs:/{run.info.run_id}/model"
     existing = [v for v in (client.search_model_versions(f"name='{SERVED_MODEL}'") if _registered(client) else [])
                 if v.run_id == run.info.run_id]
     version = existing[0].version if existing else mlflow.register_model(run_uri, SERVED_MODEL).version
@@ -158,45 +162,72 @@ def report(reports: Path):
     """
     import pandas as pd
 
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
 
     path = reports / "summary.csv"
     if not path.exists():
-        raise DatasetError(f"{path} not found: run the pipeline first (`derd run` or `make run`)")
+        raise ArtifactError(f"{path} not found: run the pipeline first (`derd run` or `make run`)")
     df = pd.read_csv(path)
     table = df.pivot(index="method", columns="budget", values="map_mean").loc[list(dict.fromkeys(df["method"]))]
     ratio = df.pivot(index="method", columns="budget", values="ratio").loc[table.index]
-    cells = table.map(lambda v: f"{v:.4f}") + ratio.map(lambda r: f" ({100 * r:.0f}%)")
-    std = df.pivot(index="method", columns="budget", values="map_std").loc[table.index]
+    cells = table.map(lambda v: f"{v:.4f}")
     if df["seeds"].max() > 1:
-        cells = table.map(lambda v: f"{v:.4f}") + std.map(lambda v: f" ± {v:.4f}") + ratio.map(lambda r: f" ({100 * r:.0f}%)")
+        std = df.pivot(index="method", columns="budget", values="map_std").loc[table.index]
+        cells += std.map(lambda v: f" ± {v:.4f}")
+    cells += ratio.map(lambda r: f" ({100 * r:.0f}%)")
     cells.columns = [f"B={b}" for b in cells.columns]
     click.echo(f"mAP (Medium protocol); teacher mAP {df['teacher_map'].iloc[0]:.4f}; mean over {df['seeds'].max()} "
                "seed(s), (% of the teacher)")
     click.echo(cells.to_string())
-    for extra in ("claims.md",):
-        if (reports / extra).exists():
-            click.echo(f"\n{(reports / extra).read_text().strip()}")
+    if (reports / "claims.md").exists():
+        click.echo(f"\n{(reports / 'claims.md').read_text().strip()}")
+
+
+UI_HOST = "derd.localhost"  # loopback by name (browsers resolve *.localhost themselves): see `ui`
+
+
+def ui_link(port: int, exp_id: str, config: str | None) -> str:
+    """The runs page of the project's experiment, filtered on one configuration's records."""
+    from urllib.parse import urlencode
+
+    query = {"workflowType": "machine_learning"}  # MLflow 3.17 opens experiments on its GenAI pages otherwise
+    if config:
+        query["searchFilter"] = f"tags.config = '{config}'"
+    return f"http://{UI_HOST}:{port}/#/experiments/{exp_id}/runs?{urlencode(query)}"
 
 
 @main.command()
 @click.option("--port", default=5000, show_default=True, help="port on 127.0.0.1")
-def ui(port: int):
-    """The MLflow UI on 127.0.0.1; prints the link that opens on this project's runs.
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(path_type=Path),
+              help="the configuration to open on")
+def ui(port: int, params_path: Path):
+    """The MLflow UI on 127.0.0.1; prints the link that opens on the runs of params.yaml's configuration.
+
+    The link names the server derd.localhost (which browsers resolve to 127.0.0.1 themselves): MLflow's UI
+    opens its Assistant panel over a third of the page on a first visit to "localhost" or "127.0.0.1".
 
     \b
       derd ui --port 5000      # then open the link it prints
     """
     from pipeline import tracking
+    from pipeline.errors import DerdError
 
     uri = tracking.tracking_uri(Path.cwd())
     exp_id = tracking.connect(Path.cwd())
-    # MLflow 3.17 opens experiments on its GenAI pages unless the link says model training
-    click.echo(f"MLflow UI for {uri}: open http://127.0.0.1:{port}/#/experiments/{exp_id}/runs"
-               "?workflowType=machine_learning", err=True)
+    try:
+        config = tracking.configuration(load(params_path))[0]
+    except DerdError as exc:
+        config = None
+        click.echo(f"{params_path} is not valid ({exc}): the link shows every configuration", err=True)
+    if config and not tracking.recorded(exp_id, config):
+        click.echo(f"no record of {params_path}'s configuration {config} yet (`dvc repro` makes them): the link "
+                   "shows every configuration", err=True)
+        config = None
+    click.echo(f"MLflow UI for {uri}: open {ui_link(port, exp_id, config)}", err=True)
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no background job runner: faster start
     sys.exit(subprocess.call([tool("mlflow"), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-                              "--port", str(port)], env=env))
+                              "--port", str(port), "--allowed-hosts", f"{UI_HOST}:{port},localhost:{port},"
+                              f"127.0.0.1:{port}", "--cors-allowed-origins", f"http://{UI_HOST}:{port}"], env=env))
 
 
 @main.command()
@@ -216,16 +247,14 @@ def export(student: Path, out: Path | None, prepared: Path, params_path: Path):
     \b
       derd export models/students/3000-derd-plus-medium-0.pt
     """
-    import numpy as np
-
     from pipeline import export as ex
     from pipeline.checkpoint import load_model
     from pipeline.data import prepared as prepared_data
     from pipeline.data.images import student_arrays
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
+    from pipeline.export_check import parity as export_parity
     from pipeline.io import write_json_atomic
     from pipeline.models.deploy import deployable
-    from pipeline.retrieval.metrics import retrieval_metrics
 
     params = load(params_path)
     out = out or Path("exports") / student.stem
@@ -235,24 +264,16 @@ def export(student: Path, out: Path | None, prepared: Path, params_path: Path):
     queries, database = (student_arrays(x, size) for x in (test.query_images, test.db_images))
     ex.to_onnx(model, queries[:2], out / "model.onnx")
     ex.to_torchscript(model, queries[:2], out / "model.torchscript.pt")
-    onnx, script = ex.OnnxDescriptor(out / "model.onnx"), ex.load_torchscript(out / "model.torchscript.pt")
-    sample = database[:100]
-    want = ex.torch_descriptors(model, sample)
-    diffs = {"onnx": float(np.abs(onnx(sample) - want).max()), "torchscript": float(np.abs(script(sample) - want).max())}
-    maps = {"pytorch": retrieval_metrics(ex.torch_descriptors(model, queries), ex.torch_descriptors(model, database),
-                                         test.gnd)["map"]}
-    maps["onnx"] = retrieval_metrics(onnx(queries), onnx(database), test.gnd)["map"]
-    maps["torchscript"] = retrieval_metrics(script(queries), script(database), test.gnd)["map"]
-    parity = {"max_abs_difference_100_images": diffs, "map": maps,
-              "ok": all(d <= 1e-4 for d in diffs.values()) and all(abs(m - maps["pytorch"]) <= 1e-4 for m in maps.values())}
+    parity = export_parity(model, out / "model.onnx", out / "model.torchscript.pt", queries, database, test.gnd)
     write_json_atomic(out / "parity.json", parity)
+    diffs, maps = parity["max_abs_difference_100_images"], parity["map"]
     for fmt in ("onnx", "torchscript"):
         click.echo(f"{fmt}: max |difference| {diffs[fmt]:.2e} on 100 images; mAP {maps[fmt]:.6f} "
                    f"(PyTorch {maps['pytorch']:.6f})")
     click.echo(f"wrote {out / 'model.onnx'}, {out / 'model.torchscript.pt'}, {out / 'parity.json'}")
     if not parity["ok"]:
-        raise DatasetError(f"the exported model does not match the original (see {out / 'parity.json'}); "
-                           "do not deploy it")
+        raise ArtifactError(f"the exported model does not match the original (see {out / 'parity.json'}); "
+                            "do not deploy it")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from pipeline.errors import DerdError
+from pipeline.grid import run_name  # noqa: F401  (the stages' file names)
 
 params_option = click.option("--params", "params_path", default="params.yaml", show_default=True,
                              type=click.Path(path_type=Path), help="the params file")
@@ -68,14 +69,6 @@ def setup(params_path: Path = Path("params.yaml")):
     if params.runtime.threads:
         torch.set_num_threads(params.runtime.threads)
     return params, resolve_device(params.runtime.device)
-
-
-def run_name(budget: int | str | None, method: str, size: str, seed: int) -> str:
-    """The file stem of one student (``models/students/<name>.pt``, ``metrics/students/<name>.json``);
-    ``budget`` None is the full-supervision baseline, "pool" the distillation ceiling."""
-    if budget is None:
-        return f"full-{size}-{seed}"
-    return f"ceiling-{size}-{seed}" if budget == "pool" else f"{budget}-{method}-{size}-{seed}"
 
 
 class PlainProgress:

@@ -13,25 +13,26 @@ from stages.common import params_option, path_option, progress, setup, stage
 
 
 def load_subsets(folder: Path, budgets) -> dict[int, np.ndarray]:
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
 
     subsets = {}
     for b in budgets:
         path = folder / f"{b}.npy"
         if not path.exists():
-            raise DatasetError(f"{path} not found: run `dvc repro sample@{b}` first")
+            raise ArtifactError(f"{path} not found: run `dvc repro sample` first")
         subsets[b] = np.load(path)
     largest = subsets[max(budgets)]
     for b, s in subsets.items():
         if not np.array_equal(s, largest[:len(s)]):
-            raise DatasetError(f"{folder / f'{b}.npy'} is not a prefix of the largest subset: rerun `dvc repro -f sample`")
+            raise ArtifactError(f"{folder / f'{b}.npy'} is not a prefix of the largest subset: "
+                                "rerun `dvc repro -f sample`")
     return subsets
 
 
 def pool_inputs(prepared: Path, subset: np.ndarray):
     """The subset's images as the teacher receives them, with their names."""
     from pipeline.data import prepared as prepared_data
-    from pipeline.teacher.keys import TeacherInputs
+    from pipeline.teacher.inputs import TeacherInputs
 
     pool, names = prepared_data.pool_images(prepared), prepared_data.pool_names(prepared)
     images = pool[subset] if isinstance(pool, np.ndarray) else pool.take(subset)
@@ -47,10 +48,9 @@ def pool_inputs(prepared: Path, subset: np.ndarray):
 @path_option("--metrics", help="the query accounting JSON")
 @stage
 def dump(params_path: Path, teacher: Path, prepared: Path, subsets: Path, out: Path, metrics: Path):
+    from pipeline import distributed
     from pipeline.io import save_npz_atomic, write_json_atomic
     from pipeline.teacher.blackbox import open_teacher
-
-    from pipeline import distributed
 
     params, device = setup(params_path)
     distributed.relaunch(params.runtime.processes)  # under torchrun when runtime.processes > 1

@@ -21,14 +21,13 @@ from stages.common import params_option, path_option, progress, setup, stage
 @path_option("--out", help="the pool's descriptors .npz")
 @stage
 def dump_pool(params_path: Path, teacher: Path, prepared: Path, after: Path, out: Path):
+    from pipeline import distributed
     from pipeline.data import prepared as prepared_data
     from pipeline.distill.ceiling import PURPOSE, enabled
     from pipeline.distill.sampling import training_pool
     from pipeline.io import save_npz_atomic
     from pipeline.teacher.blackbox import open_teacher, read_card
     from stages.dump import pool_inputs
-
-    from pipeline import distributed
 
     params, device = setup(params_path)
     card = read_card(teacher)

@@ -31,14 +31,15 @@ def efficiency(params_path: Path, teacher: Path, queries: Path, prepared: Path, 
 
     from pipeline.data import prepared as prepared_data
     from pipeline.data.images import student_arrays
-    from pipeline.data.tensors import describe, input_channels
+    from pipeline.data.tensors import input_channels
     from pipeline.efficiency import describe_throughput, flops_per_image, parameter_count, side_by_side
     from pipeline.io import write_json_atomic
     from pipeline.models import create
+    from pipeline.models.inference import describe
     from pipeline.models.registry import check_names
     from pipeline.params import BUILT_TEACHERS
     from pipeline.teacher.blackbox import client_for, read_card
-    from pipeline.teacher.keys import TeacherInputs
+    from pipeline.teacher.inputs import TeacherInputs
 
     params, device = setup(params_path)
     check_names(params)  # before any model is built
@@ -115,7 +116,7 @@ def efficiency(params_path: Path, teacher: Path, queries: Path, prepared: Path, 
                     f"{e['throughput_ratio_max']}x over {e['throughput_repeats']} side-by-side repeats)"
                     if e["throughput_ratio_min"] is not None else ", from its call timings)")
                     if e["throughput_ratio"] else ""))
-    click.echo(f"teacher: " + (f"{card['parameters']:,} params, {t_flops / 1e6:.2f} MFLOP/image, " if t_flops else "") +
+    click.echo("teacher: " + (f"{card['parameters']:,} params, {t_flops / 1e6:.2f} MFLOP/image, " if t_flops else "") +
                (f"{teacher_ips:,.0f} img/s ({'side by side' if built else 'its answered calls, network included'})"
                 if teacher_ips else "throughput unknown") +
                (f"; its answered calls through the gate: {calls_ips:,.0f} img/s (not used for the ratio)"

@@ -15,7 +15,7 @@ def test_inputs(test):
     """Queries (cropped to their box) then the database, as the teacher receives them."""
     import numpy as np
 
-    from pipeline.teacher.keys import TeacherInputs
+    from pipeline.teacher.inputs import TeacherInputs
 
     if isinstance(test.query_images, np.ndarray):
         images = np.concatenate([test.query_images, test.db_images])
@@ -34,15 +34,14 @@ def test_inputs(test):
                                    "memory-mappable: asymmetric retrieval reads them)")
 @stage
 def evaluate_teacher(params_path: Path, teacher: Path, prepared: Path, out: Path, gallery: Path, descriptors: Path):
-    from pipeline.data import prepared as prepared_data
     import numpy as np
 
+    from pipeline import distributed
+    from pipeline.data import prepared as prepared_data
     from pipeline.io import save_npy_atomic, write_json_atomic
     from pipeline.pictures import gallery_queries, gallery_rows
     from pipeline.retrieval.metrics import search_and_score
     from pipeline.teacher.blackbox import open_teacher
-
-    from pipeline import distributed
 
     params, device = setup(params_path)
     distributed.relaunch(params.runtime.processes)  # under torchrun when runtime.processes > 1

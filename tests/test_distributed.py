@@ -65,7 +65,8 @@ def test_a_dump_on_two_ranks_gives_the_same_descriptors_and_asks_each_image_once
     run(one, "dump", 1)
     out = run(two, "dump", 2)
     assert "on 2 ranks" in json.loads((two / "metrics/queries.json").read_text())["teacher"]
-    with np.load(one / "data/teacher/train_descriptors.npz") as a, np.load(two / "data/teacher/train_descriptors.npz") as b:
+    dumped = "data/teacher/train_descriptors.npz"
+    with np.load(one / dumped) as a, np.load(two / dumped) as b:
         assert np.array_equal(a["indices"], b["indices"])
         assert np.allclose(a["descriptors"], b["descriptors"], atol=1e-6)
     calls = [c for ledger in (two / "store").glob("*/ledger.jsonl") for c in read_ledger(ledger)]

@@ -57,7 +57,8 @@ def test_outputs_of_every_stage(finished_repo):
         [(z, b, "derd-plus") for z in ("small", "tiny") for b in ("20", "50")] +
         [(z, "all", "supervised-full") for z in ("small", "tiny")] +  # rows say what produced them
         [(z, "pool", "derd-plus-ceiling") for z in ("small", "tiny")])
-    assert (frontier.loc[frontier["size"] == "tiny", "mflops"] < frontier.loc[frontier["size"] == "small", "mflops"].max()).all()
+    small_max = frontier.loc[frontier["size"] == "small", "mflops"].max()
+    assert (frontier.loc[frontier["size"] == "tiny", "mflops"] < small_max).all()
     claims = (repo / "reports/claims.md").read_text()
     assert claims.count("- **(") == 8 and "fewer than 3, so no verdict below is beyond noise" in claims
     assert claims.count("1 seed only: noise not measured") >= 4  # each verdict line says it
@@ -122,7 +123,10 @@ def test_mlflow_runs(finished_repo):
     assert set(students["params.schedule.steps"]) == {"30", "10"}  # the ceiling: ceiling.steps
     full = students[students["tags.method"] == "supervised-full"]
     assert (full["params.train_images"].astype(int) == 5500).all()  # the pool less the validation split
-    assert runs["tags.pipeline"].nunique() == 1 and runs["tags.pipeline"].notna().all()  # one configuration: one group
+    assert runs["tags.config"].nunique() == 1 and runs["tags.config"].notna().all()  # one configuration
+    assert set(runs["tags.role"]) == {"student", "teacher", "report"}
+    assert (students["params.config.data.n_queries"] == "100").all()  # each record shows its configuration
+    assert set(students["params.config.method.derd.space"].dropna()) == {"representation"}
     arch = {"small": "student_fast-64d", "tiny": "student_tiny-32d"}
     assert set(students["tags.mlflow.runName"]) == {  # what each run is, and its mAP, in its name
         f"mAP {mp:.4f} | B={b} {m} seed 0 {z} {arch[z]}" for b, m, z, mp in
@@ -138,6 +142,9 @@ def test_mlflow_runs(finished_repo):
     assert {"training_curve.png", "metrics", gallery} <= artifacts  # its pictures are logged with the run
     run = client.get_run(run_id)
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest
+    for budget in (20, 50):  # the best student of each budget is registered, with its model
+        assert client.search_model_versions(f"name='derd-student-B{budget}'")
+    run_id = client.search_model_versions("name='derd-student-B50'")[0].run_id
     model = mlflow.pytorch.load_model(f"runs:/{run_id}/model")  # uint8 images in, descriptors out
     images = np.load(finished_repo / "data/prepared/test.npz")["query_images"][:3]
     import torch
@@ -145,8 +152,6 @@ def test_mlflow_runs(finished_repo):
     assert model(torch.from_numpy(images)).shape[0] == 3
     info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
     assert info.signature.inputs.to_dict()[0]["tensor-spec"]["dtype"] == "uint8"
-    for budget in (20, 50):  # the best student of each budget is registered
-        assert client.search_model_versions(f"name='derd-student-B{budget}'")
     assert runs[runs["tags.role"] == "teacher"]["metrics.map"].between(0.3, 1).all()
 
 
@@ -156,15 +161,52 @@ def test_no_change_repro_does_nothing(finished_repo, tmp_path):
     assert "Data and pipelines are up to date" in out
 
 
-def test_a_new_test_split_makes_only_evaluations_stale(finished_repo, tmp_path):
-    """`data.n_queries` changes the test split, not the pool: no subset, no student is redone."""
+def _workspace_figures(repo) -> dict[str, float]:
+    """mAP of every evaluated model, as metrics/ holds it now."""
+    figures = {p.stem: json.loads(p.read_text()).get("map") for p in (repo / "metrics/students").glob("*.json")}
+    figures["teacher"] = json.loads((repo / "metrics/teacher.json").read_text())["map"]
+    return figures
+
+
+def _store_figures(repo, config: str) -> dict[str, float]:
+    """mAP of every record of one configuration in the copy's MLflow store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["data-efficient-ranking-distillation"],
+                              filter_string=f"tags.config = '{config}'")
+    runs = runs[runs["tags.role"].isin(["student", "teacher"])]
+    names = runs["tags.cell"].where(runs["tags.role"] == "student", "teacher")
+    assert names.is_unique, f"configuration {config} has two records of one model: {sorted(names)}"
+    return dict(zip(names, runs["metrics.map"]))
+
+
+def test_mlflow_keeps_every_configurations_figures_through_an_edit_and_its_revert(finished_repo, tmp_path):
+    """A new test split (`data.n_queries`) makes only evaluations stale; after `dvc repro` and after
+    the edit is reverted (DVC restores every stage from its run cache), MLflow holds the figures now in
+    metrics/ under the configuration now in params.yaml, and the other configuration's records unchanged."""
+    from pipeline.params import load_params
+    from pipeline.tracking import configuration
+
     repo = clone(finished_repo, tmp_path / "copy")
+    first, first_config = _workspace_figures(repo), configuration(load_params(repo / "params.yaml"))[0]
+    assert _store_figures(repo, first_config) == {k: v for k, v in first.items() if v is not None}
     set_params(repo, deep_update(dict(TINY), {"data": {"n_queries": 60}}))
     assert "Running stage 'prepare'" in dvc(repo, "repro", "prepare").stdout
     status = dvc(repo, "status").stdout
-    assert "evaluate-teacher:" in status and "evaluate@20-derd-0:" in status and "report:" in status
+    assert "evaluate-teacher:" in status and "evaluate:" in status
     stale = {line[:-1] for line in status.splitlines() if line.endswith(":") and not line.startswith(" ")}
     assert not {s for s in stale if s.startswith(("sample", "train", "frontier", "full", "dump", "augment"))}, stale
+    dvc(repo, "repro")
+    second, second_config = _workspace_figures(repo), configuration(load_params(repo / "params.yaml"))[0]
+    assert second_config != first_config and second["teacher"] != first["teacher"]
+    set_params(repo, dict(TINY))  # the edit reverted
+    out = dvc(repo, "repro").stdout
+    assert not [s for s in ran_stages(out) if s != "track"], out  # every other stage restored from the run cache
+    assert _workspace_figures(repo) == first
+    assert _store_figures(repo, first_config) == {k: v for k, v in first.items() if v is not None}
+    assert _store_figures(repo, second_config) == {k: v for k, v in second.items() if v is not None}
+    assert "Data and pipelines are up to date" in dvc(repo, "repro").stdout
 
 
 def test_one_methods_knob_makes_only_that_methods_stages_stale(finished_repo, tmp_path):
@@ -202,10 +244,12 @@ def test_the_derd_command_reports_and_tells_where_things_stand(finished_repo, mo
     monkeypatch.chdir(finished_repo)
     report = CliRunner().invoke(main, ["report"])
     assert report.exit_code == 0, report.output
-    assert "B=20" in report.output and "derd-plus" in report.output and "(a) At the two smallest budgets" in report.output
+    assert "B=20" in report.output and "derd-plus" in report.output
+    assert "(a) At the two smallest budgets" in report.output
     status = CliRunner().invoke(main, ["status"])
     assert status.exit_code == 0, status.output
-    assert "budgets: 20, 50" in status.output and "train: 1 requests, 50 images sent (50 answered, 0 lost" in status.output
+    assert "budgets: 20, 50" in status.output
+    assert "train: 1 requests, 50 images sent (50 answered, 0 lost" in status.output
     assert "training set of the last dump: 50 images sent for its 50 images, budget 50: 0 calls left" in status.output
     assert "pipeline: up to date" in status.output
     for command in ("run", "status", "report", "ui", "export", "serve-teacher"):
@@ -233,7 +277,7 @@ def test_no_unqueried_pool_image_reaches_the_teacher_for_the_budget(finished_rep
     """The training purpose sent exactly the largest subset's pixels; every other pool image the store
     holds was sent under the ceiling's own purpose (after the budget's dump), none of the validation split."""
     from pipeline.data import prepared
-    from pipeline.teacher.keys import pixels_key
+    from pipeline.teacher.inputs import pixels_key
 
     store_dir = next((finished_repo.parent / "teacher-store").glob("train-*"))
     calls = ledger_calls(finished_repo.parent / "teacher-store")
@@ -260,9 +304,7 @@ def test_without_the_ceiling_nothing_beyond_the_budget_is_asked_and_the_report_s
     repo = clone(finished_repo, tmp_path / "copy")
     before = len(ledger_calls(repo.parent / "teacher-store"))
     edit_params(repo, {"ceiling": {"run": "false"}})
-    for name in ("dump-pool", "ceiling@small-0", "ceiling@tiny-0", "lever-random@20-0", "evaluate-ceiling@small-0",
-                 "evaluate-ceiling@tiny-0",
-                 "evaluate-lever-random@20-0", "report"):
+    for name in ("dump-pool", "ceiling@small-0", "ceiling@tiny-0", "lever-random@20-0", "evaluate", "report"):
         out = run_stage(repo, name).output
         if name == "dump-pool":
             assert "distillation ceiling skipped: ceiling.run is false" in out
@@ -272,7 +314,8 @@ def test_without_the_ceiling_nothing_beyond_the_budget_is_asked_and_the_report_s
     assert "Distillation ceiling: not measured in this run (ceiling.run is false)" in md
     claims = (repo / "reports/claims.md").read_text()
     assert "(h) Choosing what to ask" in claims
-    assert "its random subsets' answers come from the ceiling's, which were not asked for (ceiling.run is false)" in claims
+    assert ("its random subsets' answers come from the ceiling's, which were not asked for "
+            "(ceiling.run is false)") in claims
 
 
 def _stale(repo) -> set[str]:
@@ -285,10 +328,10 @@ def test_the_pool_setting_or_the_strategy_makes_only_what_depends_on_it_stale(fi
 
     repo = clone(finished_repo, tmp_path / "copy")
     edit_params(repo, {"method": {"derd": {"pool": "none"}}})
-    assert _stale(repo) == {"train@20-derd-0", "train@50-derd-0", "report"}
+    assert _stale(repo) == {"train@20-derd-0", "train@50-derd-0", "report", "track"}
     edit_params(repo, {"method": {"derd": {"pool": "pretrain"}}, "sample": {"strategy": "random"}})
     stale = _stale(repo)
-    assert {"sample@20", "sample@50", "train@20-derd-0", "frontier@50-tiny-0", "lever-nopool@20-0"} <= stale
+    assert {"sample", "train@20-derd-0", "frontier@50-tiny-0", "lever-nopool@20-0"} <= stale
     untouched = ("prepare", "teacher", "pretrain", "full", "ceiling", "dump-pool", "sample-random", "lever-random",
                  "evaluate-teacher")
     assert not {s for s in stale if s.startswith(untouched)}, stale

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from pipeline.data import fashion_mnist
@@ -48,7 +47,7 @@ def test_invalid_params_stop_a_stage_cleanly(tmp_path, override, message):
     (tmp_path / "data/prepared/pool.json").write_text(json.dumps({"pool_size": 60000}))
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     write_params(tmp_path, override)
-    result = run_in_process(tmp_path, "sample@100", check=False)
+    result = run_in_process(tmp_path, "sample", check=False)
     assert result.exit_code == 1 and result.output.startswith("error [sample]: ")
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "data/subsets").exists()
@@ -76,6 +75,24 @@ def test_a_bug_keeps_its_traceback(tmp_path):
 
     result = CliRunner().invoke(broken)
     assert isinstance(result.exception, KeyError)
+
+
+@pytest.mark.parametrize("kind", ["ParamsError", "DatasetError", "ArtifactError", "WeightsError", "BudgetExceeded",
+                                  "TeacherError", "TeacherChanged", "TrackingError"])
+def test_every_project_error_stops_a_stage_in_one_line(kind):
+    import click
+    from click.testing import CliRunner
+
+    from pipeline import errors
+    from stages.common import stage
+
+    @click.command()
+    @stage
+    def failing():
+        raise getattr(errors, kind)("what went wrong and the fix")
+
+    result = CliRunner().invoke(failing)
+    assert result.exit_code == 1 and result.output == "error [failing]: what went wrong and the fix\n"
 
 
 def test_missing_dataset_files_say_how_to_get_them(tmp_path):

@@ -15,12 +15,21 @@ import pytest
 import torch
 
 from pipeline.checkpoint import FileCheckpointer
-from pipeline.distill.interpolation import sample_triples, normalize_rows
+from pipeline.distill.interpolation import normalize_rows, sample_triples
 from pipeline.distill.sampling import nested_subset
 from pipeline.distill.train import train_student
 from pipeline.models import create
-from tests.pipeline_copy import (REPO, built_teacher, edit_params, env, read_ledger, repo_params, run_stage, set_params,
-                                 stage_argv)
+from tests.pipeline_copy import (
+    REPO,
+    built_teacher,
+    edit_params,
+    env,
+    read_ledger,
+    repo_params,
+    run_stage,
+    set_params,
+    stage_argv,
+)
 
 DUMP_BUDGET = 2000
 
@@ -124,7 +133,6 @@ def tiny_training(steps=30):
     targets = normalize_rows(rng.standard_normal((40, 16))).astype(np.float32)
     triples = sample_triples(targets, 2.0, 0.4, "random", 5, np.random.default_rng(1))
     from pipeline.distill.interpolation import interpolate
-
     from pipeline.distill.train import TrainingData
 
     p = repo_params({"students": {"small": {"arch": "student_tiny", "dim": 8}},
@@ -167,7 +175,7 @@ def test_stale_checkpoint_is_ignored(tmp_path):
 
 def test_determinism_same_seed_same_everything():
     """Same seed and params: identical weights and curve, so metrics equal to 1e-12 on the CPU."""
-    from pipeline.data.tensors import describe
+    from pipeline.models.inference import describe
     from pipeline.retrieval.metrics import retrieval_metrics
 
     a1 = train_student(*tiny_training(), seed=3, device=torch.device("cpu"))

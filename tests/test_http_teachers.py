@@ -166,19 +166,22 @@ def test_unusable_answers_name_the_endpoint_and_keep_what_was_stored(tmp_path, s
     g.describe(inputs(images(2)), "train", 4)
     service.script = [answer]
     with pytest.raises(TeacherError, match=f"the teacher at {service.url}/invocations {message}"):
-        served_gate(tmp_path, mlflow_client(service.url), call_batch=2, verify=0).describe(inputs(images(4)), "train", 4)
+        gate = served_gate(tmp_path, mlflow_client(service.url), call_batch=2, verify=0)
+        gate.describe(inputs(images(4)), "train", 4)
     assert len(AnswerStore(tmp_path / "store", {"kind": "served", "url": f"{service.url}/invocations"})) == 2
 
 
 def test_a_wrong_model_name_lists_the_served_ones(service):
-    with pytest.raises(TeacherError, match="no usable model 'teachr'.*HTTP 404.*check teacher.model .the served models: teacher"):
+    with pytest.raises(TeacherError,
+                       match="no usable model 'teachr'.*HTTP 404.*check teacher.model .the served models: teacher"):
         KServeTeacher(service.url, "teachr", HttpEndpoint(service.url, 5)).check()
 
 
 def test_the_auth_key_is_sent_but_never_written(tmp_path, monkeypatch):
     service = FakeService(require_auth=True)
     try:
-        with pytest.raises(TeacherError, match="teacher.auth_env names the environment variable TEACHER_KEY, which is not set"):
+        with pytest.raises(TeacherError,
+                           match="teacher.auth_env names the environment variable TEACHER_KEY, which is not set"):
             HttpEndpoint(service.url, 5, auth_env="TEACHER_KEY")
         monkeypatch.setenv("TEACHER_KEY", "Bearer wrong")
         g = served_gate(tmp_path, mlflow_client(service.url, auth_env="TEACHER_KEY"))

@@ -3,7 +3,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.data.images import ImageFiles
-from pipeline.teacher.keys import TeacherInputs, pixels_key
+from pipeline.teacher.inputs import TeacherInputs, pixels_key
 
 
 def photos(root, n=24):

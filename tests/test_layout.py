@@ -3,7 +3,8 @@ project's own error types."""
 import ast
 from pathlib import Path
 
-from scripts.stage_deps import REPO, imports_of
+from pipeline.code_deps import imports_of
+from scripts.stage_deps import REPO
 
 
 def modules():
@@ -12,7 +13,7 @@ def modules():
 
 
 def test_no_import_cycles():
-    graph = {name: {m.removesuffix(".__init__") for m in imports_of(path)} - {name} for name, path in modules()}
+    graph = {name: {m.removesuffix(".__init__") for m in imports_of(REPO, path)} - {name} for name, path in modules()}
     state: dict[str, int] = {}
 
     def visit(node, trail):
@@ -39,4 +40,5 @@ def test_the_projects_error_types_live_in_one_module():
     # the teacher's call outcomes are signals between a client and the gate, never shown to a user
     assert set(outside) <= {"CallError", "UnsafePickleError"}, outside
     assert all(Path(REPO / "pipeline/errors.py").read_text().count(f"class {c}(") for c in
-               ("DerdError", "ParamsError", "DatasetError", "BudgetExceeded", "TeacherError", "TrackingError"))
+               ("DerdError", "ParamsError", "DatasetError", "ArtifactError", "WeightsError", "BudgetExceeded",
+                "TeacherError", "TrackingError"))

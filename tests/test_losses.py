@@ -60,7 +60,12 @@ def test_hand_checked_value_for_three_points():
 
 # ---- the other terms a method may sum --------------------------------------------------------
 from pipeline.distill.losses import (  # noqa: E402
-    JointBatch, Objective, cosine_regression_loss, rkd_angle_loss, rkd_distance_loss, supcon_loss,
+    JointBatch,
+    Objective,
+    cosine_regression_loss,
+    rkd_angle_loss,
+    rkd_distance_loss,
+    supcon_loss,
 )
 
 
@@ -137,3 +142,30 @@ def test_identical_structure_gives_zero_for_every_teacher_term():
             continue
         loss, _ = Objective(method, 128, 128)(JointBatch(t.clone(), t, 8))
         assert loss.item() < 1e-5, name
+
+
+def test_each_registered_term_is_in_the_params_schema_and_computes_from_its_knobs():
+    """One registration per term (pipeline/distill/terms.py): the params schema, LABEL_LOSSES and the
+    objective's modules are derived from it and agree with it."""
+    from pipeline.distill.losses import MODULES, JointBatch
+    from pipeline.distill.terms import TERMS
+    from pipeline.params import LABEL_LOSSES, LossTerms
+
+    assert list(LossTerms.model_fields) == list(TERMS) == list(MODULES)  # the order terms are summed in
+    assert LABEL_LOSSES == tuple(name for name, term in TERMS.items() if term.reads_labels)
+    assert set(LABEL_LOSSES) == {"normsoftmax", "supcon"}
+    teacher, student = unit(8, 16, 1), unit(8, 12, 2).requires_grad_()
+    labels = torch.tensor([0, 1, 0, 1, 2, 2, 0, 1])
+    for name, term in TERMS.items():
+        assert term.knobs in LossTerms.model_fields[name].annotation.__args__, name
+        assert issubclass(MODULES[name], torch.nn.Module) and MODULES[name].__name__ == term.module
+        knobs = term.knobs(**{f: 0.5 for f in term.knobs.model_fields})
+        module = MODULES[name](knobs, student_dim=12, teacher_dim=16, n_classes=3)
+        # a label term never sees the teacher; a distillation term never sees labels
+        if term.reads_labels:
+            batch = JointBatch(student, None, 6, labels[:6])
+        else:
+            batch = JointBatch(student, teacher, 6, None)
+        value = module(batch)
+        assert value.ndim == 0 and torch.isfinite(value), name
+        assert LossTerms.model_validate({name: knobs.model_dump()}).items() == [(name, knobs)]

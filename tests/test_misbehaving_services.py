@@ -46,7 +46,9 @@ def served_gate(root, c, waits=None, sleep=None, **kw):
 
 
 def ledger_lines(store):
-    return [json.loads(line) for line in store.ledger_path.read_text().splitlines()] if store.ledger_path.exists() else []
+    if not store.ledger_path.exists():
+        return []
+    return [json.loads(line) for line in store.ledger_path.read_text().splitlines()]
 
 
 def written(root) -> bytes:
@@ -81,7 +83,8 @@ def test_redirects_are_not_followed_and_the_key_goes_to_the_configured_origin_on
         c = client(s.url, auth_env="TEACHER_KEY", auth_header="X-Api-Key")
         g = served_gate(tmp_path, c)
         s.script = [fault]
-        with pytest.raises(TeacherError, match=r"rejected the call: HTTP 307 .*redirects to http://127\.0\.0\.1.*not followed"):
+        with pytest.raises(TeacherError,
+                           match=r"rejected the call: HTTP 307 .*redirects to http://127\.0\.0\.1.*not followed"):
             g.describe(inputs(images(2)), "train", 2)
         assert other.calls == [] and other.other == []  # the other origin never saw the key, nor anything
         assert len(s.calls) == 1 and g.store.summary()["requests"] == 1  # one POST, one call on the ledger
@@ -292,7 +295,8 @@ def test_max_qps_holds_across_processes_sharing_a_store(tmp_path, server):
     """Two stage runs one after the other (each its own gate and store object, as two processes have):
     the second's first call waits for the first's last."""
     for seed in (1, 2):
-        served_gate(tmp_path, client(server.url), sleep=time.sleep, max_qps=4, verify=0).describe(inputs(images(1, seed=seed)), "train", 1)
+        gate = served_gate(tmp_path, client(server.url), sleep=time.sleep, max_qps=4, verify=0)
+        gate.describe(inputs(images(1, seed=seed)), "train", 1)
     gap = server.calls[1]["time"] - server.calls[0]["time"]
     assert gap >= 0.2, f"calls {gap:.3f} s apart at max_qps 4"
 
@@ -356,7 +360,8 @@ from pipeline.teacher.store import AnswerStore
 from tests.test_queries import DIM, images, inputs, queries
 url, root = sys.argv[1], sys.argv[2]
 c = MlflowTeacher(url, HttpEndpoint(url, 60))
-QueryGate(c, AnswerStore(root, {"kind": "served", "url": c.endpoint}), queries(), DIM).describe(inputs(images(2)), "train", 2)
+gate = QueryGate(c, AnswerStore(root, {"kind": "served", "url": c.endpoint}), queries(), DIM)
+gate.describe(inputs(images(2)), "train", 2)
 """
 
 

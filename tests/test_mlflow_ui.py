@@ -1,6 +1,6 @@
 """The MLflow UI as a user sees it: `derd ui` on 127.0.0.1, the link it prints opened in a real
-browser (Debian's Chromium, headless), the runs listed with their mAP. A screenshot is kept in
-test-artifacts/mlflow-ui.png."""
+browser (Debian's Chromium, headless): the current configuration's records listed with their mAP,
+no Assistant panel over them. A screenshot is kept in test-artifacts/mlflow-ui.png."""
 import re
 import shutil
 import subprocess
@@ -21,25 +21,32 @@ def chromium(*args: str) -> str:
     return proc.stdout
 
 
-def test_the_ui_opens_on_the_runs_with_their_map(finished_repo, tmp_path):
+def test_the_ui_opens_on_the_current_configurations_runs_with_their_map(finished_repo, tmp_path):
     import mlflow
 
+    from pipeline.params import load_params
+    from pipeline.tracking import configuration
+
+    config = configuration(load_params(finished_repo / "params.yaml"))[0]
     port = free_port()
     ui = Served([str(BIN / "derd"), "ui", "--port", str(port)], finished_repo, tmp_path / "ui.log",
                 f"http://127.0.0.1:{port}/health")
     try:
-        link = re.search(r"open (http://127\.0\.0\.1:\d+/#/experiments/\d+/runs\?workflowType=machine_learning)",
-                         ui.log.read_text()).group(1)
+        link = re.search(r"open (http://derd\.localhost:\d+/#/experiments/\d+/runs\?workflowType=machine_learning"
+                         r"&searchFilter=\S+)", ui.log.read_text()).group(1)
+        assert f"%27{config}%27" in link  # filtered on tags.config of params.yaml's configuration
         shot = REPO / "test-artifacts" / "mlflow-ui.png"
         shot.parent.mkdir(exist_ok=True)
         dom = chromium(f"--screenshot={shot}", "--dump-dom", link)
     finally:
         ui.kill()
     mlflow.set_tracking_uri(f"sqlite:///{finished_repo / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["data-efficient-ranking-distillation"])
+    runs = mlflow.search_runs(experiment_names=["data-efficient-ranking-distillation"],
+                              filter_string=f"tags.config = '{config}'")
     names = runs.loc[runs["tags.role"].isin(["student", "teacher"]), "tags.mlflow.runName"].tolist()
     assert len(names) == 15 and all(n.startswith("mAP 0.") for n in names)
     for name in names:  # every student and the teacher, each with its mAP, in the rendered page
         assert name in dom, f"{name!r} is not on the runs page"
     assert "Overview" not in re.sub(r"<[^>]+>", " ", dom).split("Runs")[0][-200:]  # not the GenAI overview
+    assert "MLflow Assistant" not in dom  # its panel would cover a third of the runs
     assert shot.stat().st_size > 20_000

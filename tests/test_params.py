@@ -66,8 +66,10 @@ def test_every_key_must_be_in_params_yaml(key):
     ({"budgets": []}, "'budgets': tuple should have at least 1 item"),
     ({"budgets": [1.5]}, r"'budgets\[0\]': input should be a valid integer"),
     ({"students": {"small": {"dim": 0}}}, "'students.small.dim': input should be greater than 0"),
-    ({"students": {"small": {"weights": "efficientnet-lite"}}}, "'students.small.weights' initialises a gem_<backbone>"),
-    ({"student": "huge"}, "'student' names the student size 'huge', which 'students' does not define; choose from small"),
+    ({"students": {"small": {"weights": "efficientnet-lite"}}},
+     "'students.small.weights' initialises a gem_<backbone>"),
+    ({"student": "huge"},
+     "'student' names the student size 'huge', which 'students' does not define; choose from small"),
     ({"sizes": ["small", "large"]}, "'sizes' must include the compared size 'student'"),
     ({"methods": ["derd", "derd-plus"]}, "'methods' lists the recommended method 'derd-plus'"),
     ({"recommended": "best"}, "'recommended' = 'best' has no settings under 'method'"),
@@ -75,7 +77,8 @@ def test_every_key_must_be_in_params_yaml(key):
     ({"data": {"test": "roxford5k"}}, "'data.test' must be split for the fashion-mnist pool"),
     ({"data": {"dataset": "sfm120k", "raw_dir": "x"}}, "'data.test' must name a test set"),
     ({"data": {"dataset": "folder", "test": "revisited"}}, "'data.test_dir' must name your folder"),
-    ({"data": {"dataset": "folder", "test": "rparis6k", "distractors": 101}}, "'data.distractors': input should be less"),
+    ({"data": {"dataset": "folder", "test": "rparis6k", "distractors": 101}},
+     "'data.distractors': input should be less"),
     ({"teacher": {"kind": "cirtorch"}}, "'teacher.weights' must give the URL or path"),
     ({"teacher": {"kind": "gem"}}, "'teacher.kind': input should be 'train', 'cirtorch'"),
     ({"teacher": {"kind": "mlflow"}}, "'teacher.url' must be set for teacher.kind mlflow: the server's base URL"),
@@ -147,11 +150,10 @@ def test_a_bad_value_names_the_file_it_is_in(tmp_path):
 
 @pytest.mark.parametrize("preset", sorted((REPO / "presets").glob("*.yaml")), ids=lambda p: p.name)
 def test_presets_are_valid_and_pass_through_dvc_set_params_unchanged(preset):
-    from scripts.preset import leaves as preset_leaves, merged, set_args
-
     from click.testing import CliRunner
 
-    from scripts.preset import main
+    from scripts.preset import leaves as preset_leaves
+    from scripts.preset import main, merged, set_args
 
     values = yaml.safe_load(preset.read_text())
     result = CliRunner().invoke(main, [str(preset), "--check"])

@@ -6,7 +6,8 @@ import torch
 from pipeline.distill.selection import choose_subset, typical_order, typicality
 
 
-def clusters(n_per: int, centres: int, dim: int = 8, seed: int = 0, spread: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+def clusters(n_per: int, centres: int, dim: int = 8, seed: int = 0,
+             spread: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Tight clusters of very different sizes (cluster k holds n_per * (k + 1) points) plus a few outliers."""
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(centres, dim))
@@ -105,12 +106,12 @@ def test_pretraining_resumes_bit_identical(monkeypatch):
 
 def test_answers_by_pool_index(tmp_path):
     from pipeline.distill.ceiling import answers_for, enabled
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
 
     path = tmp_path / "pool.npz"
     np.savez(path, indices=np.array([7, 3, 9]), descriptors=np.eye(3, dtype=np.float16), skipped=np.array(""))
     assert np.array_equal(answers_for(path, np.array([9, 7])), np.eye(3, dtype=np.float32)[[2, 0]])
-    with pytest.raises(DatasetError, match="no teacher answer for 1 of the 2"):
+    with pytest.raises(ArtifactError, match="no teacher answer for 1 of the 2"):
         answers_for(path, np.array([9, 4]))
     assert enabled("auto", queried_teacher=False) and not enabled("auto", queried_teacher=True)
     assert enabled("true", queried_teacher=True) and not enabled("false", queried_teacher=False)

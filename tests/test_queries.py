@@ -9,7 +9,7 @@ import pytest
 from pipeline.errors import BudgetExceeded, TeacherChanged, TeacherError
 from pipeline.params import QueriesParams
 from pipeline.teacher.gate import QueryGate
-from pipeline.teacher.keys import TeacherInputs, pixels_key
+from pipeline.teacher.inputs import TeacherInputs, pixels_key
 from pipeline.teacher.outcomes import CallFailed, CallRefused, CallUnreachable
 from pipeline.teacher.store import AnswerStore
 
@@ -326,7 +326,8 @@ def test_a_retry_never_takes_the_room_of_the_batches_after_it(tmp_path):
     the request's remaining images; the refusal says nothing more was sent, and how much to allow."""
     t = CountingTeacher(failures=[CallFailed("HTTP 500")])
     g, _ = gate(tmp_path, t)
-    with pytest.raises(BudgetExceeded, match="3 already sent for these images and 10 more needed. Nothing more was sent"):
+    with pytest.raises(BudgetExceeded,
+                       match="3 already sent for these images and 10 more needed. Nothing more was sent"):
         g.describe(inputs(images(10)), "train", budget=10)
     assert g.store.summary("train")["images_spent"] == 3 and len(g.store) == 0
     g2, t2 = gate(tmp_path, extra_calls=3)
@@ -335,16 +336,16 @@ def test_a_retry_never_takes_the_room_of_the_batches_after_it(tmp_path):
 
 
 def test_a_damaged_or_unwritable_store_is_named_with_its_fix(tmp_path, monkeypatch):
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
 
     g, _ = gate(tmp_path)
     g.describe(inputs(images(4)), "train", budget=4)
     answers = sorted((g.store.dir / "answers").glob("*.npz"))
     answers[0].write_bytes(b"not an npz")
-    with pytest.raises(DatasetError, match=f"{answers[0].name} cannot be read.*move .* aside"):
+    with pytest.raises(ArtifactError, match=f"{answers[0].name} cannot be read.*move .* aside"):
         AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
     (g.store.dir / "teacher.json").write_text("{torn")
-    with pytest.raises(DatasetError, match="teacher.json describes another teacher"):
+    with pytest.raises(ArtifactError, match="teacher.json describes another teacher"):
         AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
     from pathlib import Path
 
@@ -352,7 +353,7 @@ def test_a_damaged_or_unwritable_store_is_named_with_its_fix(tmp_path, monkeypat
         raise PermissionError(13, "Permission denied", str(self))
 
     monkeypatch.setattr(Path, "mkdir", refused)
-    with pytest.raises(DatasetError, match="no permission; set queries.store"):
+    with pytest.raises(ArtifactError, match="no permission; set queries.store"):
         AnswerStore(tmp_path / "elsewhere", {"kind": "test"})
 
 

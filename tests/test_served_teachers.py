@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline.checkpoint import load_model
-from pipeline.data.tensors import describe
+from pipeline.models.inference import describe
 from tests.pipeline_copy import clone, dvc, edit_params, env, ledger_calls, run_stage
 from tests.servers import MlflowServer
 
@@ -64,11 +64,11 @@ def test_server_killed_and_restarted_mid_dump(finished_repo, tmp_path):
                        "queries": {"call_batch": 20, "max_qps": 4, "retries": 30, "max_backoff_s": 1,
                                    "extra_calls": 20}})
     run_stage(repo, "teacher")
-    run_stage(repo, "sample@300")
+    run_stage(repo, "sample")
     dump = subprocess.Popen([sys.executable, "-m", "stages.dump", "--teacher", "models/teacher", "--prepared",
-                             "data/prepared", "--subsets", "data/subsets", "--out", "data/teacher/train_descriptors.npz",
-                             "--metrics", "metrics/queries.json"], cwd=repo, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                             "data/prepared", "--subsets", "data/subsets",
+                             "--out", "data/teacher/train_descriptors.npz", "--metrics", "metrics/queries.json"],
+                            cwd=repo, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 30
     while server.requests() < 4 and time.time() < deadline and dump.poll() is None:
         time.sleep(0.05)
@@ -102,11 +102,12 @@ def test_a_command_teacher_is_called_with_png_files(finished_repo, tmp_path):
         "import sys, glob, numpy as np\n"
         "from PIL import Image\n"
         "from pipeline.checkpoint import load_model\n"
-        "from pipeline.data.tensors import describe\n"
+        "from pipeline.models.inference import describe\n"
         "files = sorted(glob.glob(sys.argv[1] + '/*.png'))\n"
         "images = np.stack([np.asarray(Image.open(f)) for f in files])\n"
         "np.save(sys.argv[2], describe(load_model('models/teacher/weights.pt'), images, 256, 'cpu'))\n")
-    edit_params(repo, {"teacher": {"kind": "command", "command": f"{sys.executable} my_teacher.py {{input}} {{output}}"},
+    edit_params(repo, {"teacher": {"kind": "command",
+                                   "command": f"{sys.executable} my_teacher.py {{input}} {{output}}"},
                        "queries": {"call_batch": 30}})
     run_stage(repo, "teacher")
     out = run_stage(repo, "dump").output

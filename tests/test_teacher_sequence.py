@@ -19,9 +19,9 @@ import torch
 
 from pipeline.checkpoint import load_model, save_model
 from pipeline.data import prepared
-from pipeline.data.tensors import describe
 from pipeline.io import file_sha256
 from pipeline.models import create
+from pipeline.models.inference import describe
 from pipeline.retrieval.metrics import retrieval_metrics
 from pipeline.teacher.blackbox import read_card
 from pipeline.teacher.serving import save_teacher_model
@@ -106,7 +106,7 @@ def test_randomized_edits_keep_the_teacher_honest(setup):
         elif step == "budget_up":
             state["budgets"] = sorted(set(state["budgets"]) | {max(state["budgets"]) + rng.choice([30, 80])})
             edit_params(repo, {"budgets": state["budgets"]})
-            outs = run(repo, f"sample@{max(state['budgets'])}", "dump")
+            outs = run(repo, "sample", "dump")
         elif step == "budget_down":
             state["budgets"] = state["budgets"][:1]
             edit_params(repo, {"budgets": state["budgets"]})
@@ -115,7 +115,7 @@ def test_randomized_edits_keep_the_teacher_honest(setup):
         else:  # kill_dump: SIGKILL the dump while it calls the server, then run it again
             state["budgets"] = sorted(set(state["budgets"]) | {max(state["budgets"]) + 200})
             edit_params(repo, {"budgets": state["budgets"], "queries": {"max_qps": 4}})
-            run(repo, f"sample@{max(state['budgets'])}")
+            run(repo, "sample")
             seen = server.requests(state["model"])
             proc = subprocess.Popen([sys.executable, "-m", "stages.dump", "--teacher", "models/teacher",
                                      "--prepared", "data/prepared", "--subsets", "data/subsets", "--out",

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from pipeline.data.download import download, extract_tar
-from pipeline.errors import DatasetError
 from pipeline.data.images import ImageFiles
 from pipeline.data.safe_pickle import load_pickle
+from pipeline.errors import DatasetError
 
 VGG = "https://www.robots.ox.ac.uk/~vgg/data"
 REVISITOP = "http://cmp.felk.cvut.cz/revisitop/data/datasets"

@@ -9,12 +9,12 @@ import numpy as np
 
 from pipeline.data.images import ImageFiles
 from pipeline.data.safe_pickle import load_pickle
-from pipeline.errors import DatasetError
+from pipeline.errors import ArtifactError, DatasetError
 
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        raise DatasetError(f"{path} not found: run `dvc repro prepare` first")
+        raise ArtifactError(f"{path} not found: run `dvc repro prepare` first")
     return path
 
 

@@ -1,8 +1,10 @@
-"""Image arrays to network inputs, in one place so that every model sees the same preprocessing."""
+"""Image arrays to network inputs, in one place so that every model sees the same preprocessing
+(running a network over them: :mod:`pipeline.models.inference`)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
+
 from pipeline.errors import ParamsError
 
 # Fashion-MNIST training-set statistics (greyscale), ImageNet's (colour photos)
@@ -33,14 +35,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@torch.no_grad()
-def describe(model: torch.nn.Module, images: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
-    """Descriptors of ``images`` in batches, as float32 numpy (N, dim). Channels-last is the faster
-    layout for convolutions on the CPU (about 1.5x here) and the same numbers up to float rounding."""
-    model.eval().to(memory_format=torch.channels_last)
-    out = [model(to_input(images[i:i + batch_size], device).contiguous(memory_format=torch.channels_last)).float().cpu()
-           for i in range(0, len(images), batch_size)]
-    return torch.cat(out).numpy() if out else np.zeros((0, model.dim), dtype=np.float32)
+def __getattr__(name: str):
+    """``describe`` moved to :mod:`pipeline.models.inference` (it runs a model); this alias is kept only
+    until pipeline/efficiency.py and scripts/bench_stages.py import it from there. Nothing else may use it."""
+    if name == "describe":
+        import importlib
+
+        return importlib.import_module("pipeline.models.inference").describe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def input_channels(images: np.ndarray) -> int:

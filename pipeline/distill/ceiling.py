@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import DatasetError, ParamsError
+from pipeline.errors import ArtifactError, ParamsError
 
 PURPOSE = "ceiling"
 
@@ -39,6 +39,6 @@ def answers_for(path: Path, indices: np.ndarray) -> np.ndarray:
     pos = np.minimum(pos, len(have) - 1)
     found = have[order][pos] == indices
     if not found.all():
-        raise DatasetError(f"{path} has no teacher answer for {int((~found).sum())} of the {len(indices)} pool images "
-                           "asked for: rerun `dvc repro dump-pool`")
+        raise ArtifactError(f"{path} has no teacher answer for {int((~found).sum())} of the {len(indices)} pool images "
+                            "asked for: rerun `dvc repro dump-pool`")
     return descriptors[order[pos]].astype(np.float32)

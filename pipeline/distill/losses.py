@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pipeline.distill.terms import TERMS
 from pipeline.params import MethodParams
 
 
@@ -153,10 +154,8 @@ class SupCon(nn.Module):
         return supcon_loss(b.student[:b.n_real], b.labels, self.k.temperature)
 
 
-TERMS: dict[str, type[nn.Module]] = {
-    "listwise": Listwise, "rkd_distance": RkdDistance, "rkd_angle": RkdAngle,
-    "regression": Regression, "normsoftmax": NormSoftmax, "supcon": SupCon,
-}
+# each registered term's module, by the name pipeline/distill/terms.py registers it under
+MODULES: dict[str, type[nn.Module]] = {name: globals()[term.module] for name, term in TERMS.items()}
 
 
 class Objective(nn.Module):
@@ -168,7 +167,7 @@ class Objective(nn.Module):
             raise ValueError("a label loss needs the number of classes")
         self.names = [name for name, _ in method.losses.items()]
         self.weights = [knobs.weight for _, knobs in method.losses.items()]
-        self.terms = nn.ModuleList(TERMS[name](knobs, student_dim=student_dim, teacher_dim=teacher_dim,
+        self.terms = nn.ModuleList(MODULES[name](knobs, student_dim=student_dim, teacher_dim=teacher_dim,
                                                n_classes=n_classes) for name, knobs in method.losses.items())
 
     def forward(self, batch: JointBatch) -> tuple[torch.Tensor, dict[str, float]]:

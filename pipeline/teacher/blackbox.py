@@ -15,9 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline.errors import DatasetError
+from pipeline.errors import ArtifactError
 from pipeline.params import BUILT_TEACHERS, QueriesParams
-from pipeline.teacher.keys import TeacherInputs
+from pipeline.teacher.inputs import TeacherInputs
 
 CARD = "card.json"
 # How long the other ranks wait for rank 0's teacher calls. The gate bounds each call (queries.timeout_s,
@@ -30,7 +30,7 @@ TEACHER_WAIT = datetime.timedelta(days=7)
 def read_card(teacher_dir: Path) -> dict:
     path = Path(teacher_dir) / CARD
     if not path.exists():
-        raise DatasetError(f"{path} not found: run `dvc repro teacher` first")
+        raise ArtifactError(f"{path} not found: run `dvc repro teacher` first")
     return json.loads(path.read_text())
 
 
@@ -102,8 +102,8 @@ def open_store(card: dict, queries: QueriesParams):
 def _unchanged(card: dict, key: str, now, what: str, teacher_dir: Path) -> None:
     """The teacher's files must be what its card was written for: DVC does not watch them."""
     if card.get(key) != now:
-        raise DatasetError(f"{what} changed since the teacher stage wrote {Path(teacher_dir) / CARD}: run "
-                           "`dvc repro -f teacher` so that every stage after it sees the new teacher")
+        raise ArtifactError(f"{what} changed since the teacher stage wrote {Path(teacher_dir) / CARD}: run "
+                            "`dvc repro -f teacher` so that every stage after it sees the new teacher")
 
 
 def client_for(card: dict, teacher_dir: Path, queries: QueriesParams, device):
@@ -117,8 +117,8 @@ def client_for(card: dict, teacher_dir: Path, queries: QueriesParams, device):
         from pipeline.io import file_sha256
 
         if not weights.exists() or file_sha256(weights) != card["weights_sha256"]:
-            raise DatasetError(f"{weights} is missing or not the weights its card {Path(teacher_dir) / CARD} was "
-                               "written for: rerun `dvc repro teacher`")
+            raise ArtifactError(f"{weights} is missing or not the weights its card {Path(teacher_dir) / CARD} was "
+                                "written for: rerun `dvc repro teacher`")
         return clients.LocalTeacher(weights, device, queries.call_batch)
     if kind == "command":
         return clients.CommandTeacher(card["command"], queries.timeout_s)

@@ -50,7 +50,7 @@ class LocalTeacher:
             from pipeline.teacher.pretrained import describe_images
 
             return describe_images(self.model, list(pixels), self.model.preprocess, self.device)
-        from pipeline.data.tensors import describe
+        from pipeline.models.inference import describe
 
         return describe(self.model, pixels, self.batch_size, self.device)
 
@@ -102,7 +102,8 @@ class KServeTeacher:
             raise TeacherError(f"the Open Inference Protocol server at {self.url} has no usable model "
                                f"{self.model!r} ({exc.detail}); {hint}") from None
         inputs = meta.get("inputs") if isinstance(meta, dict) else None
-        if not isinstance(meta, dict) or not isinstance(inputs or [], list) or not all(isinstance(i, dict) for i in inputs or []):
+        if (not isinstance(meta, dict) or not isinstance(inputs or [], list)
+                or not all(isinstance(i, dict) for i in inputs or [])):
             raise TeacherError(f"the Open Inference Protocol server at {self.url} answered GET /v2/models/{self.model} "
                                f"with a JSON {type(meta).__name__} that is not the model's metadata (an object whose "
                                "'inputs' is a list of tensors); is teacher.url that server's base address and "
@@ -177,7 +178,8 @@ class CommandTeacher:
             except subprocess.TimeoutExpired:
                 raise CallFailed(f"did not finish within queries.timeout_s = {self.timeout:g} s") from None
             except OSError as exc:
-                raise CallNeverSent(f"cannot start teacher.command `{self.command}` ({exc}); fix teacher.command") from None
+                raise CallNeverSent(f"cannot start teacher.command `{self.command}` ({exc}); "
+                                    "fix teacher.command") from None
             if proc.returncode != 0:
                 raise CallFailed(f"exited with code {proc.returncode}: {proc.stderr.strip()[-300:]}")
             if not out.exists():

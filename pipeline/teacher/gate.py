@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.errors import BudgetExceeded, TeacherChanged, TeacherError
 from pipeline.params import QueriesParams
-from pipeline.teacher.keys import TeacherInputs
+from pipeline.teacher.inputs import TeacherInputs
 from pipeline.teacher.outcomes import CallError
 from pipeline.teacher.store import AnswerStore
 
@@ -195,7 +195,7 @@ class QueryGate:
     def _choose_canaries(self, inputs: TeacherInputs, idx: list[int], keys: list[bytes]) -> None:
         """Keep the pixels of a few answered images, once per identity, to re-ask before later requests."""
         n = self.q.verify if inputs.same_size else 1  # photos go one per request: one is re-asked
-        self.store.set_canaries(keys[:n], [inputs.pixels(i) for i in idx[:n]])
+        self.store.set_canaries(keys[:n], list(inputs.batch(idx[:n])))
 
     def _check_identity(self, inputs: TeacherInputs, stored: list[bytes], first: dict[bytes, int]) -> None:
         """Re-ask the store's canaries (a store from before canaries adopts stored images of this request):
@@ -205,7 +205,7 @@ class QueryGate:
             if not stored:
                 return  # nothing answered yet: the first answered call chooses the canaries
             keys = stored[:self.q.verify] if inputs.same_size else stored[:1]
-            self._verify(keys, [inputs.pixels(first[k]) for k in keys])
+            self._verify(keys, list(inputs.batch([first[k] for k in keys])))
             self._choose_canaries(inputs, [first[k] for k in keys], keys)
             return
         keys, pixels = canaries

@@ -77,7 +77,8 @@ def check_url(url: str) -> str:
         requests.Request("GET", base + "/").prepare()
         problem = ("it must start with http:// or https://" if parts.scheme not in ("http", "https") else
                    "it names no host" if not parts.hostname else
-                   "it holds a user name or password: pass a key with teacher.auth_env instead" if parts.username else "")
+                   "it holds a user name or password: pass a key with teacher.auth_env instead" if parts.username
+                   else "")
     except (ValueError, requests.exceptions.RequestException) as exc:
         problem = str(exc)
     if problem:
@@ -101,7 +102,8 @@ class HttpEndpoint:
             if _BAD_HEADER_VALUE.search(value) or value != value.strip():
                 raise TeacherError(f"the key in the environment variable {auth_env} (teacher.auth_env) holds a line "
                                    "break, a control character or surrounding spaces, which cannot go in an HTTP "
-                                   f"header: export {auth_env} again without them (e.g. \"$(tr -d '\\r\\n' < keyfile)\")")
+                                   f"header: export {auth_env} again without them "
+                                   "(e.g. \"$(tr -d '\\r\\n' < keyfile)\")")
             self._headers[auth_header] = value
             self._secrets = _forms(value)
 
@@ -132,11 +134,13 @@ class HttpEndpoint:
                                "not followed (the key goes only to teacher.url, and only its answers are stored "
                                "under its name); set teacher.url to the address that answers")
         if r.status_code in (429, 503):
-            raise CallRefused(f"HTTP {r.status_code} from {url}: {self._body(r)}", retry_after(r.headers.get("Retry-After")))
+            raise CallRefused(f"HTTP {r.status_code} from {url}: {self._body(r)}",
+                              retry_after(r.headers.get("Retry-After")))
         if 400 <= r.status_code < 500:
             raise CallRejected(f"HTTP {r.status_code} from {url}: {self._body(r)}")
         if r.status_code >= 500:
-            raise CallFailed(f"HTTP {r.status_code} from {url}: {self._body(r)}", retry_after(r.headers.get("Retry-After")))
+            raise CallFailed(f"HTTP {r.status_code} from {url}: {self._body(r)}",
+                             retry_after(r.headers.get("Retry-After")))
         if not expect_json:
             return r.text
         try:

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from pipeline.errors import DatasetError
 from pipeline.data.tensors import IMAGENET_MEAN, IMAGENET_STD
+from pipeline.errors import WeightsError
 from pipeline.models import create, efficientnet_lite
 from pipeline.models.retrieval_net import RetrievalNet
 from pipeline.models.weights import lite_trunk_state, torch_load, torchvision_trunk_state, weights_file
@@ -34,7 +34,8 @@ class Preprocess:
     std: tuple[float, ...]
 
     def as_dict(self) -> dict:
-        return {"image_size": self.image_size, "scales": list(self.scales), "mean": list(self.mean), "std": list(self.std)}
+        return {"image_size": self.image_size, "scales": list(self.scales), "mean": list(self.mean),
+                "std": list(self.std)}
 
 
 def cirtorch_teacher(ckpt: dict, path: Path, whitening: bool) -> RetrievalNet:
@@ -42,13 +43,13 @@ def cirtorch_teacher(ckpt: dict, path: Path, whitening: bool) -> RetrievalNet:
         meta, state = ckpt["meta"], dict(ckpt["state_dict"])
         arch = meta["architecture"]
     except (KeyError, TypeError) as exc:
-        raise DatasetError(f"{path}: expected a cnnimageretrieval checkpoint {{'meta': {{'architecture', ...}}, "
+        raise WeightsError(f"{path}: expected a cnnimageretrieval checkpoint {{'meta': {{'architecture', ...}}, "
                            f"'state_dict'}}") from exc
     if meta.get("pooling", "gem") != "gem":
-        raise DatasetError(f"{path}: pooling {meta['pooling']!r}; only GeM retrieval networks are supported")
+        raise WeightsError(f"{path}: pooling {meta['pooling']!r}; only GeM retrieval networks are supported")
     has_whiten = "whiten.weight" in state
     if whitening and not has_whiten:
-        raise DatasetError(f"{path}: this checkpoint has no learned whitening layer; set teacher.whitening: false")
+        raise WeightsError(f"{path}: this checkpoint has no learned whitening layer; set teacher.whitening: false")
     if not whitening:
         state = {k: v for k, v in state.items() if not k.startswith("whiten.")}
     dim = int(state["whiten.weight"].shape[0]) if whitening else 0
@@ -57,7 +58,8 @@ def cirtorch_teacher(ckpt: dict, path: Path, whitening: bool) -> RetrievalNet:
         state["pool.p"] = state["pool.p"].reshape(())
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise DatasetError(f"{path}: weights do not fit gem_{arch} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise WeightsError(f"{path}: weights do not fit gem_{arch} (missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]})")
     return model
 
 
@@ -81,10 +83,12 @@ def _build(tp: TeacherParams, downloads: Path) -> tuple[RetrievalNet, Preprocess
         ckpt = torch_load(path)
         model = cirtorch_teacher(ckpt, path, tp.whitening)
         meta = ckpt["meta"]
-        pre = Preprocess(tp.image_size, tp.scales, tuple(meta.get("mean", IMAGENET_MEAN)), tuple(meta.get("std", IMAGENET_STD)))
+        pre = Preprocess(tp.image_size, tp.scales, tuple(meta.get("mean", IMAGENET_MEAN)),
+                         tuple(meta.get("std", IMAGENET_STD)))
         arch = f"gem_{meta['architecture']}"
         if tp.arch != arch:
-            raise DatasetError(f"{path}: this checkpoint is {arch}, but params.yaml teacher.arch is {tp.arch!r}; set it to {arch}")
+            raise WeightsError(f"{path}: this checkpoint is {arch}, but params.yaml teacher.arch is {tp.arch!r}; "
+                               f"set it to {arch}")
         return model, pre, {"weights": tp.weights, "architecture": arch}
     if tp.kind == "torchvision":
         path = None if tp.weights == "none" else weights_file(tp.weights, downloads, tp.sha256)

@@ -32,7 +32,7 @@ class TeacherModel(mlflow.pyfunc.PythonModel):
             from pipeline.teacher.pretrained import describe_images
 
             return describe_images(self.model, list(images), self.model.preprocess, self.device)
-        from pipeline.data.tensors import describe
+        from pipeline.models.inference import describe
 
         return describe(self.model, images, 256, self.device)
 

@@ -45,7 +45,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from filelock import FileLock, Timeout
 
-from pipeline.errors import DatasetError, TeacherError
+from pipeline.errors import ArtifactError, TeacherError
 from pipeline.io import atomic_write_bytes, save_npz_atomic
 
 SPENT = ("answered", "failed", "invalid", "lost")       # may have reached the teacher: counted against budgets
@@ -135,8 +135,9 @@ class AnswerStore:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except PermissionError:
-            raise DatasetError(f"cannot create the teacher's answer store {self.dir}: no permission; set "
-                               f"queries.store in params.yaml to a folder you can write, e.g. ~/.cache/derd/teachers") from None
+            raise ArtifactError(f"cannot create the teacher's answer store {self.dir}: no permission; set "
+                                "queries.store in params.yaml to a folder you can write, e.g. "
+                                "~/.cache/derd/teachers") from None
         card = self.dir / "teacher.json"
         if card.exists():
             try:
@@ -144,8 +145,8 @@ class AnswerStore:
             except ValueError:
                 stored = None
             if stored != identity:
-                raise DatasetError(f"{card} describes another teacher than the one asked for; the store is damaged: "
-                                   f"move {self.dir} aside")
+                raise ArtifactError(f"{card} describes another teacher than the one asked for; the store is damaged: "
+                                    f"move {self.dir} aside")
         else:
             atomic_write_bytes(card, (json.dumps(identity, indent=1, sort_keys=True) + "\n").encode())
         self._lock = FileLock(str(self.dir / ".lock"))
@@ -186,12 +187,12 @@ class AnswerStore:
             try:
                 k, desc = read_answers(path)
             except Exception as e:  # answers are written atomically: a bad file was damaged afterwards
-                raise DatasetError(f"{path} cannot be read ({type(e).__name__}); the store is damaged: move "
-                                   f"{self.dir} aside (its ledger still says what was spent)") from None
+                raise ArtifactError(f"{path} cannot be read ({type(e).__name__}); the store is damaged: move "
+                                    f"{self.dir} aside (its ledger still says what was spent)") from None
             width = parts[0].shape[1:] if parts else self._blocks[0].shape[1:] if self._blocks else None
             if width is not None and desc.shape[1:] != width:
-                raise DatasetError(f"{path} holds {desc.shape[1:]} descriptors where the store's others are "
-                                   f"{width}; the store is damaged: move {self.dir} aside")
+                raise ArtifactError(f"{path} holds {desc.shape[1:]} descriptors where the store's others are "
+                                    f"{width}; the store is damaged: move {self.dir} aside")
             keys.append(k)
             parts.append(desc)
             self._ranges[name] = (row, row + len(k))
@@ -282,8 +283,8 @@ class AnswerStore:
                     c = calls[e["call"]]
                     c.outcome, c.seconds, c.detail = e["event"], e.get("seconds"), e.get("detail", "")
             except (ValueError, KeyError, TypeError):
-                raise DatasetError(f"{self.ledger_path}, line {n}: not a ledger entry; the ledger is damaged. "
-                                   "Keep a copy and remove that line to go on") from None
+                raise ArtifactError(f"{self.ledger_path}, line {n}: not a ledger entry; the ledger is damaged. "
+                                    "Keep a copy and remove that line to go on") from None
         self._torn = torn
         return calls
 

@@ -41,11 +41,6 @@ class TeacherInputs:
         """Arrays share one shape and go many to a call; photos differ and go one per call."""
         return isinstance(self.images, np.ndarray)
 
-    def pixels(self, i: int) -> np.ndarray:
-        if isinstance(self.images, np.ndarray):
-            return self.images[i]
-        return np.asarray(self.images.load(int(i)), dtype=np.uint8)
-
     def keys(self) -> list[bytes]:
         if isinstance(self.images, np.ndarray):
             return [pixels_key(self.images[i]) for i in range(len(self))]

@@ -1,0 +1,123 @@
+"""MLflow records of what a run produced, one per evaluated model per configuration.
+
+A record is made from files DVC keeps (a checkpoint, its metrics, the report), never from a stage's
+memory, so that outputs DVC restored from its run cache are recorded as well as fresh ones. Each
+record carries the configuration it belongs to (``tags.config``, and every setting as a
+``config.<key>`` param) and what it was made from (``tags.record``): new settings add records and
+never overwrite one, and recording the same outputs twice adds nothing.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import mlflow
+
+from pipeline import tracking
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One evaluated model of the run, as files."""
+
+    name: str          # the cell's file stem (pipeline.grid.run_name), or "teacher"
+    who: str           # what the runs table calls it, e.g. "B=60 derd seed 0 medium student_deep-128d"
+    metrics: dict      # the evaluation's figures (and its costs)
+    digest: str        # of what was evaluated and of its evaluation: the same outputs, the same record
+    artifacts: tuple[Path, ...] = ()
+
+
+def record_key(name: str, *digests: str) -> str:
+    return ":".join([name, *(d[:16] for d in digests)])
+
+
+def _log_figures(metrics: dict) -> None:
+    mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in metrics.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
+
+
+def _log_artifacts(paths) -> None:
+    for path in paths:
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), artifact_path=path.name)
+        elif path.exists():
+            mlflow.log_artifact(str(path), artifact_path="metrics" if path.suffix == ".json" else None)
+
+
+def record_student(e: Evaluated, config: str, settings: dict, base_method: str, size: str, checkpoint: dict,
+                   indices_name: str) -> str:
+    """A student's record: its evaluation under this configuration, with everything its training kept
+    (params, curve, the pool images it saw). Returns the run id."""
+    from mlflow.entities import Metric
+
+    from pipeline.pictures import training_curve
+
+    run_params = json.loads(checkpoint["run_params"])
+    tags = {"role": "student", "record": e.digest, "config": config, "cell": e.name,
+            "budget": str(run_params["budget"]), "method": run_params["method"], "seed": str(run_params["seed"]),
+            "size": run_params["size"], "student": f"{run_params['student']['arch']}-{run_params['student']['dim']}d"}
+    if checkpoint.get("resumed_from"):
+        tags["resumed_from_step"] = str(checkpoint["resumed_from"])
+    with mlflow.start_run(run_name=tracking.display_name(e.who, e.metrics), tags=tags) as run:
+        mlflow.log_params({**tracking.flatten({**run_params, "device": checkpoint["device"],
+                                               "precision": checkpoint.get("precision"),
+                                               "compiled": checkpoint.get("compiled")}),
+                           **tracking.configuration_params(settings, base_method, size)})
+        now = int(time.time() * 1000)
+        mlflow.tracking.MlflowClient().log_batch(
+            run.info.run_id, metrics=[Metric("train_loss", v, now, int(s)) for s, v in checkpoint["curve"]])
+        _log_figures({**e.metrics, "parameters": sum(p.numel() for p in checkpoint["state_dict"].values()),
+                      "train_seconds": checkpoint["train_seconds"]})
+        tracking.log_subset(checkpoint["indices"].numpy(), Path(checkpoint["indices_source"]), indices_name)
+        mlflow.log_figure(training_curve([tuple(c) for c in checkpoint["curve"]], f"student {e.name}"),
+                          "training_curve.png")
+        _log_artifacts(e.artifacts)
+        return run.info.run_id
+
+
+def record_teacher(e: Evaluated, config: str, settings: dict, card: dict, training: dict) -> str:
+    """The teacher's record: its card, its training curve (a teacher trained here) and its evaluation."""
+    tags = {"role": "teacher", "record": e.digest, "config": config, "teacher.kind": card["kind"]}
+    with mlflow.start_run(run_name=tracking.display_name(e.who, e.metrics), tags=tags) as run:
+        summary = {k: v for k, v in training.items() if k not in ("history", "epochs")}
+        mlflow.log_params({**tracking.flatten({"teacher": card, **summary}),
+                           **tracking.configuration_params(settings)})
+        for h in training.get("history", []):
+            mlflow.log_metrics({"train_loss": h["loss"], "train_accuracy": h["accuracy"]}, step=h["epoch"])
+        _log_figures(e.metrics)
+        _log_artifacts(e.artifacts)
+        return run.info.run_id
+
+
+def record_report(e: Evaluated, config: str, settings: dict) -> str:
+    """The run's report (tables, claims, pictures) as one record of its configuration."""
+    tags = {"role": "report", "record": e.digest, "config": config}
+    with mlflow.start_run(run_name=f"report | {e.who}", tags=tags) as run:
+        mlflow.log_params(tracking.configuration_params(settings))
+        _log_figures(e.metrics)
+        _log_artifacts(e.artifacts)
+        return run.info.run_id
+
+
+REGISTERED = "derd-student-B{budget}"  # the registered model of each budget's best student
+
+
+def register(run_id: str, budget, load_model: Callable[[], object], example) -> str:
+    """A student's record as a version of its budget's registered model (its model logged first, once)."""
+    client = mlflow.tracking.MlflowClient()
+    name = REGISTERED.format(budget=budget)
+    if client.get_run(run_id).data.tags.get("model") != "logged":
+        with mlflow.start_run(run_id=run_id):
+            tracking.log_descriptor_model(load_model(), example)
+            mlflow.set_tag("model", "logged")
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except mlflow.exceptions.MlflowException:
+        versions = []
+    version = next((v.version for v in versions if v.run_id == run_id), None)
+    if version is None:
+        version = mlflow.register_model(f"runs:/{run_id}/model", name).version
+    return f"{name} v{version}"
