@@ -10,7 +10,7 @@ export DO_NOT_TRACK := true
 ALL_METHODS := [derd,derd-input,derd-noaug,rkd,rkd-virtual,regression,supervised,supervised-nsm]
 
 
-.PHONY: run test test-unit setup bench bench-r1m ui compare tune preset second-set
+.PHONY: run test test-unit setup bench bench-r1m bench-scale ui compare tune preset second-set
 
 setup:
 	@./scripts/setup.sh
@@ -38,7 +38,7 @@ second-set: setup
 	python scripts/second_set.py
 
 # a cold `dvc repro` stage by stage (time, peak memory), each stage against its bare baseline, and
-# the student/teacher throughput from the teacher's own call timings
+# the student/teacher throughput, side by side in one process (the teacher's call timings apart)
 bench: setup
 	rm -rf bench/repo bench/teacher-store bench/pipeline.json
 	python scripts/bench_pipeline.py
@@ -49,6 +49,11 @@ bench: setup
 # the evaluation at R1M size: a million synthetic 2048-d descriptors (4 GiB on disk under bench/)
 bench-r1m: setup
 	python scripts/bench_r1m.py
+
+# costs as the pool grows: sample, the answer store and gate, augment and a training step on synthetic pools
+# of 10^4, 10^5 and 10^6 images (each figure in a fresh process), against the targets: reports/bench/scale.{md,csv,png}
+bench-scale: setup
+	python scripts/bench_scale.py $(ARGS)
 
 # a preset (presets/*.yaml, e.g. the paper-scale runs) as a DVC experiment: make preset PRESET=presets/paper-roxford5k.yaml
 preset: setup

@@ -134,10 +134,36 @@ def to_markdown(df: pd.DataFrame, teacher_map: float, train_queries: int, test_q
             ratios.append(f"{e['teacher_parameters'] / e['student_parameters']:.1f}x fewer parameters")
         if e["teacher_flops_per_image"]:
             ratios.append(f"{e['teacher_flops_per_image'] / e['student_flops_per_image']:.1f}x fewer FLOPs")
-        lines += ["", f"Student throughput {e['throughput_ratio']}x the teacher's"
-                  + (f" ({', '.join(ratios)})" if ratios else "")
-                  + f", measured on {e['device']}; the teacher's from the gate's timings of its answered calls."]
+        lines += ["", throughput_sentence(e, ratios)]
     return "\n".join(lines) + "\n"
+
+
+def throughput_sentence(e: dict, ratios: list[str]) -> str:
+    """The student/teacher throughput ratio as measured: side by side with its spread, or from a served
+    teacher's call timings (the network included), said so."""
+    method = e.get("throughput_method")
+    if e.get("throughput_ratio") is None:
+        return "Student throughput against the teacher's: not measured (no timed teacher call)."
+    if method == "side-by-side":
+        spread = (f"median of {e['throughput_repeats']} side-by-side repeats, {e['throughput_ratio_min']}x to "
+                  f"{e['throughput_ratio_max']}x")
+        text = (f"Student throughput {e['throughput_ratio']}x the teacher's ({spread}"
+                + (f"; {', '.join(ratios)}" if ratios else "") + f"), measured on {e['device']}"
+                + (f" with {e['threads']} thread(s)" if e.get("threads") and e["device"] == "cpu" else "")
+                + ": teacher and student in one process, on the same " + (f"{e['batch']} " if e.get("batch") else "")
+                + "images, timed in turn.")
+        if e.get("served_teacher_images_per_second"):
+            text += (" The teacher's answered calls through the gate ran at "
+                     f"{e['served_teacher_images_per_second']:,.0f} images/s (timed when made, the first cold): a "
+                     "separate figure, not the ratio's.")
+        return text
+    if method == "call timings":
+        return (f"Student throughput {e['throughput_ratio']}x the teacher's"
+                + (f" ({', '.join(ratios)})" if ratios else "")
+                + f", measured on {e['device']}, against the served teacher's call timings, which include the network "
+                "(a teacher reachable only by queries cannot be timed side by side): not like for like.")
+    return (f"Student throughput {e['throughput_ratio']}x the teacher's" + (f" ({', '.join(ratios)})" if ratios else "")
+            + f", measured on {e['device']}; the teacher's from the gate's timings of its answered calls.")
 
 
 def ceiling_markdown(frontier: pd.DataFrame, summary: pd.DataFrame, method: str, size: str,

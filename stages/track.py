@@ -83,7 +83,9 @@ def track(params_path: Path, students: Path, models: Path, teacher: Path, teache
     key = records.record_key("report", *(file_sha256(p) for p in shown[:4]))
     if key not in have:
         figures = {"train_queries": spent["train_queries"], "test_queries": teacher_map["test_queries"],
-                   "throughput_ratio": efficiency.get("throughput_ratio")}
+                   "throughput_ratio": efficiency.get("throughput_ratio"),
+                   "throughput_ratio_min": efficiency.get("throughput_ratio_min"),
+                   "throughput_ratio_max": efficiency.get("throughput_ratio_max")}
         records.record_report(records.Evaluated("report", f"{len(cells)} students", {k: v for k, v in figures.items()
                                                                                       if v is not None}, key,
                                                 (*shown, reports / "gallery")), config, settings)

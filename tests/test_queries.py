@@ -364,3 +364,41 @@ def test_a_served_teacher_of_another_descriptor_size_is_another_teacher():
     a = {"kind": "mlflow", "url": "http://127.0.0.1:5001/", "dim": 128}
     assert identity_id(identity_of(a)) == identity_id(identity_of({**a, "url": "http://127.0.0.1:5001"}))
     assert identity_id(identity_of(a)) != identity_id(identity_of({**a, "dim": 256}))
+
+
+def test_a_store_read_from_its_pack_and_in_pieces_holds_what_its_files_do(tmp_path, monkeypatch):
+    """Opening reads the pack and the files after it; refreshing reads only new files; answers are added
+    in blocks: whichever way, every key has the answer of its first file in name order."""
+    from pipeline.teacher import store as store_module
+
+    monkeypatch.setattr(store_module, "PACK_MIN", 3)
+    monkeypatch.setattr(store_module, "BLOCK_BYTES", 4 * 4 * DIM)  # blocks of at most 4 answers
+    g, _ = gate(tmp_path)
+    x = images(40)
+    for stop in (9, 21, 30, 40):  # calls of 3: 14 answer files, a pack written along the way
+        g.describe(inputs(x[:stop]), "train", budget=40)
+    pack = g.store.dir / store_module.PACK
+    assert pack.exists() and len(g.store._blocks) > 1
+    keys = [pixels_key(p) for p in x]
+
+    def from_files():
+        first = {}
+        for path in sorted((g.store.dir / "answers").glob("*.npz")):
+            with np.load(path) as z:
+                for k, d in zip(z["keys"].tolist(), z["descriptors"]):
+                    first.setdefault(k, d)
+        return np.stack([first[k] for k in keys])
+
+    want = from_files()
+    assert np.array_equal(g.store.answers(keys), want) and np.allclose(want, describe_pixels(x))
+    reader = AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
+    assert reader._packed > 0 and np.array_equal(reader.answers(keys), want)
+    more = images(7, seed=1)
+    g.describe(inputs(more), "train", budget=7)  # another process adds answers: read alone on refresh
+    reader.refresh()
+    assert np.array_equal(reader.answers(keys + [pixels_key(p) for p in more]),
+                          np.concatenate([want, describe_pixels(more)]))
+    pack.write_bytes(b"damaged")  # only a copy: passed over
+    assert np.array_equal(AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"}).answers(keys), want)
+    pack.unlink()
+    assert np.array_equal(AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"}).answers(keys), want)

@@ -40,6 +40,26 @@ def test_markdown_and_plot(tmp_path):
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_throughput_ratio_says_how_it_was_measured():
+    df = summary_table(runs(), 0.8, 60000, ["derd", "supervised"])
+    built = {"teacher_parameters": 300000, "student_parameters": 30000, "teacher_flops_per_image": 4.4e7,
+             "student_flops_per_image": 3.3e6, "teacher_images_per_second": 2000.0,
+             "student_images_per_second": 12000.0, "device": "cpu", "threads": 1, "batch": 256,
+             "throughput_method": "side-by-side", "throughput_ratio": 6.0, "throughput_ratio_min": 5.6,
+             "throughput_ratio_max": 6.3, "throughput_repeats": 15, "served_teacher_images_per_second": 1500.0}
+    md = to_markdown(df, 0.8, 300, 10000, built)
+    assert ("Student throughput 6.0x the teacher's (median of 15 side-by-side repeats, 5.6x to 6.3x; 10.0x fewer "
+            "parameters, 13.3x fewer FLOPs), measured on cpu with 1 thread(s): teacher and student in one process, on "
+            "the same 256 images, timed in turn.") in md
+    assert "answered calls through the gate ran at 1,500 images/s" in md and "not the ratio's" in md
+    served = dict(built, teacher_parameters=None, teacher_flops_per_image=None, throughput_method="call timings",
+                  throughput_ratio=4.0, throughput_ratio_min=None, throughput_ratio_max=None,
+                  teacher_images_per_second=3000.0)
+    md = to_markdown(df, 0.8, 300, 10000, served)
+    assert "Student throughput 4.0x the teacher's, measured on cpu, against the served teacher's call timings" in md
+    assert "include the network" in md and "side-by-side repeats" not in md
+
+
 def test_single_seed_has_no_spread_shown():
     one = [r for r in runs() if r["seed"] == 0]
     df = summary_table(one, 0.8, 60000, ["derd", "supervised"])

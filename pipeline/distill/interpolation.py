@@ -24,9 +24,15 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def interpolate(descriptors: np.ndarray, triples: Triples) -> np.ndarray:
-    lam = triples.lam[:, None].astype(descriptors.dtype)
-    return normalize_rows(lam * descriptors[triples.i] + (1 - lam) * descriptors[triples.j]).astype(np.float32)
+def interpolate(descriptors: np.ndarray, triples: Triples, chunk: int = 1 << 16) -> np.ndarray:
+    """The triples' targets, ``chunk`` at a time into one array: the intermediates stay small however many
+    triples there are (each row is computed on its own, so the chunks do not change it)."""
+    out = np.empty((len(triples), *descriptors.shape[1:]), np.float32)
+    for s in range(0, len(triples), chunk):
+        lam = triples.lam[s:s + chunk, None].astype(descriptors.dtype)
+        out[s:s + chunk] = normalize_rows(lam * descriptors[triples.i[s:s + chunk]] +
+                                          (1 - lam) * descriptors[triples.j[s:s + chunk]])
+    return out
 
 
 def knn_partners(descriptors: np.ndarray, k: int) -> np.ndarray:

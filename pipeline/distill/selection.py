@@ -17,32 +17,42 @@ def pixel_features(images: np.ndarray, dim: int = 64, side: int = 32, chunk: int
     """The images' top ``dim`` principal components (pixels, centred), L2-normalised: a teacher-free view.
     Images larger than ``side`` x ``side`` are averaged down to it first (in chunks), so that photos
     never need a covariance of their full pixel count."""
-    rows = []
-    for start in range(0, len(images), chunk):
-        x = torch.as_tensor(images[start:start + chunk], dtype=torch.float32) / 255.0
-        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-        if max(x.shape[2:]) > side:
-            x = F.adaptive_avg_pool2d(x, side)
-        rows.append(x.flatten(1))
-    x = torch.cat(rows)
-    x = x - x.mean(0, keepdim=True)
+    x = None
+    for start in range(0, len(images), chunk):  # into one array: the pixels are held once, never twice
+        part = torch.as_tensor(images[start:start + chunk], dtype=torch.float32) / 255.0
+        part = part.unsqueeze(1) if part.ndim == 3 else part.permute(0, 3, 1, 2)
+        if max(part.shape[2:]) > side:
+            part = F.adaptive_avg_pool2d(part, side)
+        if x is None:
+            x = torch.empty(len(images), part[0].numel())
+        x[start:start + len(part)] = part.flatten(1)
+    x -= x.mean(0, keepdim=True)
     cov = x.T @ x / max(len(x) - 1, 1)
     _, vecs = torch.linalg.eigh(cov.double())
     basis = vecs[:, -min(dim, vecs.shape[1]):].float()
     return F.normalize(x @ basis, dim=1).numpy()
 
 
-def typicality(features: torch.Tensor, knn: int = 20, block: int = 4096) -> torch.Tensor:
-    """Percentile (0, 1] of each row's mean cosine similarity to its ``knn`` nearest other rows."""
+def typicality(features: torch.Tensor, knn: int = 20, block: int = 4096, columns: int = 16384) -> torch.Tensor:
+    """Percentile (0, 1] of each row's mean cosine similarity to its ``knn`` nearest other rows.
+
+    Every pair is compared (n^2 d multiply-adds), ``block`` rows against ``columns`` columns at a time, so
+    that memory stays flat as the pool grows: the ``knn + 1`` largest similarities of each column chunk
+    are merged with those found so far. A row's similarities come out the same however the columns are
+    cut (the blocks of rows are kept as they were), so its neighbours and its density do too."""
     n = len(features)
     k = min(knn, n - 1)
     if k < 1:
         return torch.ones(n)
+    columns = max(columns, k + 1)
     density = torch.empty(n)
     for start in range(0, n, block):
-        sims = features[start:start + block] @ features.T
-        top = sims.topk(k + 1, dim=1).values[:, 1:]  # the first is the row itself
-        density[start:start + block] = top.mean(1)
+        rows, top = features[start:start + block], None
+        for first in range(0, n, columns):
+            sims = rows @ features[first:first + columns].T
+            best = sims.topk(min(k + 1, sims.shape[1]), dim=1).values
+            top = best if top is None else torch.cat([top, best], 1).topk(k + 1, dim=1).values
+        density[start:start + block] = top[:, 1:].mean(1)  # the first is the row itself
     ranks = density.argsort().argsort().float()
     return (ranks + 1) / n
 

@@ -39,8 +39,12 @@ def make_batch(n: int, triples: Triples, batch_size: int, virtual_per_batch: int
     virtual = rng.choice(len(triples), size=m, replace=False) if m else np.zeros(0, np.int64)
     endpoints = np.unique(np.concatenate([triples.i[virtual], triples.j[virtual]])) if m else np.zeros(0, np.int64)
     fill = max(min(batch_size, n) - len(endpoints), 0)
-    others = np.setdiff1d(np.arange(n), endpoints, assume_unique=True)
-    real = np.concatenate([endpoints, rng.choice(others, size=min(fill, len(others)), replace=False)])
+    # the rest drawn among the other members without listing them (a step costs the batch, not the pool):
+    # the k-th other member is k plus the endpoints at or before it; the same draws as choosing from the list
+    others = n - len(endpoints)
+    picked = rng.choice(others, size=min(fill, others), replace=False)
+    picked = picked + np.searchsorted(endpoints - np.arange(len(endpoints)), picked, side="right")
+    real = np.concatenate([endpoints, picked])
     pos = {int(r): k for k, r in enumerate(real)}
     vi = np.array([pos[int(x)] for x in triples.i[virtual]], dtype=np.int64)
     vj = np.array([pos[int(x)] for x in triples.j[virtual]], dtype=np.int64)

@@ -1,0 +1,44 @@
+"""`make bench-scale` at a tiny size: every component measured, with positive figures, and its three
+files written; the measurements run in processes of their own (checked on the store's, which are quick)."""
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bench(out: Path, *options: str) -> pd.DataFrame:
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_scale.py"), "--sizes", "1000", "--budget",
+                           "100", "--threads", "1", "--repeats", "1", "--out", str(out), *options],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return pd.read_csv(out / "scale.csv")
+
+
+def test_bench_scale_measures_every_component(tmp_path):
+    out = tmp_path / "bench"
+    df = bench(out, "--in-process", "--gate-images", "256", "--train-steps", "2")
+    assert set(df["component"]) == {"sample", "store insert", "store open", "store lookup", "dict lookup", "gate",
+                                    "augment", "train step"}
+    assert (df["size"] == 1000).all() and df["measured"].all()
+    assert (df["seconds"] > 0).all() and (df["peak_mb"] >= 0).all()
+    assert (df.dropna(subset=["per_second"])["per_second"] > 0).all()
+    sample = df[df["component"] == "sample"].iloc[0]
+    assert sample["budget"] == 100 and min(sample["embed_s"], sample["typicality_s"], sample["greedy_s"]) > 0
+    md = (out / "scale.md").read_text()
+    assert "## Targets" in md and "selection within 2 minutes at 10^6" in md
+    assert (out / "scale.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_each_measurement_runs_in_a_process_of_its_own(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_scale", REPO / "scripts" / "bench_scale.py")
+    bench_scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_scale)
+    args = {"work": str(tmp_path), "threads": 1, "call_batch": 256, "repeats": 1, "in_process": False}
+    rows = bench_scale.measure("store insert", 1000, args) + bench_scale.measure("store read", 1000, args)
+    assert [r["component"] for r in rows] == ["store insert", "store open", "store lookup", "dict lookup"]
+    assert all(r["seconds"] > 0 and r["measured"] for r in rows)
+    assert rows[0]["calls"] == 4 and rows[0]["per_second"] > 0 and rows[2]["vs_dict"] > 0
