@@ -20,11 +20,13 @@ run: setup
 
 test:
 	@./scripts/setup.sh test
+	ruff check .
 	python -m pytest -q
 
 # the edit-test loop: everything but the tests that run the real pipeline (the e2e marker)
 test-unit:
 	@./scripts/setup.sh test
+	ruff check .
 	python -m pytest -q -m "not e2e"
 
 tune: setup
