@@ -101,10 +101,12 @@ def record_report(e: Evaluated, config: str, settings: dict) -> str:
 REGISTERED = "derd-student-B{budget}"  # the registered model of each budget's best student
 
 
-def register(run_id: str, budget, load_model: Callable[[], object], example) -> str:
+def register(run_id: str, budget, config: str, load_model: Callable[[], object], example) -> str:
     """A student's record as a version of its budget's registered model. Its model is logged once per
     checkpoint (another configuration's record of the same checkpoint lends its model), and a model
-    already registered under that name is not registered again."""
+    already registered under that name is not registered again. The version carries the alias
+    ``config-<id>``: ``models:/derd-student-B<budget>@config-<id>`` is that configuration's best student,
+    whichever configuration ran last."""
     client = mlflow.tracking.MlflowClient()
     name = REGISTERED.format(budget=budget)
     run = client.get_run(run_id)
@@ -125,4 +127,5 @@ def register(run_id: str, budget, load_model: Callable[[], object], example) -> 
     version = next((v.version for v in versions if v.source == model_uri), None)
     if version is None:
         version = mlflow.register_model(model_uri, name).version
+    client.set_registered_model_alias(name, f"config-{config}", version)
     return f"{name} v{version}"

@@ -66,14 +66,17 @@ def connect(repo_root: Path) -> str:
     return exp_id
 
 
-def configuration(params) -> tuple[str, dict]:
+def configuration(params, code: dict[str, str] | None = None) -> tuple[str, dict]:
     """The configuration an evaluation belongs to: its id (what the UI filters on, ``tags.config``) and
     its settings. Everything params.yaml decides but how a run executes (``runtime``) and how the
-    teacher is called (``queries``), neither of which can change a figure."""
+    teacher is called (``queries``), neither of which can change a figure; and, when given, the code
+    that made the figures (the stages' fingerprints, pipeline/code_deps.py), so that an edit which
+    changes a result starts a new configuration instead of adding a second figure to one."""
     import hashlib
 
     settings = params.model_dump(mode="json", exclude={"runtime", "queries"})
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10], settings
+    keyed = {"settings": settings, "code": dict(sorted((code or {}).items()))} if code else settings
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10], settings
 
 
 def configuration_params(settings: dict, method: str | None = None, size: str | None = None) -> dict:
@@ -108,13 +111,15 @@ def flatten(d: dict, prefix: str = "") -> dict[str, object]:
 
 
 def recorded(exp_id: str, config: str) -> dict[str, object]:
-    """The records this configuration already has, by their ``record`` tag (what they were made from)."""
+    """The finished records this configuration already has, by their ``record`` tag (what they were
+    made from). A record whose logging failed half-way is not one: it is made again."""
     import mlflow
 
     client = mlflow.tracking.MlflowClient()
     found, token = {}, None
     while True:
-        page = client.search_runs([exp_id], f"tags.config = '{config}'", max_results=1000, page_token=token)
+        page = client.search_runs([exp_id], f"tags.config = '{config}' and attributes.status = 'FINISHED'",
+                                  max_results=1000, page_token=token)
         found.update({r.data.tags.get("record"): r for r in page})
         token = page.token
         if not token:

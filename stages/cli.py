@@ -223,7 +223,10 @@ def ui(port: int, params_path: Path):
         click.echo(f"no record of {params_path}'s configuration {config} yet (`dvc repro` makes them): the link "
                    "shows every configuration", err=True)
         config = None
-    click.echo(f"MLflow UI for {uri}: open {ui_link(port, exp_id, config)}", err=True)
+    link = ui_link(port, exp_id, config)
+    click.echo(f"MLflow UI for {uri}: open {link}\n(a browser that does not resolve *.localhost, e.g. an older "
+               f"Safari: {link.replace(UI_HOST, '127.0.0.1', 1)}, where MLflow opens its Assistant panel once)",
+               err=True)
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no background job runner: faster start
     sys.exit(subprocess.call([tool("mlflow"), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                               "--port", str(port), "--allowed-hosts", f"{UI_HOST}:{port},localhost:{port},"

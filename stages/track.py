@@ -10,12 +10,19 @@ import click
 from stages.common import load, params_option, path_option, stage
 
 
-def _read(path: Path) -> dict:
+NOT_FIGURES = {"stages.track", "stages.cli", "stages.code"}  # code that makes no figure a record shows
+
+
+def _exists(path: Path) -> Path:
     from pipeline.errors import ArtifactError
 
     if not path.exists():
         raise ArtifactError(f"{path} not found: run `dvc repro` to make it")
-    return json.loads(path.read_text())
+    return path
+
+
+def _read(path: Path) -> dict:
+    return json.loads(_exists(path).read_text())
 
 
 @click.command()
@@ -29,9 +36,10 @@ def _read(path: Path) -> dict:
 @path_option("--efficiency", "efficiency_path", help="the efficiency JSON")
 @path_option("--prepared", help="the prepared dataset (an input example for the registered models)")
 @path_option("--reports", help="the report's folder (tables, claims, pictures)")
+@path_option("--code", help="the stages' code fingerprints (part of the configuration)")
 @stage
 def track(params_path: Path, students: Path, models: Path, teacher: Path, teacher_metrics: Path,
-          teacher_training: Path, queries: Path, efficiency_path: Path, prepared: Path, reports: Path):
+          teacher_training: Path, queries: Path, efficiency_path: Path, prepared: Path, reports: Path, code: Path):
     import pandas as pd
 
     from pipeline import records, tracking
@@ -39,8 +47,10 @@ def track(params_path: Path, students: Path, models: Path, teacher: Path, teache
     from pipeline.io import file_sha256
 
     params = load(params_path)
-    config, settings = tracking.configuration(params)
+    made_by = {p.stem: p.read_text() for p in sorted(code.glob("*.txt")) if p.stem not in NOT_FIGURES}
+    config, settings = tracking.configuration(params, made_by)
     efficiency, spent = _read(efficiency_path), _read(queries)
+    summary = pd.read_csv(_exists(reports / "summary.csv"))
     exp_id = tracking.connect(Path.cwd())
     have = tracking.recorded(exp_id, config)
     made, cells = 0, {}
@@ -51,7 +61,7 @@ def track(params_path: Path, students: Path, models: Path, teacher: Path, teache
             continue
         checkpoint = models / f"{name}.pt"
         digest = file_sha256(checkpoint)
-        key = records.record_key(name, digest, file_sha256(students / f"{name}.json"))
+        key = records.record_key(name, digest, file_sha256(students / f"{name}.json"), file_sha256(efficiency_path))
         if key in have:
             cells[cell] = have[key].info.run_id
             continue
@@ -91,14 +101,15 @@ def track(params_path: Path, students: Path, models: Path, teacher: Path, teache
                                                 (*shown, reports / "gallery")), config, settings)
         made += 1
 
-    registered = _register_best(params, pd.read_csv(reports / "summary.csv"), cells, models, prepared)
+    registered = _register_best(params, config, summary, cells, models, prepared)
     click.echo(f"MLflow ({tracking.tracking_uri(Path.cwd())}): configuration {config}: {made} new records, "
                f"{len(cells) + 2 - made} already there; registered: {', '.join(registered)}")
     click.echo(f"see this configuration's runs: `derd ui` (filter: tags.config = '{config}')")
 
 
-def _register_best(params, summary, cells: dict, models: Path, prepared: Path) -> list[str]:
-    """Each budget's best method (its first seed's student, at the size ``student``), registered."""
+def _register_best(params, config: str, summary, cells: dict, models: Path, prepared: Path) -> list[str]:
+    """Each budget's best method as the report marks it (its first seed's student, at the size
+    ``student``), registered."""
     from pipeline import records
     from pipeline.checkpoint import load_model
     from pipeline.data import prepared as prepared_data
@@ -110,12 +121,13 @@ def _register_best(params, summary, cells: dict, models: Path, prepared: Path) -
     example = student_arrays(test.query_images, params.data.image_size, [0, 1])  # the models' input example
     done = []
     for budget, rows in contenders.groupby("budget"):
-        best = rows.loc[rows["map_mean"].idxmax(), "method"]
+        marked = rows[rows["best"].astype(bool)]
+        best = (marked if len(marked) else rows.loc[[rows["map_mean"].idxmax()]])["method"].iloc[0]
         cell = (int(budget), best, params.student, params.seeds[0])
         if cell not in cells:
             continue
         path = models / f"{run_name(*cell)}.pt"
-        done.append(records.register(cells[cell], budget, lambda: load_model(path), example) + f" ({best})")
+        done.append(records.register(cells[cell], budget, config, lambda: load_model(path), example) + f" ({best})")
     return done
 
 

@@ -43,6 +43,19 @@ def test_typicality_ranks_dense_points_above_outliers():
     assert typ[labels == -1].max() < typ[labels >= 0].median()
 
 
+def test_typicality_is_the_same_however_the_columns_are_cut():
+    """Chunks of columns (the last a small remainder) give the very floats of one pass over them all."""
+    import torch
+    from torch.nn import functional as F
+
+    from pipeline.distill.selection import typicality
+
+    features = F.normalize(torch.randn(1003, 24, generator=torch.Generator().manual_seed(0)), dim=1)
+    whole = typicality(features, knn=10, block=300, columns=100_000)
+    for columns in (250, 500, 1000):  # 1003 = 4 x 250 + 3, 2 x 500 + 3, 1000 + 3
+        assert torch.equal(typicality(features, knn=10, block=300, columns=columns), whole), columns
+
+
 def test_selection_never_takes_a_validation_image():
     from pipeline.distill.sampling import validation_split
 
