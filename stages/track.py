@@ -9,7 +9,6 @@ import click
 
 from stages.common import load, params_option, path_option, stage
 
-
 NOT_FIGURES = {"stages.track", "stages.cli", "stages.code"}  # code that makes no figure a record shows
 
 
