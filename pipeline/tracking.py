@@ -79,6 +79,17 @@ def configuration(params, code: dict[str, str] | None = None) -> tuple[str, dict
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10], settings
 
 
+NOT_FIGURES = {"stages.track", "stages.cli", "stages.code"}  # stage code that makes no figure a record shows
+
+
+def workspace_configuration(params, code: Path) -> tuple[str, dict]:
+    """The configuration of the outputs in a workspace: its params and the code fingerprints the
+    ``code`` stage wrote in ``code`` (data/code). The track stage tags records with it, and
+    ``derd ui`` and the tests find them by it."""
+    made_by = {p.stem: p.read_text() for p in sorted(Path(code).glob("*.txt")) if p.stem not in NOT_FIGURES}
+    return configuration(params, made_by)
+
+
 def configuration_params(settings: dict, method: str | None = None, size: str | None = None) -> dict:
     """A record's view of its configuration as ``config.<key>`` params: every setting, less the
     definitions of the methods and sizes it is not."""

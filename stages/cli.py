@@ -215,7 +215,7 @@ def ui(port: int, params_path: Path):
     uri = tracking.tracking_uri(Path.cwd())
     exp_id = tracking.connect(Path.cwd())
     try:
-        config = tracking.configuration(load(params_path))[0]
+        config = tracking.workspace_configuration(load(params_path), Path("data/code"))[0]
     except DerdError as exc:
         config = None
         click.echo(f"{params_path} is not valid ({exc}): the link shows every configuration", err=True)

@@ -9,8 +9,6 @@ import click
 
 from stages.common import load, params_option, path_option, stage
 
-NOT_FIGURES = {"stages.track", "stages.cli", "stages.code"}  # code that makes no figure a record shows
-
 
 def _exists(path: Path) -> Path:
     from pipeline.errors import ArtifactError
@@ -46,8 +44,7 @@ def track(params_path: Path, students: Path, models: Path, teacher: Path, teache
     from pipeline.io import file_sha256
 
     params = load(params_path)
-    made_by = {p.stem: p.read_text() for p in sorted(code.glob("*.txt")) if p.stem not in NOT_FIGURES}
-    config, settings = tracking.configuration(params, made_by)
+    config, settings = tracking.workspace_configuration(params, code)
     efficiency, spent = _read(efficiency_path), _read(queries)
     summary = pd.read_csv(_exists(reports / "summary.csv"))
     exp_id = tracking.connect(Path.cwd())

@@ -175,6 +175,8 @@ def _store_figures(repo, config: str) -> dict[str, float]:
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["data-efficient-ranking-distillation"],
                               filter_string=f"tags.config = '{config}'")
+    if runs.empty:
+        return {}
     runs = runs[runs["tags.role"].isin(["student", "teacher"])]
     names = runs["tags.cell"].where(runs["tags.role"] == "student", "teacher")
     assert names.is_unique, f"configuration {config} has two records of one model: {sorted(names)}"
@@ -186,10 +188,11 @@ def test_mlflow_keeps_every_configurations_figures_through_an_edit_and_its_rever
     the edit is reverted (DVC restores every stage from its run cache), MLflow holds the figures now in
     metrics/ under the configuration now in params.yaml, and the other configuration's records unchanged."""
     from pipeline.params import load_params
-    from pipeline.tracking import configuration
+    from pipeline.tracking import workspace_configuration
 
     repo = clone(finished_repo, tmp_path / "copy")
-    first, first_config = _workspace_figures(repo), configuration(load_params(repo / "params.yaml"))[0]
+    config = lambda: workspace_configuration(load_params(repo / "params.yaml"), repo / "data/code")[0]  # noqa: E731
+    first, first_config = _workspace_figures(repo), config()
     assert _store_figures(repo, first_config) == {k: v for k, v in first.items() if v is not None}
     set_params(repo, deep_update(dict(TINY), {"data": {"n_queries": 60}}))
     assert "Running stage 'prepare'" in dvc(repo, "repro", "prepare").stdout
@@ -198,7 +201,7 @@ def test_mlflow_keeps_every_configurations_figures_through_an_edit_and_its_rever
     stale = {line[:-1] for line in status.splitlines() if line.endswith(":") and not line.startswith(" ")}
     assert not {s for s in stale if s.startswith(("sample", "train", "frontier", "full", "dump", "augment"))}, stale
     dvc(repo, "repro")
-    second, second_config = _workspace_figures(repo), configuration(load_params(repo / "params.yaml"))[0]
+    second, second_config = _workspace_figures(repo), config()
     assert second_config != first_config and second["teacher"] != first["teacher"]
     # the first configuration's records deleted: only the revert's own `track` can bring them back
     import mlflow

@@ -25,9 +25,9 @@ def test_the_ui_opens_on_the_current_configurations_runs_with_their_map(finished
     import mlflow
 
     from pipeline.params import load_params
-    from pipeline.tracking import configuration
+    from pipeline.tracking import workspace_configuration
 
-    config = configuration(load_params(finished_repo / "params.yaml"))[0]
+    config = workspace_configuration(load_params(finished_repo / "params.yaml"), finished_repo / "data/code")[0]
     port = free_port()
     ui = Served([str(BIN / "derd"), "ui", "--port", str(port)], finished_repo, tmp_path / "ui.log",
                 f"http://127.0.0.1:{port}/health")
