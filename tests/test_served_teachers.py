@@ -90,9 +90,10 @@ def test_server_killed_and_restarted_mid_dump(finished_repo, tmp_path):
     unreachable = [c for c in ledger_calls(repo.parent / "teacher-store", "train", "mlflow")
                    if c["outcome"] == "unreachable"]
     assert unreachable, "the restart should have been waited for"
-    # every request the servers logged is on the ledger; a request cut by the kill is on the ledger
-    # as failed (counted against the budget) and the server never logged it
-    assert outcomes.count("failed") <= 1 and server.requests() == len(calls) - outcomes.count("failed")
+    # every request the servers logged is on the ledger; a request cut by the kill is on the ledger as
+    # failed (counted against the budget), whether or not the server logged it before it died
+    failed = outcomes.count("failed")
+    assert failed <= 1 and len(calls) - failed <= server.requests() <= len(calls)
 
 
 def test_a_command_teacher_is_called_with_png_files(finished_repo, tmp_path):
