@@ -46,7 +46,9 @@ GPU=${DERD_GPU:-0}
 stamp=".venv/.installed-$( (cat pyproject.toml; echo "gpu=$GPU") | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing dependencies into .venv (first time: a few minutes)"
-  .venv/bin/python -m pip install -q --upgrade pip
+  # uv installs from its cache by hard links (seconds; pip unpacks torch's 5 GB again for every clone);
+  # pip stays the fallback where uv cannot run
+  .venv/bin/python -m pip install -q --upgrade pip uv==0.13.9 || true
   # the pinned dependencies only: stages run from the repository root, nothing needs building
   GPU=$GPU .venv/bin/python -c 'import os, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]
 deps = p["dependencies"] + p["optional-dependencies"]["test"]
@@ -54,7 +56,8 @@ if os.environ["GPU"] == "1":
     deps = [d for d in deps if not d.startswith("faiss-cpu")] + p["optional-dependencies"]["gpu"]
 print("\n".join(deps))' > .venv/requirements.txt
   [ "$GPU" = 1 ] && .venv/bin/python -m pip uninstall -q -y faiss-cpu  # both provide `faiss`
-  .venv/bin/python -m pip install -q -r .venv/requirements.txt
+  .venv/bin/python -m uv pip install --python .venv/bin/python -q -r .venv/requirements.txt \
+    || .venv/bin/python -m pip install -q -r .venv/requirements.txt
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 

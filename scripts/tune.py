@@ -63,7 +63,7 @@ def subset_for(p, pool, budget: int) -> np.ndarray:
 def tune(methods, budgets, seeds, sets, out):
     import torch
 
-    from pipeline import tracking
+    from pipeline import accel, tracking
     from pipeline.data import prepared
     from pipeline.data.images import student_arrays
     from pipeline.data.split import class_level_gnd
@@ -118,13 +118,14 @@ def tune(methods, budgets, seeds, sets, out):
 
                 init = pretrained_init(ROOT / "models/pretrained" / f"{p.student}.pt", p.size())
             t0 = time.perf_counter()
-            model = train_student(data, p.size(), p.train, m, seed, device, init=init).model
+            precision = accel.precision_of(p.runtime.precision, device)
+            model = train_student(data, p.size(), p.train, m, seed, device, init=init, precision=precision).model
             seconds = time.perf_counter() - t0
             metrics = retrieval_metrics(describe(model, student_arrays(pool, size, vq), 1024, device),
                                         describe(model, student_arrays(pool, size, vdb), 1024, device),
                                         gnd, p.eval.kappas)
             row = {"method": method, "budget": budget, "seed": seed, "pool": m.pool, "strategy": p.sample.strategy,
-                   **setting, "val_map": round(metrics["map"], 4),
+                   **setting, "precision": precision, "val_map": round(metrics["map"], 4),
                    "train_seconds": round(seconds, 1)}
             rows.append(row)
             click.echo(" ".join(f"{k}={v}" for k, v in row.items()))

@@ -18,6 +18,7 @@ from stages.common import params_option, path_option, progress, setup, stage
 @path_option("--out", help="the pretrained student .pt")
 @stage
 def pretrain(size: str, params_path: Path, prepared: Path, downloads: Path, checkpoints: Path, out: Path):
+    from pipeline import accel
     from pipeline.checkpoint import FileCheckpointer, inputs_key, save_model
     from pipeline.data import prepared as prepared_data
     from pipeline.data.images import student_arrays
@@ -43,7 +44,8 @@ def pretrain(size: str, params_path: Path, prepared: Path, downloads: Path, chec
     bar = progress(pp.steps, f"pretrain {size}")
     started = time.perf_counter()
     model, curve = pretrain_student(images, sp, pp, pp.seed, device, on_step=lambda step, loss: bar.update(1),
-                                    checkpointer=checkpointer, init=trunk_init(sp.arch, sp.weights, downloads))
+                                    checkpointer=checkpointer, init=trunk_init(sp.arch, sp.weights, downloads),
+                                    precision=accel.precision_of(params.runtime.precision, device))
     bar.close()
     seconds = time.perf_counter() - started
     save_model(out, model.cpu(), sp.arch, extra={"curve": [list(c) for c in curve], "pretrain_seconds": seconds,

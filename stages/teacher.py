@@ -32,7 +32,7 @@ def teacher(params_path: Path, prepared: Path, downloads: Path, out: Path, metri
     if tp.queried:
         card, summary, logged = queried_card(tp, params.queries, device), {"queried": tp.kind, "dim": tp.dim}, {}
     else:
-        card, summary, logged = built_teacher(tp, device, prepared, downloads, out)
+        card, summary, logged = built_teacher(tp, device, prepared, downloads, out, params.runtime.precision)
     summary.update(logged)  # the track stage puts it in the teacher's MLflow record
     write_json_atomic(out / "card.json", card)
     write_json_atomic(metrics, summary)
@@ -40,8 +40,9 @@ def teacher(params_path: Path, prepared: Path, downloads: Path, out: Path, metri
     click.echo(f"teacher ({tp.kind}): {card['dim']}-d descriptors{reach}")
 
 
-def built_teacher(tp, device, prepared: Path, downloads: Path, out: Path) -> tuple[dict, dict, dict]:
+def built_teacher(tp, device, prepared: Path, downloads: Path, out: Path, precision: str) -> tuple[dict, dict, dict]:
     """Trains or builds the teacher, saves its weights to ``out/weights.pt``: (card, metrics, MLflow params)."""
+    from pipeline import accel
     from pipeline.checkpoint import save_model
     from pipeline.data import prepared as prepared_data
     from pipeline.teacher.card import build, built_card, training_set, training_steps
@@ -49,7 +50,8 @@ def built_teacher(tp, device, prepared: Path, downloads: Path, out: Path) -> tup
     if tp.kind == "train":
         images, labels = training_set(tp, prepared_data.pool_images(prepared), prepared_data.pool_labels(prepared))
         bar = progress(training_steps(tp, len(images)), "teacher")
-        built = build(tp, device, downloads, images, labels, on_step=lambda step, total: bar.update(1))
+        built = build(tp, device, downloads, images, labels, on_step=lambda step, total: bar.update(1),
+                      precision=accel.precision_of(precision, device))
         bar.close()
     else:
         built = build(tp, device, downloads)

@@ -173,13 +173,15 @@ def test_stale_checkpoint_is_ignored(tmp_path):
     assert fresh.resumed_from == 0
 
 
-def test_determinism_same_seed_same_everything():
-    """Same seed and params: identical weights and curve, so metrics equal to 1e-12 on the CPU."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_determinism_same_seed_same_everything(precision):
+    """Same seed and params: identical weights and curve, so metrics equal to 1e-12 on the CPU, in
+    float32 and under the bfloat16 autocast that `precision: auto` picks on CPUs with AMX."""
     from pipeline.models.inference import describe
     from pipeline.retrieval.metrics import retrieval_metrics
 
-    a1 = train_student(*tiny_training(), seed=3, device=torch.device("cpu"))
-    a2 = train_student(*tiny_training(), seed=3, device=torch.device("cpu"))
+    a1 = train_student(*tiny_training(), seed=3, device=torch.device("cpu"), precision=precision)
+    a2 = train_student(*tiny_training(), seed=3, device=torch.device("cpu"), precision=precision)
     for x, y in zip(a1.model.state_dict().values(), a2.model.state_dict().values()):
         assert torch.equal(x, y)
     assert a1.curve == a2.curve
@@ -189,8 +191,20 @@ def test_determinism_same_seed_same_everything():
     m1, m2 = (retrieval_metrics(describe(a.model, queries, 64, "cpu"), describe(a.model, db, 64, "cpu"), gnd)
               for a in (a1, a2))
     assert m1.keys() == m2.keys() and all(abs(m1[k] - m2[k]) <= 1e-12 for k in m1)
-    other = train_student(*tiny_training(), seed=4, device=torch.device("cpu"))
+    other = train_student(*tiny_training(), seed=4, device=torch.device("cpu"), precision=precision)
     assert not torch.equal(next(iter(other.model.state_dict().values())), next(iter(a1.model.state_dict().values())))
+
+
+def test_auto_precision_is_bfloat16_exactly_where_the_cpu_has_bfloat16_units(monkeypatch):
+    from pipeline import accel
+
+    cpu = torch.device("cpu")
+    for flags, expected in (("fpu avx512f avx512_bf16 amx_bf16 amx_tile", "bf16"), ("fpu avx2 avx512f", "fp32")):
+        accel.cpu_has_bf16_units.cache_clear()
+        monkeypatch.setattr(accel.Path, "read_text", lambda self, flags=flags: f"flags\t\t: {flags}\n")
+        assert accel.precision_of("auto", cpu) == expected
+        assert accel.precision_of("fp32", cpu) == "fp32" and accel.precision_of("bf16", cpu) == "bf16"
+    accel.cpu_has_bf16_units.cache_clear()
 
 
 def test_full_disk_keeps_the_previous_file(tmp_path, monkeypatch):

@@ -47,16 +47,17 @@ def training_steps(tp: TeacherParams, n_images: int) -> int:
 
 
 def build(tp: TeacherParams, device, downloads: Path, images: np.ndarray | None = None,
-          labels: np.ndarray | None = None, on_step: Callable[[int, int], None] | None = None) -> BuiltTeacher:
+          labels: np.ndarray | None = None, on_step: Callable[[int, int], None] | None = None,
+          precision: str = "fp32") -> BuiltTeacher:
     """The teacher of ``teacher.kind``: trained on ``images`` and ``labels`` (kind train; see
     :func:`training_set`), else built from its published weights (downloaded to ``downloads``)."""
     if tp.kind == "train":
         from pipeline.teacher.train import train_teacher
 
-        model, history = train_teacher(images, labels, tp, tp.seed, device, on_step=on_step)
+        model, history = train_teacher(images, labels, tp, tp.seed, device, on_step=on_step, precision=precision)
         return BuiltTeacher(model.cpu().eval(), tp.arch, input_shape(tp, images),
                             summary={"history": [h.__dict__ for h in history]},
-                            logged={"train_images": len(images), "device": str(device)})
+                            logged={"train_images": len(images), "device": str(device), "precision": precision})
     from pipeline.teacher import pretrained
 
     model, pre, source = pretrained.build(tp, downloads)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pipeline import accel
 from pipeline.data.tensors import to_input
 from pipeline.models import create
 from pipeline.params import TeacherParams
@@ -51,7 +52,10 @@ def train_teacher(
     seed: int,
     device: torch.device,
     on_step: Callable[[int, int], None] | None = None,
+    precision: str = "fp32",
 ) -> tuple[nn.Module, list[EpochLog]]:
+    """The network and its per-epoch log; ``precision`` as in :mod:`pipeline.accel` (the head and the
+    loss stay float32)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n_classes = int(labels.max()) + 1
@@ -71,7 +75,9 @@ def train_teacher(
             idx = order[b * p.batch_size:(b + 1) * p.batch_size]
             x = to_input(images[idx], device).contiguous(memory_format=torch.channels_last)
             y = torch.as_tensor(labels[idx], device=device)
-            logits = head(model(x))
+            with accel.autocast(precision, device):
+                descriptors = model(x)
+            logits = head(descriptors.float())
             loss = head.loss(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
