@@ -46,6 +46,7 @@ bench: setup
 	python scripts/bench_pipeline.py
 	python scripts/bench_stages.py
 	python scripts/bench_startup.py
+	python scripts/bench_precision.py
 	cd bench/repo && python $(CURDIR)/scripts/bench_efficiency.py
 
 # the evaluation at R1M size: a million synthetic 2048-d descriptors (4 GiB on disk under bench/)
