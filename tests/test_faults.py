@@ -297,3 +297,26 @@ def test_killed_training_stage_resumes_to_the_same_model(train_inputs, tmp_path)
     want = torch.load(reference / "models/students/200-derd-small-0.pt", weights_only=True)["state_dict"]
     got = torch.load(work / "models/students/200-derd-small-0.pt", weights_only=True)["state_dict"]
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_the_teacher_and_the_pretraining_learn_under_low_precision(precision):
+    """The autocast paths `precision: auto` takes (bf16 on AMX CPUs and GPUs, fp16 with its gradient
+    scaler on older GPUs; both run on the CPU here): finite losses that fall, weights that move."""
+    from pipeline.distill.pretrain import pretrain_student
+    from pipeline.teacher.train import train_teacher
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 32)
+    images = (rng.integers(0, 60, (128, 28, 28)) + labels[:, None, None] * 45).astype(np.uint8)
+    p = repo_params({"teacher": {"arch": "student_tiny", "dim": 16, "epochs": 3, "batch_size": 32},
+                     "students": {"small": {"arch": "student_tiny", "dim": 8}},
+                     "pretrain": {"steps": 8, "batch_size": 32}})
+    cpu = torch.device("cpu")
+    _, history = train_teacher(images, labels, p.teacher, 0, cpu, precision=precision)
+    assert all(np.isfinite(h.loss) for h in history) and history[-1].loss < history[0].loss
+    torch.manual_seed(0)  # the pretraining starts from this draw (its seed 0)
+    fresh = create("student_tiny", 8).state_dict()
+    model, curve = pretrain_student(images, p.size("small"), p.pretrain, 0, cpu, precision=precision)
+    assert np.isfinite([c[1] for c in curve]).all()
+    assert any(not torch.equal(fresh[k], v) for k, v in model.state_dict().items() if v.is_floating_point())

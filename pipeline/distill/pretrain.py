@@ -69,6 +69,7 @@ def pretrain_student(images: np.ndarray, sp: StudentParams, pp: PretrainParams, 
         init(model)
     model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=pp.lr, weight_decay=pp.weight_decay)
+    scaler = accel.grad_scaler(precision, device)  # float16 only; a no-op otherwise
     warmup = max(pp.steps // 20, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, pp.steps, warmup))
     curve: list[tuple[int, float]] = []
@@ -92,8 +93,9 @@ def pretrain_student(images: np.ndarray, sp: StudentParams, pp: PretrainParams, 
             a, b = model(random_views(x, pp.min_scale, gen)), model(random_views(x, pp.min_scale, gen))
         loss = nt_xent(a.float(), b.float(), pp.temperature)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         window.append(loss.item())
         if (step + 1) % 25 == 0 or step + 1 == pp.steps:

@@ -63,6 +63,7 @@ def train_teacher(
     head = CosineClassifier(p.dim, n_classes, p.scale, p.margin).to(device)
     params = list(model.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=p.lr, weight_decay=p.weight_decay)
+    scaler = accel.grad_scaler(precision, device)  # float16 only; a no-op otherwise
     steps_per_epoch = int(np.ceil(len(images) / p.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.lr, total_steps=p.epochs * steps_per_epoch)
     history = []
@@ -80,8 +81,9 @@ def train_teacher(
             logits = head(descriptors.float())
             loss = head.loss(logits, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             total_loss += loss.item() * len(idx)
             correct += (logits.argmax(1) == y).sum().item()
