@@ -48,7 +48,8 @@ def pretrain(size: str, params_path: Path, prepared: Path, downloads: Path, chec
                                     precision=accel.precision_of(params.runtime.precision, device))
     bar.close()
     seconds = time.perf_counter() - started
-    save_model(out, model.cpu(), sp.arch, extra={"curve": [list(c) for c in curve], "pretrain_seconds": seconds,
+    # no timing in the file: every student depends on it, so a rerun must give it back byte-identical
+    save_model(out, model.cpu(), sp.arch, extra={"curve": [list(c) for c in curve],
                                                  "images": len(indices)})
     checkpointer.clear()
     last = f"final loss {curve[-1][1]:.4f} after " if curve else ""

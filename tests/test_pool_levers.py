@@ -128,3 +128,15 @@ def test_answers_by_pool_index(tmp_path):
         answers_for(path, np.array([9, 4]))
     assert enabled("auto", queried_teacher=False) and not enabled("auto", queried_teacher=True)
     assert enabled("true", queried_teacher=True) and not enabled("false", queried_teacher=False)
+
+
+def test_a_rerun_pretraining_gives_its_file_back_byte_identical(finished_repo, tmp_path):
+    """Every student depends on the pretrained file: a rerun of its stage (a code edit that changes
+    nothing it computes) must give it back byte for byte, or DVC retrains every student."""
+    from tests.pipeline_copy import clone, run_stage
+
+    repo = clone(finished_repo, tmp_path / "copy")
+    out = repo / "models/pretrained/small.pt"
+    before = out.read_bytes()
+    run_stage(repo, "pretrain@small")
+    assert out.read_bytes() == before
