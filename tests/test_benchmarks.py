@@ -3,6 +3,7 @@ cnnimageretrieval teacher, from download to E/M/H mAP; and the ways bad files ar
 import io
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -83,7 +84,7 @@ def hand_maps(q, db, gnd) -> dict[str, float]:
 
 
 @pytest.mark.e2e
-def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server):
+def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server, empty_mlflow_db):
     """SfM-120k pool, ROxford5k + 2 R1M archives, the cnnimageretrieval teacher: the whole pipeline,
     through a cut connection, with E/M/H mAP checked against a hand computation on cropped queries."""
     from pipeline.checkpoint import load_model
@@ -95,6 +96,7 @@ def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server):
     params = photo_params(server, distractors=2)
     params["budgets"] = [20]  # one budget: nesting is tested on the default data; this keeps the test short
     repo = copy_repo(tmp_path / "repo", params)
+    shutil.copy(empty_mlflow_db, repo / "mlflow.db")
     run_pipeline(repo)
     assert any(r for p, r in zip(server.paths, server.ranges) if p == archive), "the cut download was not resumed"
     meta = json.loads((repo / "data/prepared/meta.json").read_text())
