@@ -17,6 +17,7 @@ from pipeline.data import benchmarks
 from tests import benchmark_files as bf
 from tests.http_server import Server
 from tests.pipeline_copy import TINY, copy_repo, deep_update, env, ledger_total, repo_params, run_pipeline, stage_argv
+from tests.pipeline_copy import run_stage as run_here
 
 
 @pytest.fixture
@@ -131,8 +132,8 @@ def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server, empt
 def test_rparis6k_nested_archives_and_the_sfm_pool(tmp_path, server):
     gt = serve_all(server, test="rparis6k")
     repo = copy_repo(tmp_path / "repo", photo_params(server, test="rparis6k"))
-    run_stage(repo, "download")
-    run_stage(repo, "prepare")
+    run_here(repo, "download")  # in this process: nothing here reads what a failing process prints
+    run_here(repo, "prepare")
     jpg = repo / "data/downloads/rparis6k/jpg"
     assert sorted(p.stem for p in jpg.iterdir()) == sorted(gt["imlist"])  # flattened out of paris/<landmark>/
     with np.load(repo / "data/prepared/pool.npz") as z:
@@ -146,7 +147,7 @@ def test_rparis6k_nested_archives_and_the_sfm_pool(tmp_path, server):
     for photo in (repo / "data/downloads/sfm120k" / paths[0], jpg / f"{gt['imlist'][0]}.jpg"):
         image = Image.open(photo)  # SfM-120k's files have no extension: keep each file's format
         image.transpose(Image.FLIP_LEFT_RIGHT).save(photo, format=image.format)
-    run_stage(repo, "prepare")
+    run_here(repo, "prepare")
     assert all((repo / "data/prepared" / name).read_bytes() != b for name, b in before.items())
 
 
@@ -234,8 +235,8 @@ def test_own_folder_as_pool_and_own_revisited_ground_truth_as_test_set(tmp_path)
     with tarfile.open(fileobj=io.BytesIO(files["/~vgg/data/oxbuildings/oxbuild_images-v1.tgz"])) as tar:
         tar.extractall(repo / "mytest/jpg", filter="data")
     (repo / "mytest/gnd_mine.pkl").write_bytes(pickle.dumps(gt))
-    run_stage(repo, "download")
-    run_stage(repo, "prepare")
+    run_here(repo, "download")  # in this process: nothing here reads what a failing process prints
+    run_here(repo, "prepare")
     meta = json.loads((repo / "data/prepared/meta.json").read_text())
     assert (meta["pool_size"], meta["n_classes"], meta["n_queries"], meta["n_database"]) == (9, 3, 4, 24)
     from pipeline.data import prepared
