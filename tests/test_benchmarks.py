@@ -3,6 +3,7 @@ cnnimageretrieval teacher, from download to E/M/H mAP; and the ways bad files ar
 import io
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -16,6 +17,7 @@ from pipeline.data import benchmarks
 from tests import benchmark_files as bf
 from tests.http_server import Server
 from tests.pipeline_copy import TINY, copy_repo, deep_update, env, ledger_total, repo_params, run_pipeline, stage_argv
+from tests.pipeline_copy import run_stage as run_here
 
 
 @pytest.fixture
@@ -83,7 +85,7 @@ def hand_maps(q, db, gnd) -> dict[str, float]:
 
 
 @pytest.mark.e2e
-def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server):
+def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server, empty_mlflow_db):
     """SfM-120k pool, ROxford5k + 2 R1M archives, the cnnimageretrieval teacher: the whole pipeline,
     through a cut connection, with E/M/H mAP checked against a hand computation on cropped queries."""
     from pipeline.checkpoint import load_model
@@ -95,6 +97,7 @@ def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server):
     params = photo_params(server, distractors=2)
     params["budgets"] = [20]  # one budget: nesting is tested on the default data; this keeps the test short
     repo = copy_repo(tmp_path / "repo", params)
+    shutil.copy(empty_mlflow_db, repo / "mlflow.db")
     run_pipeline(repo)
     assert any(r for p, r in zip(server.paths, server.ranges) if p == archive), "the cut download was not resumed"
     meta = json.loads((repo / "data/prepared/meta.json").read_text())
@@ -129,8 +132,8 @@ def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server):
 def test_rparis6k_nested_archives_and_the_sfm_pool(tmp_path, server):
     gt = serve_all(server, test="rparis6k")
     repo = copy_repo(tmp_path / "repo", photo_params(server, test="rparis6k"))
-    run_stage(repo, "download")
-    run_stage(repo, "prepare")
+    run_here(repo, "download")  # in this process: nothing here reads what a failing process prints
+    run_here(repo, "prepare")
     jpg = repo / "data/downloads/rparis6k/jpg"
     assert sorted(p.stem for p in jpg.iterdir()) == sorted(gt["imlist"])  # flattened out of paris/<landmark>/
     with np.load(repo / "data/prepared/pool.npz") as z:
@@ -144,7 +147,7 @@ def test_rparis6k_nested_archives_and_the_sfm_pool(tmp_path, server):
     for photo in (repo / "data/downloads/sfm120k" / paths[0], jpg / f"{gt['imlist'][0]}.jpg"):
         image = Image.open(photo)  # SfM-120k's files have no extension: keep each file's format
         image.transpose(Image.FLIP_LEFT_RIGHT).save(photo, format=image.format)
-    run_stage(repo, "prepare")
+    run_here(repo, "prepare")
     assert all((repo / "data/prepared" / name).read_bytes() != b for name, b in before.items())
 
 
@@ -232,8 +235,8 @@ def test_own_folder_as_pool_and_own_revisited_ground_truth_as_test_set(tmp_path)
     with tarfile.open(fileobj=io.BytesIO(files["/~vgg/data/oxbuildings/oxbuild_images-v1.tgz"])) as tar:
         tar.extractall(repo / "mytest/jpg", filter="data")
     (repo / "mytest/gnd_mine.pkl").write_bytes(pickle.dumps(gt))
-    run_stage(repo, "download")
-    run_stage(repo, "prepare")
+    run_here(repo, "download")  # in this process: nothing here reads what a failing process prints
+    run_here(repo, "prepare")
     meta = json.loads((repo / "data/prepared/meta.json").read_text())
     assert (meta["pool_size"], meta["n_classes"], meta["n_queries"], meta["n_database"]) == (9, 3, 4, 24)
     from pipeline.data import prepared

@@ -12,7 +12,7 @@ import torch
 
 from pipeline.distill.interpolation import interpolate, normalize_rows, sample_triples
 from pipeline.models import create
-from tests.pipeline_copy import REPO, built_teacher, edit_params, env, read_ledger, set_params, stage_argv
+from tests.pipeline_copy import REPO, built_teacher, edit_params, env, read_ledger, run_stage, set_params, stage_argv
 from tests.test_faults import prepared_pool
 
 # scripts/device_check.sh sets cuda on a machine with two or more GPUs (NCCL); gloo on the CPU here
@@ -54,6 +54,13 @@ def run(repo, name, processes):
     return proc
 
 
+def run_here(repo, name):
+    """One process: the stage in this process (``run_stage``), as ``run(repo, name, 1)`` but without a
+    Python start-up."""
+    edit_params(repo, {"runtime": {"processes": 1}})
+    return run_stage(repo, name)
+
+
 def copy(src, dst):
     shutil.copytree(src, dst)
     edit_params(dst, {"queries": {"store": str(dst / "store")}})
@@ -62,7 +69,7 @@ def copy(src, dst):
 
 def test_a_dump_on_two_ranks_gives_the_same_descriptors_and_asks_each_image_once(inputs, tmp_path):
     one, two = copy(inputs, tmp_path / "one"), copy(inputs, tmp_path / "two")
-    run(one, "dump", 1)
+    run_here(one, "dump")
     out = run(two, "dump", 2)
     assert "on 2 ranks" in json.loads((two / "metrics/queries.json").read_text())["teacher"]
     dumped = "data/teacher/train_descriptors.npz"
@@ -76,7 +83,7 @@ def test_a_dump_on_two_ranks_gives_the_same_descriptors_and_asks_each_image_once
 
 def test_training_on_two_ranks_matches_one_process_with_the_whole_batch(inputs, tmp_path):
     one, two = copy(inputs, tmp_path / "one"), copy(inputs, tmp_path / "two")
-    run(one, f"train@{BUDGET}-derd-0", 1)
+    run_here(one, f"train@{BUDGET}-derd-0")
     run(two, f"train@{BUDGET}-derd-0", 2)
     a = torch.load(one / f"models/students/{BUDGET}-derd-small-0.pt", weights_only=True)
     b = torch.load(two / f"models/students/{BUDGET}-derd-small-0.pt", weights_only=True)

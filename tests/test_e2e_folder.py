@@ -1,5 +1,6 @@
 """The whole pipeline on a user's own image folder (with one unreadable image, skipped and recorded)."""
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ def photo_folder(root, per_class=30):
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
 
 
-def test_folder_dataset_runs_the_whole_pipeline(tmp_path):
+def test_folder_dataset_runs_the_whole_pipeline(tmp_path, empty_mlflow_db):
     override = deep_update(dict(TINY), {
         "budgets": [20, 40],
         "data": {"dataset": "folder", "raw_dir": "photos", "n_queries": 10, "test_fraction": 0.3,
@@ -43,6 +44,7 @@ def test_folder_dataset_runs_the_whole_pipeline(tmp_path):
     })
     repo = copy_repo(tmp_path / "repo", override)
     photo_folder(repo / "photos")
+    shutil.copy(empty_mlflow_db, repo / "mlflow.db")
     run_pipeline(repo)
     assert "Data and pipelines are up to date" in dvc(repo, "status").stdout
     meta = json.loads((repo / "data/prepared/meta.json").read_text())

@@ -67,6 +67,7 @@ def dump_inputs(tmp_path_factory):
     set_params(root, {"budgets": [DUMP_BUDGET], "levers": {"budgets": [DUMP_BUDGET]},
                       "sample": {"val_size": 500, "val_queries": 50},
                       "data": {"pool_limit": 5000}, "runtime": {"threads": 1}, "queries": {"call_batch": 32}})
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")  # for run_stage
     return root
 
 
@@ -87,7 +88,7 @@ def answered_indices(root: Path) -> list[np.ndarray]:
 
 def test_dump_killed_repeatedly_resumes_to_identical_descriptors(dump_inputs, tmp_path):
     reference = private_copy(dump_inputs, tmp_path / "reference")
-    subprocess.run(stage_cmd("dump"), cwd=reference, env=stage_env(), check=True, capture_output=True)
+    run_stage(reference, "dump")  # uninterrupted, in this process
     with np.load(reference / "data/teacher/train_descriptors.npz") as z:
         want = z["descriptors"]
     assert sum(c["images"] for c in ledger(reference)) == DUMP_BUDGET
@@ -114,8 +115,7 @@ def test_dump_killed_repeatedly_resumes_to_identical_descriptors(dump_inputs, tm
             assert len(keys) > 0
     assert 0 < sum(len(k) for k in answered_indices(work)) < DUMP_BUDGET
     assert not (work / "data/teacher/train_descriptors.npz").exists()
-    done = subprocess.run(stage_cmd("dump"), cwd=work, env=stage_env(), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    done = run_stage(work, "dump")  # resumed, in this process
     calls = ledger(work)
     lost = sum(c["images"] for c in calls if c["outcome"] == "lost")
     assert sum(c["images"] for c in calls if c["outcome"] == "answered") == DUMP_BUDGET  # no image answered twice
@@ -124,7 +124,7 @@ def test_dump_killed_repeatedly_resumes_to_identical_descriptors(dump_inputs, tm
     assert len(np.unique(keys)) == len(keys) == DUMP_BUDGET
     with np.load(work / "data/teacher/train_descriptors.npz") as z:
         assert np.array_equal(z["descriptors"], want)
-    assert f"{DUMP_BUDGET + lost} for these {DUMP_BUDGET} images" in done.stdout
+    assert f"{DUMP_BUDGET + lost} for these {DUMP_BUDGET} images" in done.output
 
 
 def tiny_training(steps=30):

@@ -85,7 +85,7 @@ class FakeService:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def infer_requests(self):
         return [r for r in self.requests if r["path"] in ("/invocations", "/v2/models/teacher/infer")]
