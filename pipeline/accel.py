@@ -1,10 +1,12 @@
-"""Speed settings of ``runtime`` (never a stage dependency: they change how fast, not what is
-computed beyond float rounding), each resolved to what is fastest on the device found:
+"""Speed settings of ``runtime`` (never a stage dependency), each resolved to what is fastest on the
+device found:
 
 - ``precision``: ``auto`` is bfloat16 autocast on a CUDA GPU that supports it (float16 with a gradient
-  scaler on older ones) and on a CPU with bfloat16 matrix units (Intel AMX: measured 1.6x for a student's
-  training step and 2.1x for the teacher's on the 2-core reference machine), float32 on other CPUs,
-  where autocast emulates bfloat16 and is slower;
+  scaler on older ones) and, for the teacher's and the students' training, on a CPU with usable bfloat16
+  matrix units (Intel AMX; `python scripts/bench_precision.py` prints the gain), float32 on other CPUs,
+  where autocast emulates bfloat16 and is slower. Unlike the other settings it can move figures a
+  little (checked on the validation split: docs/tuning.md), so each model records the precision it
+  was trained in;
 - ``compile``: ``auto`` compiles the training step's network with ``torch.compile`` on a GPU (it pays
   there, after a compile of tens of seconds), not on the CPU (the compile costs more than a run).
 Channels-last memory layout is always used for convolutions (measured: about 1.5x on the CPU).
@@ -23,17 +25,19 @@ def precision_of(setting: str, device: torch.device) -> str:
         return setting
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_bf16_units() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_bf16_units() else "fp32"
 
 
 @cache
 def cpu_has_bf16_units() -> bool:
-    """Intel AMX (``amx_bf16``), where oneDNN runs bfloat16 convolutions natively (Linux; elsewhere False)."""
+    """Intel AMX (``amx_bf16``), where oneDNN runs bfloat16 convolutions natively (Linux; elsewhere False),
+    and the kernel lets this process use it (some VMs and containers do not)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return "amx_bf16" in flags.split()
+    init_amx = getattr(getattr(torch._C, "_cpu", None), "_init_amx", None)
+    return "amx_bf16" in flags.split() and (init_amx is None or bool(init_amx()))
 
 
 def compile_of(setting: str, device: torch.device) -> bool:

@@ -48,6 +48,11 @@ if [ ! -f "$stamp" ]; then
   echo "setup: installing dependencies into .venv (first time: a few minutes)"
   # uv installs from its cache by hard links (seconds; pip unpacks torch's 5 GB again for every clone);
   # pip stays the fallback where uv cannot run
+  # uv does not read pip's configuration: a package index given to pip by environment is passed on;
+  # DERD_NO_UV=1 installs with pip alone (e.g. an index configured in pip.conf)
+  if [ -n "${PIP_INDEX_URL:-}" ]; then export UV_INDEX_URL=${UV_INDEX_URL:-$PIP_INDEX_URL}; fi
+  if [ -n "${PIP_EXTRA_INDEX_URL:-}" ]; then export UV_EXTRA_INDEX_URL=${UV_EXTRA_INDEX_URL:-$PIP_EXTRA_INDEX_URL}; fi
+  if [ "${DERD_NO_UV:-0}" = 1 ]; then UV=(false); else UV=(.venv/bin/python -m uv); fi
   .venv/bin/python -m pip install -q --upgrade pip uv==0.13.9 || true
   # the pinned dependencies only: stages run from the repository root, nothing needs building
   GPU=$GPU .venv/bin/python -c 'import os, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]
@@ -56,7 +61,7 @@ if os.environ["GPU"] == "1":
     deps = [d for d in deps if not d.startswith("faiss-cpu")] + p["optional-dependencies"]["gpu"]
 print("\n".join(deps))' > .venv/requirements.txt
   [ "$GPU" = 1 ] && .venv/bin/python -m pip uninstall -q -y faiss-cpu  # both provide `faiss`
-  .venv/bin/python -m uv pip install --python .venv/bin/python -q -r .venv/requirements.txt \
+  "${UV[@]}" pip install --python .venv/bin/python -q -r .venv/requirements.txt \
     || .venv/bin/python -m pip install -q -r .venv/requirements.txt
   rm -f .venv/.installed-* && touch "$stamp"
 fi

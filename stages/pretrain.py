@@ -18,7 +18,6 @@ from stages.common import params_option, path_option, progress, setup, stage
 @path_option("--out", help="the pretrained student .pt")
 @stage
 def pretrain(size: str, params_path: Path, prepared: Path, downloads: Path, checkpoints: Path, out: Path):
-    from pipeline import accel
     from pipeline.checkpoint import FileCheckpointer, inputs_key, save_model
     from pipeline.data import prepared as prepared_data
     from pipeline.data.images import student_arrays
@@ -44,8 +43,7 @@ def pretrain(size: str, params_path: Path, prepared: Path, downloads: Path, chec
     bar = progress(pp.steps, f"pretrain {size}")
     started = time.perf_counter()
     model, curve = pretrain_student(images, sp, pp, pp.seed, device, on_step=lambda step, loss: bar.update(1),
-                                    checkpointer=checkpointer, init=trunk_init(sp.arch, sp.weights, downloads),
-                                    precision=accel.precision_of(params.runtime.precision, device))
+                                    checkpointer=checkpointer, init=trunk_init(sp.arch, sp.weights, downloads))
     bar.close()
     seconds = time.perf_counter() - started
     # no timing in the file: every student depends on it, so a rerun must give it back byte-identical

@@ -69,12 +69,14 @@ def train(budget: int | None, full: bool, ceiling: bool, lever: str | None, meth
     inputs = training_inputs(cell, m, params, prepared, subset, augmented, targets, pretrained)
     logged = run_params(cell, m, params, inputs)
     steps = logged["schedule"]["steps"]
-    checkpointer = FileCheckpointer(checkpoints / f"{name}.pt", inputs_key(logged, inputs.files),
+    precision = accel.precision_of(params.runtime.precision, device)
+    # a resume continues only the same computation: a checkpoint of another precision is started over
+    checkpointer = FileCheckpointer(checkpoints / f"{name}.pt", inputs_key({**logged, "precision": precision},
+                                                                           inputs.files),
                                     params.runtime.checkpoint_every)
     bar = progress(steps, f"student {name}", quiet=rank != 0)
     started = time.perf_counter()
     init = initial_weights(m, sp, pretrained, downloads)
-    precision = accel.precision_of(params.runtime.precision, device)
     compiled = accel.compile_of(params.runtime.compile, device)
     result = train_student(inputs.data, sp, params.train, m, seed, device, on_step=lambda step, loss: bar.update(1),
                            checkpointer=checkpointer, init=init, precision=precision, compiled=compiled)

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from pipeline import accel
 from pipeline.data.tensors import input_channels, to_input
 from pipeline.distill.train import Checkpointer, cosine_lr
 from pipeline.models import create
@@ -57,8 +56,7 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tenso
 
 def pretrain_student(images: np.ndarray, sp: StudentParams, pp: PretrainParams, seed: int, device: torch.device,
                      on_step: Callable[[int, float], None] | None = None, checkpointer: Checkpointer | None = None,
-                     init: Callable[[torch.nn.Module], None] | None = None,
-                     precision: str = "fp32") -> tuple[torch.nn.Module, list]:
+                     init: Callable[[torch.nn.Module], None] | None = None) -> tuple[torch.nn.Module, list]:
     """One student size pretrained on ``images`` (the unlabelled pool); returns (model, loss curve).
     Resumable like distillation: a killed run continues from its last checkpoint, bit-identical."""
     torch.manual_seed(seed)
@@ -69,7 +67,6 @@ def pretrain_student(images: np.ndarray, sp: StudentParams, pp: PretrainParams, 
         init(model)
     model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=pp.lr, weight_decay=pp.weight_decay)
-    scaler = accel.grad_scaler(precision, device)  # float16 only; a no-op otherwise
     warmup = max(pp.steps // 20, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, pp.steps, warmup))
     curve: list[tuple[int, float]] = []
@@ -89,13 +86,11 @@ def pretrain_student(images: np.ndarray, sp: StudentParams, pp: PretrainParams, 
     for step in range(start, pp.steps):
         idx = np.sort(rng.choice(len(images), size=batch, replace=False))
         x = to_input(images[idx], device)
-        with accel.autocast(precision, device):  # the network in low precision; the loss in float32
-            a, b = model(random_views(x, pp.min_scale, gen)), model(random_views(x, pp.min_scale, gen))
-        loss = nt_xent(a.float(), b.float(), pp.temperature)
+        loss = nt_xent(model(random_views(x, pp.min_scale, gen)), model(random_views(x, pp.min_scale, gen)),
+                       pp.temperature)
         opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        loss.backward()
+        opt.step()
         sched.step()
         window.append(loss.item())
         if (step + 1) % 25 == 0 or step + 1 == pp.steps:

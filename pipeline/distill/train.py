@@ -174,6 +174,8 @@ def restore(t: Training, state: dict, device: torch.device) -> None:
     t.opt.load_state_dict(state["optimizer"])
     t.sched.load_state_dict(state["scheduler"])
     t.rng.bit_generator.state = state["numpy_rng"]
+    if state.get("scaler"):  # float16's loss scale (an empty state for a disabled scaler)
+        t.scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["torch_rng"])
     if state.get("cuda_rng") is not None and device.type == "cuda":  # flips and shifts draw on the GPU
         torch.cuda.set_rng_state(state["cuda_rng"], device)
@@ -184,7 +186,7 @@ def checkpoint(t: Training, step: int, device: torch.device) -> dict:
     """The full state after ``step`` steps: a run resumed from it ends bit-identical to an uninterrupted one."""
     return {
         "step": step, "model": t.model.state_dict(), "objective": t.objective.state_dict(),
-        "optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict(),
+        "optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict(), "scaler": t.scaler.state_dict(),
         "numpy_rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "curve": t.curve, "window": t.window,
