@@ -61,7 +61,7 @@ def test_server_killed_and_restarted_mid_dump(finished_repo, tmp_path):
     repo = clone(finished_repo, tmp_path / "copy")
     server = MlflowServer(repo)
     edit_params(repo, {"budgets": [300], "levers": {"budgets": [300]}, "teacher": {"kind": "mlflow", "url": server.url},
-                       "queries": {"call_batch": 20, "max_qps": 4, "retries": 30, "max_backoff_s": 1,
+                       "queries": {"call_batch": 20, "max_qps": 4, "retries": 150, "max_backoff_s": 1,
                                    "extra_calls": 20}})
     run_stage(repo, "teacher")
     run_stage(repo, "sample")
@@ -77,7 +77,7 @@ def test_server_killed_and_restarted_mid_dump(finished_repo, tmp_path):
     time.sleep(1.0)
     server = MlflowServer(repo, port=server.port, log=server.log)  # the same address, its log continued
     try:
-        out, _ = dump.communicate(timeout=120)
+        out, _ = dump.communicate(timeout=300)
     finally:
         server.kill()
     assert dump.returncode == 0, out
