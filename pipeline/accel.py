@@ -28,16 +28,20 @@ def precision_of(setting: str, device: torch.device) -> str:
     return "bf16" if device.type == "cpu" and cpu_has_bf16_units() else "fp32"
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as the kernel lists them (Linux; elsewhere none)."""
+    try:
+        return set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return set()
+
+
 @cache
 def cpu_has_bf16_units() -> bool:
-    """Intel AMX (``amx_bf16``), where oneDNN runs bfloat16 convolutions natively (Linux; elsewhere False),
-    and the kernel lets this process use it (some VMs and containers do not)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    """Intel AMX (``amx_bf16``), where oneDNN runs bfloat16 convolutions natively, and the kernel lets
+    this process use it (some VMs and containers do not)."""
     init_amx = getattr(getattr(torch._C, "_cpu", None), "_init_amx", None)
-    return "amx_bf16" in flags.split() and (init_amx is None or bool(init_amx()))
+    return "amx_bf16" in cpu_flags() and (init_amx is None or bool(init_amx()))
 
 
 def compile_of(setting: str, device: torch.device) -> bool:

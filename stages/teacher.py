@@ -22,6 +22,7 @@ from stages.common import params_option, path_option, progress, setup, stage
 @path_option("--metrics", help="training metrics JSON")
 @stage
 def teacher(params_path: Path, prepared: Path, downloads: Path, out: Path, metrics: Path):
+    from pipeline import accel
     from pipeline.io import write_json_atomic
     from pipeline.models.registry import check_names
     from pipeline.teacher.card import queried_card
@@ -32,7 +33,8 @@ def teacher(params_path: Path, prepared: Path, downloads: Path, out: Path, metri
     if tp.queried:
         card, summary, logged = queried_card(tp, params.queries, device), {"queried": tp.kind, "dim": tp.dim}, {}
     else:
-        card, summary, logged = built_teacher(tp, device, prepared, downloads, out, params.runtime.precision)
+        precision = accel.precision_of(params.runtime.precision, device)
+        card, summary, logged = built_teacher(tp, device, prepared, downloads, out, precision)
     summary.update(logged)  # the track stage puts it in the teacher's MLflow record
     write_json_atomic(out / "card.json", card)
     write_json_atomic(metrics, summary)
@@ -41,8 +43,8 @@ def teacher(params_path: Path, prepared: Path, downloads: Path, out: Path, metri
 
 
 def built_teacher(tp, device, prepared: Path, downloads: Path, out: Path, precision: str) -> tuple[dict, dict, dict]:
-    """Trains or builds the teacher, saves its weights to ``out/weights.pt``: (card, metrics, MLflow params)."""
-    from pipeline import accel
+    """Trains (in ``precision``) or builds the teacher, saves its weights to ``out/weights.pt``: (card,
+    metrics, MLflow params)."""
     from pipeline.checkpoint import save_model
     from pipeline.data import prepared as prepared_data
     from pipeline.teacher.card import build, built_card, training_set, training_steps
@@ -51,7 +53,7 @@ def built_teacher(tp, device, prepared: Path, downloads: Path, out: Path, precis
         images, labels = training_set(tp, prepared_data.pool_images(prepared), prepared_data.pool_labels(prepared))
         bar = progress(training_steps(tp, len(images)), "teacher")
         built = build(tp, device, downloads, images, labels, on_step=lambda step, total: bar.update(1),
-                      precision=accel.precision_of(precision, device))
+                      precision=precision)
         bar.close()
     else:
         built = build(tp, device, downloads)
