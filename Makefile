@@ -21,7 +21,7 @@ run: setup
 test:
 	@./scripts/setup.sh test
 	ruff check .
-	python -m pytest -q
+	python -m pytest -q -n 2 --dist loadgroup
 
 # the edit-test loop: everything but the tests that run the real pipeline (the e2e marker)
 test-unit:

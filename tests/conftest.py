@@ -1,7 +1,13 @@
+import ast
+import contextlib
+import fcntl
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
@@ -14,15 +20,119 @@ def one_torch_thread():
     torch.set_num_threads(1)
 
 
+def shared_root(tmp_path_factory) -> Path:
+    """The folder every worker of this pytest session shares: under pytest-xdist (``make test`` runs two
+    workers) each worker's base folder is a child of it; without workers it is the session's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+_held: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def exclusive(path: Path):
+    """An exclusive lock on ``path`` across this session's worker processes; re-entrant within one."""
+    key = str(path)
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            _held[key] = 0
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def training_tests(root: Path = ROOT) -> set[str]:
+    """The tests marked ``trains``, read from the sources (``path`` for a whole module, ``path::name`` for
+    one test): xdist's controller schedules by test id and never imports the tests, so it reads them here."""
+    found = set()
+    for path in sorted((root / "tests").glob("test_*.py")):
+        rel = path.relative_to(root).as_posix()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in node.targets):
+                if "pytest.mark.trains" in ast.unparse(node.value):
+                    found.add(rel)
+            elif isinstance(node, ast.FunctionDef) and "pytest.mark.trains" in map(ast.unparse, node.decorator_list):
+                found.add(f"{rel}::{node.name}")
+    return found
+
+
+def trains(nodeid: str, marked: set[str]) -> bool:
+    path, _, rest = nodeid.partition("::")
+    return path in marked or f"{path}::{rest.split('[')[0]}" in marked
+
+
+def pytest_collection_modifyitems(items):
+    """The tests that train go first, led by those that need the shared tiny run (so that the worker that
+    trains builds it); the others begin with the long ones that do not need that run (``e2e``), then read
+    it, and end with the quick ones, which fill both workers' last minutes. Only the order changes: no
+    test depends on another having run."""
+    marked = training_tests()
+    for item in items:
+        if bool(item.get_closest_marker("trains")) != trains(item.nodeid, marked):
+            raise pytest.UsageError(f"{item.nodeid}: mark it with a plain @pytest.mark.trains decorator or "
+                                    "module pytestmark, which the scheduler can read without importing it")
+
+    def reads_the_run(item):
+        return "finished_repo" in getattr(item, "fixturenames", ())
+
+    training = [item for item in items if item.get_closest_marker("trains")]
+    rest = [item for item in items if not item.get_closest_marker("trains")]
+    items[:] = sorted(training, key=lambda item: not reads_the_run(item)) + sorted(
+        rest, key=lambda item: 1 if reads_the_run(item) else 0 if item.get_closest_marker("e2e") else 2)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` (``make test``): every test that trains is one unit of work, so one worker runs
+    them in turn while the others run the rest; every other test is a unit of its own."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    marked = training_tests()
+
+    class TrainingApart(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "trains" if trains(nodeid, marked) else nodeid
+
+    return TrainingApart(config, log)
+
+
+@pytest.fixture(autouse=True)
+def one_training_at_a_time(request, tmp_path_factory):
+    """Two cores: a test that trains holds the session's training lock, whatever worker runs it."""
+    if request.node.get_closest_marker("trains") is None:
+        yield
+        return
+    with exclusive(shared_root(tmp_path_factory) / "training.lock"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def finished_repo(tmp_path_factory):
     """One run of the tiny pipeline (every stage's command, recorded in dvc.lock), shared by every
-    test that only reads its outputs; tests that change something work on a ``clone`` of it."""
+    test that only reads its outputs, in every worker; tests that change something work on a ``clone``
+    of it. It trains: it is built once, by the first worker that needs it, under the training lock."""
     from tests.pipeline_copy import TINY, copy_repo, run_pipeline
 
-    repo = copy_repo(tmp_path_factory.mktemp("finished") / "repo", TINY)
-    run_pipeline(repo)
-    return repo
+    root = shared_root(tmp_path_factory)
+    folder, done = root / "finished", root / "finished.done"
+    with exclusive(root / "finished.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build in another worker left
+            with exclusive(root / "training.lock"):
+                run_pipeline(copy_repo(folder / "repo", TINY))
+            done.touch()
+    return folder / "repo"
 
 
 @pytest.fixture(scope="session")

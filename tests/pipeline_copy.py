@@ -103,7 +103,10 @@ def ledger_total(repo: Path, purpose: str = "train") -> int:
 def clone(finished: Path, dest: Path) -> Path:
     """A copy of a finished pipeline run (outputs, DVC cache, teacher store, MLflow store) to change
     without touching the original; returns the copy's repository."""
-    shutil.copytree(finished.parent, dest, ignore=shutil.ignore_patterns("*.log"))
+    def ignore(folder, names):  # logs, and DVC's transient locks (another worker may be running dvc there)
+        return [n for n in names if n.endswith(".log") or (n == "tmp" and Path(folder).name == ".dvc")]
+
+    shutil.copytree(finished.parent, dest, ignore=ignore)
     repo = dest / finished.name
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["queries"]["store"] = str(dest / "teacher-store")

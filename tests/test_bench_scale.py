@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+pytestmark = pytest.mark.trains  # its measurements include a training step
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -84,6 +84,7 @@ def hand_maps(q, db, gnd) -> dict[str, float]:
     return out
 
 
+@pytest.mark.trains
 @pytest.mark.e2e
 def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server, empty_mlflow_db):
     """SfM-120k pool, ROxford5k + 2 R1M archives, the cnnimageretrieval teacher: the whole pipeline,

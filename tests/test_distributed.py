@@ -81,6 +81,7 @@ def test_a_dump_on_two_ranks_gives_the_same_descriptors_and_asks_each_image_once
     assert "300 sent this run" in out.stdout
 
 
+@pytest.mark.trains
 def test_training_on_two_ranks_matches_one_process_with_the_whole_batch(inputs, tmp_path):
     one, two = copy(inputs, tmp_path / "one"), copy(inputs, tmp_path / "two")
     run_here(one, f"train@{BUDGET}-derd-0")
@@ -95,6 +96,7 @@ def test_training_on_two_ranks_matches_one_process_with_the_whole_batch(inputs, 
                            create("student_cnn", 16).state_dict()["features.0.0.weight"])  # it did train
 
 
+@pytest.mark.trains
 def test_one_step_s_gradients_on_two_ranks_equal_one_process_s_on_the_whole_batch(tmp_path):
     """The gradient math itself (Adam would hide a gradient scaled by the number of ranks): rows split,
     descriptors gathered with their gradients, BatchNorm over every rank, DDP's averaging."""

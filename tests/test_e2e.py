@@ -227,6 +227,7 @@ def test_one_methods_knob_makes_only_that_methods_stages_stale(finished_repo, tm
     assert "dump" not in status and "teacher:" not in status and "augment" not in status
 
 
+@pytest.mark.trains
 def test_a_new_budget_queries_only_new_images_and_retrains_only_new_cells(finished_repo, tmp_path):
     """A new largest budget, through `dvc repro` itself (lowering one sends nothing: test_queries,
     test_teacher_sequence)."""
@@ -305,6 +306,7 @@ def test_no_unqueried_pool_image_reaches_the_teacher_for_the_budget(finished_rep
     assert max(i for i, p in enumerate(order) if p == "train") < min(i for i, p in enumerate(order) if p == "ceiling")
 
 
+@pytest.mark.trains
 def test_without_the_ceiling_nothing_beyond_the_budget_is_asked_and_the_report_says_why(finished_repo, tmp_path):
     """ceiling.run false (as for a served teacher by default): no call at all, the ceiling and the random
     lever are reported as not measured with the reason, and the other claims stand."""

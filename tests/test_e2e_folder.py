@@ -9,7 +9,7 @@ from PIL import Image
 
 from tests.pipeline_copy import TINY, copy_repo, deep_update, dvc, ledger_total, run_pipeline
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.trains]
 
 
 def photo_folder(root, per_class=30):

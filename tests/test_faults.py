@@ -145,6 +145,7 @@ class Killed(Exception):
     pass
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_training_resumes_bit_identical_after_a_kill(tmp_path, precision):
     """fp16 too: its gradient scaler's loss scale is part of the checkpoint."""
@@ -169,6 +170,7 @@ def test_training_resumes_bit_identical_after_a_kill(tmp_path, precision):
         assert torch.equal(a, b)
 
 
+@pytest.mark.trains
 def test_stale_checkpoint_is_ignored(tmp_path):
     args = tiny_training(steps=20)
     ck = FileCheckpointer(tmp_path / "ck.pt", key="old", every=10)
@@ -178,6 +180,7 @@ def test_stale_checkpoint_is_ignored(tmp_path):
     assert fresh.resumed_from == 0
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_determinism_same_seed_same_everything(precision):
     """Same seed and params: identical weights and curve, so metrics equal to 1e-12 on the CPU, in
@@ -293,6 +296,7 @@ def train_inputs(tmp_path_factory):
     return root
 
 
+@pytest.mark.trains
 def test_killed_training_stage_resumes_to_the_same_model(train_inputs, tmp_path):
     reference = private_copy(train_inputs, tmp_path / "reference")
     run_stage(reference, "train@200-derd-0")  # uninterrupted, in this process
@@ -317,6 +321,7 @@ def test_killed_training_stage_resumes_to_the_same_model(train_inputs, tmp_path)
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_the_teacher_learns_under_low_precision(precision):
     """The autocast paths `precision: auto` takes for the teacher (bf16 on AMX CPUs and GPUs, fp16 with

@@ -118,6 +118,7 @@ def _repo_methods():
     return methods
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("d_s", [32, 64, 128, 256])  # 128 is the teacher's size
 def test_every_method_trains_at_any_descriptor_size(d_s):
     """Each method's objective runs and back-propagates for student sizes 32..256 and the teacher's (128)."""

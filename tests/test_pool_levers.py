@@ -99,6 +99,7 @@ class MemoryCheckpointer:
             raise KeyboardInterrupt  # killed right after a checkpoint
 
 
+@pytest.mark.trains
 def test_pretraining_resumes_bit_identical(monkeypatch):
     from pipeline.distill.pretrain import pretrain_student
     from tests.pipeline_copy import repo_params
@@ -130,6 +131,7 @@ def test_answers_by_pool_index(tmp_path):
     assert enabled("true", queried_teacher=True) and not enabled("false", queried_teacher=False)
 
 
+@pytest.mark.trains
 @pytest.mark.e2e
 def test_a_rerun_pretraining_gives_its_file_back_byte_identical(finished_repo, tmp_path):
     """Every student depends on the pretrained file: a rerun of its stage (a code edit that changes

@@ -35,6 +35,7 @@ def served(finished_repo, tmp_path_factory):
     server.kill()
 
 
+@pytest.mark.trains
 def test_the_default_teacher_served_by_mlflow_gives_the_in_process_table(finished_repo, served):
     repo, server = served
     edit_params(repo, {"teacher": {"kind": "mlflow", "url": server.url}})
