@@ -1,11 +1,10 @@
 import ast
-import contextlib
-import fcntl
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+
+from tests.locks import exclusive, shared_root
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -18,37 +17,6 @@ def one_torch_thread():
     import torch
 
     torch.set_num_threads(1)
-
-
-def shared_root(tmp_path_factory) -> Path:
-    """The folder every worker of this pytest session shares: under pytest-xdist (``make test`` runs two
-    workers) each worker's base folder is a child of it; without workers it is the session's own."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
-_held: dict[str, int] = {}
-
-
-@contextlib.contextmanager
-def exclusive(path: Path):
-    """An exclusive lock on ``path`` across this session's worker processes; re-entrant within one."""
-    key = str(path)
-    if _held.get(key):
-        _held[key] += 1
-        try:
-            yield
-        finally:
-            _held[key] -= 1
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        _held[key] = 1
-        try:
-            yield
-        finally:
-            _held[key] = 0
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def training_tests(root: Path = ROOT) -> set[str]:
@@ -73,9 +41,9 @@ def trains(nodeid: str, marked: set[str]) -> bool:
 
 def pytest_collection_modifyitems(items):
     """The tests that train go first, led by those that need the shared tiny run (so that the worker that
-    trains builds it); the others begin with the long ones that do not need that run (``e2e``), then read
-    it, and end with the quick ones, which fill both workers' last minutes. Only the order changes: no
-    test depends on another having run."""
+    trains builds it); the others begin with the few long ones that do not need that run (``e2e``), then
+    the ones that read it (waiting for it if it is not built yet), and end with the quick ones, which fill
+    both workers' last minutes. Only the order changes: no test depends on another having run."""
     marked = training_tests()
     for item in items:
         if bool(item.get_closest_marker("trains")) != trains(item.nodeid, marked):
@@ -91,11 +59,9 @@ def pytest_collection_modifyitems(items):
         rest, key=lambda item: 1 if reads_the_run(item) else 0 if item.get_closest_marker("e2e") else 2)
 
 
-def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadgroup`` (``make test``): every test that trains is one unit of work, so one worker runs
-    them in turn while the others run the rest; every other test is a unit of its own."""
-    if config.getoption("dist") != "loadgroup":
-        return None
+def training_apart_scheduler() -> type:
+    """xdist's scope scheduler with one unit of work for every test that trains (one worker runs them in
+    turn while the others run the rest) and a unit of its own for every other test."""
     from xdist.scheduler import LoadScopeScheduling
 
     marked = training_tests()
@@ -104,7 +70,16 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return "trains" if trains(nodeid, marked) else nodeid
 
-    return TrainingApart(config, log)
+    return TrainingApart
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: a run without the plugin goes on without it
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` (``make test``). xdist's own groups do not reach its scheduler under pytest 9
+    (they are written into a test id that pytest 9 no longer reads), so the training tests are grouped here."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    return training_apart_scheduler()(config, log)
 
 
 @pytest.fixture(autouse=True)
@@ -121,17 +96,23 @@ def one_training_at_a_time(request, tmp_path_factory):
 def finished_repo(tmp_path_factory):
     """One run of the tiny pipeline (every stage's command, recorded in dvc.lock), shared by every
     test that only reads its outputs, in every worker; tests that change something work on a ``clone``
-    of it. It trains: it is built once, by the first worker that needs it, under the training lock."""
+    of it. It trains: the first worker that needs it builds it under the training lock (taken before the
+    run's own lock, the order every holder of both keeps); a failed build is not tried again."""
     from tests.pipeline_copy import TINY, copy_repo, run_pipeline
 
     root = shared_root(tmp_path_factory)
-    folder, done = root / "finished", root / "finished.done"
-    with exclusive(root / "finished.lock"):
-        if not done.exists():
-            shutil.rmtree(folder, ignore_errors=True)  # what a failed build in another worker left
-            with exclusive(root / "training.lock"):
-                run_pipeline(copy_repo(folder / "repo", TINY))
-            done.touch()
+    folder, done, failed = root / "finished", root / "finished.done", root / "finished.failed"
+    if not done.exists():
+        with exclusive(root / "training.lock"), exclusive(root / "finished.lock"):
+            if failed.exists():
+                pytest.fail(f"the shared tiny run failed to build in another worker:\n{failed.read_text()}")
+            if not done.exists():
+                try:
+                    run_pipeline(copy_repo(folder / "repo", TINY))
+                except BaseException as e:
+                    failed.write_text(f"{type(e).__name__}: {e}"[-5000:])
+                    raise
+                done.touch()
     return folder / "repo"
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.trains  # its measurements include a training step
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -20,6 +19,7 @@ def bench(out: Path, *options: str) -> pd.DataFrame:
     return pd.read_csv(out / "scale.csv")
 
 
+@pytest.mark.trains  # its measurements include a training step
 def test_bench_scale_measures_every_component(tmp_path):
     out = tmp_path / "bench"
     df = bench(out, "--in-process", "--gate-images", "256", "--train-steps", "2")

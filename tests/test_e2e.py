@@ -306,7 +306,6 @@ def test_no_unqueried_pool_image_reaches_the_teacher_for_the_budget(finished_rep
     assert max(i for i, p in enumerate(order) if p == "train") < min(i for i, p in enumerate(order) if p == "ceiling")
 
 
-@pytest.mark.trains
 def test_without_the_ceiling_nothing_beyond_the_budget_is_asked_and_the_report_says_why(finished_repo, tmp_path):
     """ceiling.run false (as for a served teacher by default): no call at all, the ceiling and the random
     lever are reported as not measured with the reason, and the other claims stand."""

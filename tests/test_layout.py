@@ -55,11 +55,17 @@ def test_the_environment_holds_the_heavy_imports_compiled():
                    "pydantic"):
         source = Path(importlib.util.find_spec(module).origin)
         cached = Path(importlib.util.cache_from_source(str(source)))
-        # what the import system checks: the source's mtime and size recorded in the .pyc's header
         header = cached.read_bytes()[:16] if cached.exists() else b""
-        stat = source.stat()
-        if len(header) < 16 or struct.unpack("<4xIII", header)[1:] != (int(stat.st_mtime) & 0xFFFFFFFF,
-                                                                          stat.st_size & 0xFFFFFFFF):
+        # what the import system checks (PEP 552): the magic number, then either the source's mtime and size
+        # (flags 0) or, in a hash-based file (flags bit 0), the source's hash
+        if len(header) < 16 or header[:4] != importlib.util.MAGIC_NUMBER:
             stale.append(str(source))
-    assert not stale, (f"not compiled: {', '.join(stale)}; ./scripts/setup.sh compiles the environment (uv's "
-                       "--compile-bytecode), or run python -m compileall on it")
+            continue
+        flags, mtime, size = struct.unpack("<4xIII", header)
+        stat = source.stat()
+        fresh = (header[8:16] == importlib.util.source_hash(source.read_bytes()) if flags & 1 else
+                 (mtime, size) == (int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF))
+        if not fresh:
+            stale.append(str(source))
+    assert not stale, (f"not compiled: {', '.join(stale)}; ./scripts/setup.sh compiles the environment "
+                       "(python -m compileall -j 0 .venv/lib/python3*/site-packages)")
