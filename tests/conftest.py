@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.locks import exclusive, shared_root
+from tests.locks import exclusive, shared_root, training_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -45,16 +45,17 @@ def pytest_collection_modifyitems(items):
     the ones that read it (waiting for it if it is not built yet), and end with the quick ones, which fill
     both workers' last minutes. Only the order changes: no test depends on another having run."""
     marked = training_tests()
+    training, rest = [], []
     for item in items:
-        if bool(item.get_closest_marker("trains")) != trains(item.nodeid, marked):
+        is_marked = item.get_closest_marker("trains") is not None
+        if is_marked != trains(item.nodeid, marked):
             raise pytest.UsageError(f"{item.nodeid}: mark it with a plain @pytest.mark.trains decorator or "
                                     "module pytestmark, which the scheduler can read without importing it")
+        (training if is_marked else rest).append(item)
 
     def reads_the_run(item):
         return "finished_repo" in getattr(item, "fixturenames", ())
 
-    training = [item for item in items if item.get_closest_marker("trains")]
-    rest = [item for item in items if not item.get_closest_marker("trains")]
     items[:] = sorted(training, key=lambda item: not reads_the_run(item)) + sorted(
         rest, key=lambda item: 1 if reads_the_run(item) else 0 if item.get_closest_marker("e2e") else 2)
 
@@ -88,7 +89,7 @@ def one_training_at_a_time(request, tmp_path_factory):
     if request.node.get_closest_marker("trains") is None:
         yield
         return
-    with exclusive(shared_root(tmp_path_factory) / "training.lock"):
+    with exclusive(training_lock(tmp_path_factory)):
         yield
 
 
@@ -103,7 +104,7 @@ def finished_repo(tmp_path_factory):
     root = shared_root(tmp_path_factory)
     folder, done, failed = root / "finished", root / "finished.done", root / "finished.failed"
     if not done.exists():
-        with exclusive(root / "training.lock"), exclusive(root / "finished.lock"):
+        with exclusive(training_lock(tmp_path_factory)), exclusive(root / "finished.lock"):
             if failed.exists():
                 pytest.fail(f"the shared tiny run failed to build in another worker:\n{failed.read_text()}")
             if not done.exists():

@@ -18,6 +18,11 @@ def shared_root(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+def training_lock(tmp_path_factory) -> Path:
+    """The lock a test that trains holds (and the shared tiny run's build): one per pytest session."""
+    return shared_root(tmp_path_factory) / "training.lock"
+
+
 @contextlib.contextmanager
 def exclusive(path: Path):
     """An exclusive lock on ``path`` across processes (``flock``); re-entrant within one process."""

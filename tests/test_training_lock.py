@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.locks import exclusive, shared_root
+from tests.locks import exclusive, training_lock
 
 PROBE = """
 import fcntl, sys
@@ -41,7 +41,7 @@ def test_the_lock_keeps_other_processes_out_and_is_re_entrant(tmp_path):
 
 @pytest.mark.trains
 def test_a_test_that_trains_holds_the_lock(tmp_path_factory):
-    assert taken_elsewhere(shared_root(tmp_path_factory) / "training.lock")
+    assert taken_elsewhere(training_lock(tmp_path_factory))
 
 
 def test_the_scheduler_puts_every_test_that_trains_in_one_unit():
