@@ -21,12 +21,14 @@ run: setup
 test:
 	@./scripts/setup.sh test
 	ruff check .
+	ruff format --check .
 	python -m pytest -q -n 2 --dist loadgroup
 
 # the edit-test loop: everything but the tests that run the real pipeline (the e2e marker)
 test-unit:
 	@./scripts/setup.sh test
 	ruff check .
+	ruff format --check .
 	python -m pytest -q -m "not e2e"
 
 tune: setup

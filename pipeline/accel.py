@@ -11,6 +11,7 @@ device found:
   there, after a compile of tens of seconds), not on the CPU (the compile costs more than a run).
 Channels-last memory layout is always used for convolutions (measured: about 1.5x on the CPU).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Model checkpoints: architecture name, descriptor size and weights, loaded with ``weights_only``."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,17 @@ from pipeline.models import create
 
 def save_model(path: Path, model: nn.Module, arch: str, extra: dict | None = None) -> None:
     buf = io.BytesIO()
-    torch.save({"arch": arch, "dim": model.dim, "in_channels": getattr(model, "in_channels", 1),
-                "options": getattr(model, "options", {}), "state_dict": model.state_dict(), **(extra or {})}, buf)
+    torch.save(
+        {
+            "arch": arch,
+            "dim": model.dim,
+            "in_channels": getattr(model, "in_channels", 1),
+            "options": getattr(model, "options", {}),
+            "state_dict": model.state_dict(),
+            **(extra or {}),
+        },
+        buf,
+    )
     atomic_write_bytes(path, buf.getvalue())
 
 

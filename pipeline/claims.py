@@ -8,6 +8,7 @@ deviation, clears the threshold; it *does not hold* when the mean plus that devi
 of it; otherwise it is *within noise*. Fewer than ``MIN_SEEDS`` seeds cannot measure the noise: the
 verdict then compares the means and its line says on how many seeds it was decided.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,16 +17,18 @@ import pandas as pd
 
 MIN_SEEDS = 3
 
-RULE = ("paired over seeds: a claim holds when the mean of its per-seed differences (or ratios, for a target), "
-        "less their standard deviation over seeds, clears the threshold; it does not hold when the mean plus "
-        "that deviation stays short of it; otherwise it is *within noise*. A cell decided on fewer than "
-        f"{MIN_SEEDS} seeds says so")
+RULE = (
+    "paired over seeds: a claim holds when the mean of its per-seed differences (or ratios, for a target), "
+    "less their standard deviation over seeds, clears the threshold; it does not hold when the mean plus "
+    "that deviation stays short of it; otherwise it is *within noise*. A cell decided on fewer than "
+    f"{MIN_SEEDS} seeds says so"
+)
 
 
 @dataclass
 class Claim:
     title: str
-    verdict: str      # holds | does not hold | within noise | not measured
+    verdict: str  # holds | does not hold | within noise | not measured
     evidence: str
 
 
@@ -34,7 +37,7 @@ class Paired:
     """Per-seed values of one comparison (a - b, or a / reference)."""
 
     mean: float
-    spread: float     # sample standard deviation over seeds; 0 with one seed
+    spread: float  # sample standard deviation over seeds; 0 with one seed
     seeds: int
 
     def decide(self, threshold: float = 0.0) -> str:
@@ -84,48 +87,85 @@ def _beats(runs, size, a_name, b_name, budgets, what) -> Claim:
             continue
         v = p.decide()
         verdicts.append(v)
-        evidence.append(f"B={b}: {a_name} {fmt(a)} vs {b_name} {fmt(c)}: difference {p.mean:+.4f} ± {p.spread:.4f} "
-                        f"({v}; {p.note()})")
+        evidence.append(
+            f"B={b}: {a_name} {fmt(a)} vs {b_name} {fmt(c)}: difference {p.mean:+.4f} ± {p.spread:.4f} "
+            f"({v}; {p.note()})"
+        )
     return Claim(what, _combine(verdicts), "; ".join(evidence))
 
 
-def claims(runs: pd.DataFrame, teacher_map: float, pool_size: int, recommended: str, student: str, efficiency: dict,
-           distillers: list[str], lever_budgets: list[int], contenders: list[str] | None = None,
-           levers_off: dict[str, str] | None = None) -> list[Claim]:
+def claims(
+    runs: pd.DataFrame,
+    teacher_map: float,
+    pool_size: int,
+    recommended: str,
+    student: str,
+    efficiency: dict,
+    distillers: list[str],
+    lever_budgets: list[int],
+    contenders: list[str] | None = None,
+    levers_off: dict[str, str] | None = None,
+) -> list[Claim]:
     """``runs``: one row per trained cell and seed (method, budget, size, seed, map, asym_map).
     ``distillers``: the methods that learn from the teacher (not from labels); ``contenders``: the
     methods (d) compares (default: every method but the levers' and the ceiling's cells);
     ``levers_off``: why a lever's claim cannot be measured (e.g. the strategy is random already)."""
     levers_off = levers_off or {}
     if contenders is None:
-        contenders = [m for m in dict.fromkeys(runs["method"])
-                      if m not in {f"{recommended}-{x}" for x in ("nopool", "random", "ceiling")}]
+        contenders = [
+            m
+            for m in dict.fromkeys(runs["method"])
+            if m not in {f"{recommended}-{x}" for x in ("nopool", "random", "ceiling")}
+        ]
     runs = runs.copy()
     runs["budget"] = runs["budget"].astype(str)
     numeric = sorted({int(b) for b in runs["budget"] if b.isdigit()})
     small, largest = numeric[:2], numeric[-1]
     pct = f"{100 * largest / pool_size:.3g}%"
     out = [
-        _beats(runs, student, "derd", "supervised", small,
-               "(a) At the two smallest budgets, the paper's ranking distillation (`derd`) beats the same student "
-               "trained with the labels of the same B images (`supervised`, the same start)"),
-        _beats(runs, student, "derd", "derd-noaug", small,
-               "(b) Interpolation in the representation space helps at small budgets (`derd` against `derd-noaug`, "
-               "the same loss without virtual samples)"),
+        _beats(
+            runs,
+            student,
+            "derd",
+            "supervised",
+            small,
+            "(a) At the two smallest budgets, the paper's ranking distillation (`derd`) beats the same student "
+            "trained with the labels of the same B images (`supervised`, the same start)",
+        ),
+        _beats(
+            runs,
+            student,
+            "derd",
+            "derd-noaug",
+            small,
+            "(b) Interpolation in the representation space helps at small budgets (`derd` against `derd-noaug`, "
+            "the same loss without virtual samples)",
+        ),
     ]
 
     full = values(runs, "supervised-full", "all", student)
-    title = (f"(c) With {pct} of the pool, distillation reaches at least 98% of the same student ({student}) trained "
-             "on every labelled pool image (`supervised-full`)")
-    best = max(distillers, key=lambda m: values(runs, m, largest, student).mean()
-               if len(values(runs, m, largest, student)) else -1.0, default=None)
+    title = (
+        f"(c) With {pct} of the pool, distillation reaches at least 98% of the same student ({student}) trained "
+        "on every labelled pool image (`supervised-full`)"
+    )
+    best = max(
+        distillers,
+        key=lambda m: values(runs, m, largest, student).mean() if len(values(runs, m, largest, student)) else -1.0,
+        default=None,
+    )
     cell = values(runs, best, largest, student) if best else pd.Series(dtype=float)
     p = paired(cell, full, ratio=True) if len(full) and len(cell) else None
     if p is None:
         out.append(Claim(title, "not measured", "no supervised-full student of this size in this run"))
     else:
-        out.append(Claim(title, p.decide(0.98), f"best at B={largest}: {best} {fmt(cell)}; supervised-full "
-                         f"{fmt(full)}: {100 * p.mean:.1f}% ± {100 * p.spread:.1f}% ({p.note()})"))
+        out.append(
+            Claim(
+                title,
+                p.decide(0.98),
+                f"best at B={largest}: {best} {fmt(cell)}; supervised-full "
+                f"{fmt(full)}: {100 * p.mean:.1f}% ± {100 * p.spread:.1f}% ({p.note()})",
+            )
+        )
 
     verdicts, evidence = [], []
     methods = [m for m in dict.fromkeys(runs.loc[runs["size"] == student, "method"]) if m in contenders]
@@ -143,52 +183,97 @@ def claims(runs: pd.DataFrame, teacher_map: float, pool_size: int, recommended: 
         if ahead:
             m = max(ahead, key=lambda k: ahead[k].mean)
             verdicts.append("does not hold")
-            evidence.append(f"B={b}: {recommended} {fmt(rec)} vs {m} {fmt(others[m])}: behind by {ahead[m].mean:.4f} "
-                            f"± {ahead[m].spread:.4f} ({ahead[m].note()})")
+            evidence.append(
+                f"B={b}: {recommended} {fmt(rec)} vs {m} {fmt(others[m])}: behind by {ahead[m].mean:.4f} "
+                f"± {ahead[m].spread:.4f} ({ahead[m].note()})"
+            )
             continue
         verdicts.append("holds" if p is not None else "not measured")
         standing = "best" if rec.mean() >= others[top].mean() else "within noise of the best"
-        evidence.append(f"B={b}: {recommended} {fmt(rec)} vs the best other, {top} {fmt(others[top])}"
-                        + (f": {p.mean:+.4f} ± {p.spread:.4f} ({standing}; {p.note()})" if p else ": no common seed"))
-    out.append(Claim(f"(d) The recommended method (`{recommended}`) is the best, or within noise of the best, at every "
-                     "budget", _combine(verdicts), "; ".join(evidence)))
+        evidence.append(
+            f"B={b}: {recommended} {fmt(rec)} vs the best other, {top} {fmt(others[top])}"
+            + (f": {p.mean:+.4f} ± {p.spread:.4f} ({standing}; {p.note()})" if p else ": no common seed")
+        )
+    out.append(
+        Claim(
+            f"(d) The recommended method (`{recommended}`) is the best, or within noise of the best, at every budget",
+            _combine(verdicts),
+            "; ".join(evidence),
+        )
+    )
 
     t_flops = efficiency.get("teacher_flops_per_image")
     sizes = efficiency.get("sizes", {})
-    cheap = [z for z in sorted(set(runs["size"])) if t_flops and z in sizes
-             and t_flops / sizes[z]["flops_per_image"] >= 4 and len(values(runs, recommended, largest, z))]
-    title = (f"(e) With {pct} of the pool, a student at least 4x cheaper in FLOPs reaches at least 95% of the "
-             "teacher's mAP")
+    cheap = [
+        z
+        for z in sorted(set(runs["size"]))
+        if t_flops
+        and z in sizes
+        and t_flops / sizes[z]["flops_per_image"] >= 4
+        and len(values(runs, recommended, largest, z))
+    ]
+    title = (
+        f"(e) With {pct} of the pool, a student at least 4x cheaper in FLOPs reaches at least 95% of the teacher's mAP"
+    )
     if cheap:
         top = max(cheap, key=lambda z: values(runs, recommended, largest, z).mean())
         v = values(runs, recommended, largest, top)
         p = paired(v, teacher_map, ratio=True)
-        every = ", ".join(f"{z} ({t_flops / sizes[z]['flops_per_image']:.1f}x) "
-                          f"{100 * values(runs, recommended, largest, z).mean() / teacher_map:.1f}%" for z in cheap)
-        out.append(Claim(title, p.decide(0.95), f"{top} ({t_flops / sizes[top]['flops_per_image']:.1f}x fewer FLOPs): "
-                         f"{fmt(v)} = {100 * p.mean:.1f}% ± {100 * p.spread:.1f}% of the teacher's {teacher_map:.4f} "
-                         f"({p.note()}); every size at least 4x cheaper: {every}"))
+        every = ", ".join(
+            f"{z} ({t_flops / sizes[z]['flops_per_image']:.1f}x) "
+            f"{100 * values(runs, recommended, largest, z).mean() / teacher_map:.1f}%"
+            for z in cheap
+        )
+        out.append(
+            Claim(
+                title,
+                p.decide(0.95),
+                f"{top} ({t_flops / sizes[top]['flops_per_image']:.1f}x fewer FLOPs): "
+                f"{fmt(v)} = {100 * p.mean:.1f}% ± {100 * p.spread:.1f}% of the teacher's {teacher_map:.4f} "
+                f"({p.note()}); every size at least 4x cheaper: {every}",
+            )
+        )
     else:
-        out.append(Claim(title, "not measured", "no student size at least 4x cheaper (or a queried teacher of unknown "
-                         "FLOPs) in this run"))
+        out.append(
+            Claim(
+                title,
+                "not measured",
+                "no student size at least 4x cheaper (or a queried teacher of unknown FLOPs) in this run",
+            )
+        )
 
     asym = values(runs, recommended, largest, student, "asym_map")
-    title = (f"(f) Deployed asymmetrically (queries by the student, the database described once by the teacher), the "
-             f"recommended method's {student} student at {pct} of the pool reaches at least 95% of the teacher's mAP")
+    title = (
+        f"(f) Deployed asymmetrically (queries by the student, the database described once by the teacher), the "
+        f"recommended method's {student} student at {pct} of the pool reaches at least 95% of the teacher's mAP"
+    )
     if len(asym):
         p = paired(asym, teacher_map, ratio=True)
         sym = values(runs, recommended, largest, student)
-        out.append(Claim(title, p.decide(0.95), f"{recommended} asymmetric {fmt(asym)} = {100 * p.mean:.1f}% ± "
-                         f"{100 * p.spread:.1f}% of the teacher's {teacher_map:.4f} ({p.note()}; "
-                         f"symmetric {fmt(sym)} = {100 * sym.mean() / teacher_map:.1f}%)"))
+        out.append(
+            Claim(
+                title,
+                p.decide(0.95),
+                f"{recommended} asymmetric {fmt(asym)} = {100 * p.mean:.1f}% ± "
+                f"{100 * p.spread:.1f}% of the teacher's {teacher_map:.4f} ({p.note()}; "
+                f"symmetric {fmt(sym)} = {100 * sym.mean() / teacher_map:.1f}%)",
+            )
+        )
     else:
         out.append(Claim(title, "not measured", f"{recommended} learns no projection to the teacher's space"))
 
     for lever, title in (
-            ("nopool", f"(g) Learning from the unqueried pool helps: `{recommended}` (label-free pretraining on the "
-                       f"whole pool) beats `{recommended}-nopool` (the same, from scratch) at the lever budgets"),
-            ("random", f"(h) Choosing what to ask helps: `{recommended}` on the selected subset beats "
-                       f"`{recommended}-random` (a random subset of the same size) at the lever budgets")):
+        (
+            "nopool",
+            f"(g) Learning from the unqueried pool helps: `{recommended}` (label-free pretraining on the "
+            f"whole pool) beats `{recommended}-nopool` (the same, from scratch) at the lever budgets",
+        ),
+        (
+            "random",
+            f"(h) Choosing what to ask helps: `{recommended}` on the selected subset beats "
+            f"`{recommended}-random` (a random subset of the same size) at the lever budgets",
+        ),
+    ):
         if lever in levers_off:
             out.append(Claim(title, "not measured", levers_off[lever]))
         else:
@@ -207,13 +292,19 @@ def _combine(verdicts: list[str]) -> str:
 
 
 def to_markdown(items: list[Claim], seeds: int) -> str:
-    rule = RULE + (f". This run has {seeds} seeds" if seeds >= MIN_SEEDS else
-                   f". **This run has {seeds} seed{'s' if seeds > 1 else ''}: fewer than {MIN_SEEDS}, so no verdict "
-                   "below is beyond noise** (`seeds: [0, 1, 2]` in params.yaml)")
-    lines = ["# The paper's claims, decided by this run", "",
-             f"Generated by the report stage from this run's metrics. Noise rule: {rule}. mAP is the revisited "
-             "protocol's Medium mAP.", ""]
+    rule = RULE + (
+        f". This run has {seeds} seeds"
+        if seeds >= MIN_SEEDS
+        else f". **This run has {seeds} seed{'s' if seeds > 1 else ''}: fewer than {MIN_SEEDS}, so no verdict "
+        "below is beyond noise** (`seeds: [0, 1, 2]` in params.yaml)"
+    )
+    lines = [
+        "# The paper's claims, decided by this run",
+        "",
+        f"Generated by the report stage from this run's metrics. Noise rule: {rule}. mAP is the revisited "
+        "protocol's Medium mAP.",
+        "",
+    ]
     for c in items:
         lines += [f"- **{c.title}: {c.verdict}.**", f"  {c.evidence}", ""]
     return "\n".join(lines)
-

@@ -9,6 +9,7 @@ fingerprint: an edit reruns exactly the stages whose fingerprint changed.
 The walk follows imports anywhere in a file (function-level ones included, so the set is what the
 stage *may* run) through the project's own packages.
 """
+
 from __future__ import annotations
 
 import ast
@@ -39,7 +40,7 @@ def imports_of(root: Path, path: Path) -> set[str]:
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             found.add(base)
             found |= {f"{base}.{a.name}" for a in node.names}
     return {m for m in found if m.split(".")[0] in PACKAGES and module_file(root, m) is not None}
@@ -63,14 +64,18 @@ def closure(root: Path, module: str) -> list[Path]:
 
 def stage_modules(root: Path) -> list[str]:
     """Every runnable stage module (``python -m stages.<name>``)."""
-    return sorted(f"stages.{p.stem}" for p in (root / "stages").glob("*.py")
-                  if p.stem not in ("__init__", "common") and "__main__" in p.read_text())
+    return sorted(
+        f"stages.{p.stem}"
+        for p in (root / "stages").glob("*.py")
+        if p.stem not in ("__init__", "common") and "__main__" in p.read_text()
+    )
 
 
 def fingerprint(root: Path, module: str) -> str:
     """One line per file the stage may run: its SHA-256 and its path. Same code, same bytes."""
-    return "".join(f"{hashlib.sha256((root / f).read_bytes()).hexdigest()}  {f.as_posix()}\n"
-                   for f in closure(root, module))
+    return "".join(
+        f"{hashlib.sha256((root / f).read_bytes()).hexdigest()}  {f.as_posix()}\n" for f in closure(root, module)
+    )
 
 
 def fingerprint_path(module: str) -> str:

@@ -7,6 +7,7 @@ their gradients*, so the ranking losses see the whole joint batch; BatchNorm sta
 over every rank's rows. N ranks with 1/N of the batch each train the model one process trains with
 the whole batch. Description of large image sets is split the same way and merged in order.
 """
+
 from __future__ import annotations
 
 import os
@@ -103,7 +104,7 @@ class CrossRankBatchNorm(nn.BatchNorm2d):
         totals = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
         n = totals[-1]
         mean = totals[:c] / n
-        var = totals[c:2 * c] / n - mean * mean
+        var = totals[c : 2 * c] / n - mean * mean
         with torch.no_grad():
             self.num_batches_tracked += 1
             momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
@@ -118,8 +119,9 @@ def cross_rank_batchnorm(module: nn.Module) -> nn.Module:
     """Swap every BatchNorm2d for ``CrossRankBatchNorm`` (same parameters and buffers, same keys)."""
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d) and not isinstance(child, CrossRankBatchNorm):
-            new = CrossRankBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                     child.track_running_stats).to(child.weight.device)
+            new = CrossRankBatchNorm(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            ).to(child.weight.device)
             new.load_state_dict(child.state_dict())
             setattr(module, name, new)
         else:

@@ -3,6 +3,7 @@
 A stage turns exactly these into one line naming the file, key or endpoint and the fix (``DERD_DEBUG=1``
 keeps the traceback); every other exception is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 

@@ -1,6 +1,7 @@
 """A student for deployment: ONNX (dynamic batch) and TorchScript files of its uint8-in form, and
 the checks that they answer as the PyTorch model does (onnxruntime against PyTorch on real images,
 and the retrieval mAP of the exported model against the original's)."""
+
 from __future__ import annotations
 
 import io
@@ -20,9 +21,15 @@ def to_onnx(model: ImageDescriptor, example: np.ndarray, path: Path) -> None:
     buf = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript-based exporter announces its deprecation
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.from_numpy(example),), buf, input_names=["images"],
-                          output_names=["descriptors"],
-                          dynamic_axes={"images": {0: "batch"}, "descriptors": {0: "batch"}}, dynamo=False)
+        torch.onnx.export(
+            model,
+            (torch.from_numpy(example),),
+            buf,
+            input_names=["images"],
+            output_names=["descriptors"],
+            dynamic_axes={"images": {0: "batch"}, "descriptors": {0: "batch"}},
+            dynamo=False,
+        )
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -43,15 +50,17 @@ class OnnxDescriptor:
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        out = [self.session.run(None, {"images": images[i:i + batch_size]})[0]
-               for i in range(0, len(images), batch_size)]
+        out = [
+            self.session.run(None, {"images": images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)
+        ]
         return np.concatenate(out).astype(np.float32)
 
 
 @torch.no_grad()
 def torch_descriptors(model: ImageDescriptor, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    return torch.cat([model(torch.from_numpy(images[i:i + batch_size]))
-                      for i in range(0, len(images), batch_size)]).numpy()
+    return torch.cat(
+        [model(torch.from_numpy(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    ).numpy()
 
 
 def load_torchscript(path: Path):
@@ -60,7 +69,8 @@ def load_torchscript(path: Path):
 
     @torch.no_grad()
     def describe(images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        return torch.cat([module(torch.from_numpy(images[i:i + batch_size]))
-                          for i in range(0, len(images), batch_size)]).numpy()
+        return torch.cat(
+            [module(torch.from_numpy(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+        ).numpy()
 
     return describe

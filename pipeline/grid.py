@@ -4,6 +4,7 @@ the report and the MLflow records read them from here.
 
 ``budget`` None is the full-supervision baseline, "pool" the distillation ceiling; a lever's cell is
 named ``<recommended>-<lever>`` (e.g. ``derd-plus-nopool``)."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -12,11 +13,11 @@ from pipeline.params import LEVERS
 
 
 class Grid(NamedTuple):
-    main: list[tuple]     # every method of `methods` at every budget, at the size `student`
-    sized: list[tuple]    # the recommended method at every size of `sizes` (the frontier)
-    full: list[tuple]     # the full-supervision baseline at every size
+    main: list[tuple]  # every method of `methods` at every budget, at the size `student`
+    sized: list[tuple]  # the recommended method at every size of `sizes` (the frontier)
+    full: list[tuple]  # the full-supervision baseline at every size
     ceiling: list[tuple]  # the recommended method with every training-pool image answered
-    levers: list[tuple]   # the recommended method without each lever, at levers.budgets
+    levers: list[tuple]  # the recommended method without each lever, at levers.budgets
 
     @property
     def every(self) -> list[tuple]:
@@ -30,8 +31,12 @@ def grid(params) -> Grid:
         sized=[(b, rec, z, s) for z in params.sizes for b in params.budgets for s in params.seeds],
         full=[(None, params.full.method, z, s) for z in params.sizes for s in params.seeds],
         ceiling=[("pool", rec, z, s) for z in params.sizes for s in params.ceiling.seeds],
-        levers=[(b, f"{rec}-{lever}", params.student, s) for lever in LEVERS for b in params.levers.budgets
-                for s in params.seeds],
+        levers=[
+            (b, f"{rec}-{lever}", params.student, s)
+            for lever in LEVERS
+            for b in params.levers.budgets
+            for s in params.seeds
+        ],
     )
 
 

@@ -1,4 +1,5 @@
 """Atomic file writes: a file appears under its final name complete, or not at all."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,6 +1,7 @@
 """The pictures a user would rather look at than read: mAP against budget, training curves, the
 size-quality frontier and retrieval galleries (a model's top results for fixed queries, right and
 wrong marked). Each returns a matplotlib figure; ``save_png`` writes one atomically."""
+
 from __future__ import annotations
 
 import io
@@ -156,8 +157,10 @@ def frontier(df: "pd.DataFrame", teacher_map: float, teacher_flops: float | None
     full-supervision student and the distillation ceiling of each size, and the teacher as points."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.3), dpi=110, layout="constrained")
-    panels = ((axes[0], "mflops", "MFLOPs per image (log)", teacher_flops and teacher_flops / 1e6),
-              (axes[1], "images_per_second", "descriptors per second (log)", teacher_ips))
+    panels = (
+        (axes[0], "mflops", "MFLOPs per image (log)", teacher_flops and teacher_flops / 1e6),
+        (axes[1], "images_per_second", "descriptors per second (log)", teacher_ips),
+    )
     for ax, x, label, teacher_x in panels:
         for budget, rows in df[~df["budget"].isin(["all", "pool"])].groupby("budget", sort=False):
             rows = rows.sort_values(x)
@@ -167,8 +170,9 @@ def frontier(df: "pd.DataFrame", teacher_map: float, teacher_flops: float | None
             ax.plot(full[x], full["map_mean"], "s--", color="gray", label="all labels, no teacher")
         ceiling = df[df["budget"] == "pool"].sort_values(x)
         if len(ceiling):
-            ax.plot(ceiling[x], ceiling["map_mean"], "^:", color="tab:purple",
-                    label="every pool image answered (ceiling)")
+            ax.plot(
+                ceiling[x], ceiling["map_mean"], "^:", color="tab:purple", label="every pool image answered (ceiling)"
+            )
         if teacher_x:
             ax.plot([teacher_x], [teacher_map], "k*", markersize=14, label="teacher")
         else:

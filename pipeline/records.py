@@ -6,6 +6,7 @@ record carries the configuration it belongs to (``tags.config``, and every setti
 ``config.<key>`` param) and what it was made from (``tags.record``): new settings add records and
 never overwrite one, and recording the same outputs twice adds nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,10 @@ from pipeline import tracking
 class Evaluated:
     """One evaluated model of the run, as files."""
 
-    name: str          # the cell's file stem (pipeline.grid.run_name), or "teacher"
-    who: str           # what the runs table calls it, e.g. "B=60 derd seed 0 medium student_deep-128d"
-    metrics: dict      # the evaluation's figures (and its costs)
-    digest: str        # of what was evaluated and of its evaluation: the same outputs, the same record
+    name: str  # the cell's file stem (pipeline.grid.run_name), or "teacher"
+    who: str  # what the runs table calls it, e.g. "B=60 derd seed 0 medium student_deep-128d"
+    metrics: dict  # the evaluation's figures (and its costs)
+    digest: str  # of what was evaluated and of its evaluation: the same outputs, the same record
     artifacts: tuple[Path, ...] = ()
 
 
@@ -35,8 +36,13 @@ def record_key(name: str, *digests: str) -> str:
 
 
 def _log_figures(metrics: dict) -> None:
-    mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in metrics.items()
-                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    mlflow.log_metrics(
+        {
+            k.replace("@", "_at_"): v
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    )
 
 
 def _log_artifacts(paths) -> None:
@@ -47,28 +53,60 @@ def _log_artifacts(paths) -> None:
             mlflow.log_artifact(str(path), artifact_path="metrics" if path.suffix == ".json" else None)
 
 
-def record_student(e: Evaluated, config: str, settings: dict, base_method: str, size: str, checkpoint: dict,
-                   checkpoint_digest: str, indices_name: str) -> str:
+def record_student(
+    e: Evaluated,
+    config: str,
+    settings: dict,
+    base_method: str,
+    size: str,
+    checkpoint: dict,
+    checkpoint_digest: str,
+    indices_name: str,
+) -> str:
     """A student's record: its evaluation under this configuration, with everything its training kept
     (params, curve, the pool images it saw). Returns the run id."""
     from mlflow.entities import Metric
 
     run_params = json.loads(checkpoint["run_params"])
-    tags = {"role": "student", "record": e.digest, "config": config, "cell": e.name, "checkpoint": checkpoint_digest,
-            "budget": str(run_params["budget"]), "method": run_params["method"], "seed": str(run_params["seed"]),
-            "size": run_params["size"], "student": f"{run_params['student']['arch']}-{run_params['student']['dim']}d"}
+    tags = {
+        "role": "student",
+        "record": e.digest,
+        "config": config,
+        "cell": e.name,
+        "checkpoint": checkpoint_digest,
+        "budget": str(run_params["budget"]),
+        "method": run_params["method"],
+        "seed": str(run_params["seed"]),
+        "size": run_params["size"],
+        "student": f"{run_params['student']['arch']}-{run_params['student']['dim']}d",
+    }
     if checkpoint.get("resumed_from"):
         tags["resumed_from_step"] = str(checkpoint["resumed_from"])
     with mlflow.start_run(run_name=tracking.display_name(e.who, e.metrics), tags=tags) as run:
-        mlflow.log_params({**tracking.flatten({**run_params, "device": checkpoint["device"],
-                                               "precision": checkpoint.get("precision"),
-                                               "compiled": checkpoint.get("compiled")}),
-                           **tracking.configuration_params(settings, base_method, size)})
+        mlflow.log_params(
+            {
+                **tracking.flatten(
+                    {
+                        **run_params,
+                        "device": checkpoint["device"],
+                        "precision": checkpoint.get("precision"),
+                        "compiled": checkpoint.get("compiled"),
+                    }
+                ),
+                **tracking.configuration_params(settings, base_method, size),
+            }
+        )
         now = int(time.time() * 1000)
         mlflow.tracking.MlflowClient().log_batch(
-            run.info.run_id, metrics=[Metric("train_loss", v, now, int(s)) for s, v in checkpoint["curve"]])
-        _log_figures({**e.metrics, "parameters": sum(p.numel() for p in checkpoint["state_dict"].values()),
-                      "train_seconds": checkpoint["train_seconds"]})
+            run.info.run_id, metrics=[Metric("train_loss", v, now, int(s)) for s, v in checkpoint["curve"]]
+        )
+        _log_figures(
+            {
+                **e.metrics,
+                "parameters": sum(p.numel() for p in checkpoint["state_dict"].values()),
+                "train_seconds": checkpoint["train_seconds"],
+            }
+        )
         tracking.log_subset(checkpoint["indices"].numpy(), Path(checkpoint["indices_source"]), indices_name)
         _log_artifacts(e.artifacts)
         return run.info.run_id
@@ -79,8 +117,7 @@ def record_teacher(e: Evaluated, config: str, settings: dict, card: dict, traini
     tags = {"role": "teacher", "record": e.digest, "config": config, "teacher.kind": card["kind"]}
     with mlflow.start_run(run_name=tracking.display_name(e.who, e.metrics), tags=tags) as run:
         summary = {k: v for k, v in training.items() if k not in ("history", "epochs")}
-        mlflow.log_params({**tracking.flatten({"teacher": card, **summary}),
-                           **tracking.configuration_params(settings)})
+        mlflow.log_params({**tracking.flatten({"teacher": card, **summary}), **tracking.configuration_params(settings)})
         for h in training.get("history", []):
             mlflow.log_metrics({"train_loss": h["loss"], "train_accuracy": h["accuracy"]}, step=h["epoch"])
         _log_figures(e.metrics)

@@ -8,6 +8,7 @@ moving the store never invalidates a DVC cache:
 
 Artifacts of the default store go to ``<repo>/mlartifacts``.
 """
+
 from __future__ import annotations
 
 import json
@@ -104,8 +105,9 @@ def configuration_params(settings: dict, method: str | None = None, size: str | 
 def display_name(who: str, metrics: dict) -> str:
     """A record's name: what it is and its mAP, so that the runs table shows both without choosing
     columns (MLflow 3 shows no metric column by default)."""
-    protocols = [f"{p[0].upper()} {metrics[f'map_{p}']:.3f}" for p in ("easy", "medium", "hard")
-                 if f"map_{p}" in metrics]
+    protocols = [
+        f"{p[0].upper()} {metrics[f'map_{p}']:.3f}" for p in ("easy", "medium", "hard") if f"map_{p}" in metrics
+    ]
     return f"mAP {metrics['map']:.4f}" + (f" ({' / '.join(protocols)})" if len(protocols) == 3 else "") + f" | {who}"
 
 
@@ -129,8 +131,9 @@ def recorded(exp_id: str, config: str) -> dict[str, object]:
     client = mlflow.tracking.MlflowClient()
     found, token = {}, None
     while True:
-        page = client.search_runs([exp_id], f"tags.config = '{config}' and attributes.status = 'FINISHED'",
-                                  max_results=1000, page_token=token)
+        page = client.search_runs(
+            [exp_id], f"tags.config = '{config}' and attributes.status = 'FINISHED'", max_results=1000, page_token=token
+        )
         found.update({r.data.tags.get("record"): r for r in page})
         token = page.token
         if not token:
@@ -155,8 +158,14 @@ def log_descriptor_model(model, example_images, name: str = "model"):
 
     signature = infer_signature(example, torch_descriptors(wrapped, example))
     package = Path(__file__).resolve().parent
-    return mlflow.pytorch.log_model(wrapped, name=name, signature=signature, input_example=example,
-                                    pip_requirements=PIP_REQUIREMENTS, code_paths=[str(package)])
+    return mlflow.pytorch.log_model(
+        wrapped,
+        name=name,
+        signature=signature,
+        input_example=example,
+        pip_requirements=PIP_REQUIREMENTS,
+        code_paths=[str(package)],
+    )
 
 
 def log_subset(indices, source: Path, name: str, context: str = "training") -> None:

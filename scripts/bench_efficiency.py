@@ -9,6 +9,7 @@ network, and they are the only figure there is (its ratio is labelled so). No qu
 
   python scripts/bench_efficiency.py [--repeats 15]   (after `dvc repro dump evaluate-teacher`)
 """
+
 from __future__ import annotations
 
 import statistics
@@ -40,14 +41,19 @@ def main(repeats: int, params_path: Path, teacher_dir: Path, prepared_dir: Path)
     params = load_params(params_path)
     card = read_card(teacher_dir)
     store = open_store(card, params.queries)
-    per_call = [c.images / c.seconds for c in store.calls() if c.outcome == "answered" and c.seconds
-                and c.purpose in ("train", "test")]
+    per_call = [
+        c.images / c.seconds
+        for c in store.calls()
+        if c.outcome == "answered" and c.seconds and c.purpose in ("train", "test")
+    ]
     built = card["kind"] in BUILT_TEACHERS
     if per_call:
-        click.echo(f"teacher ({card['kind']}, {card.get('endpoint', 'in-process')}): {len(per_call)} answered calls "
-                   f"(ledger), median {statistics.median(per_call):,.0f} img/s (min {min(per_call):,.0f}, max "
-                   f"{max(per_call):,.0f}); " + ("timed when made, cold first call included: not the ratio's" if built
-                                                 else "the network included"))
+        click.echo(
+            f"teacher ({card['kind']}, {card.get('endpoint', 'in-process')}): {len(per_call)} answered calls "
+            f"(ledger), median {statistics.median(per_call):,.0f} img/s (min {min(per_call):,.0f}, max "
+            f"{max(per_call):,.0f}); "
+            + ("timed when made, cold first call included: not the ratio's" if built else "the network included")
+        )
     elif not built:
         raise SystemExit(f"no answered teacher call is timed in {store.ledger_path}: run `dvc repro dump` first")
     test = prepared.load_test_split(prepared_dir)
@@ -57,27 +63,34 @@ def main(repeats: int, params_path: Path, teacher_dir: Path, prepared_dir: Path)
     shape = (input_channels(images), *images.shape[1:3])
     sp = params.size()
     student = create(sp.arch, sp.dim, shape[0])
-    click.echo(f"student {params.student} ({sp.arch}-{sp.dim}d): {parameter_count(student):,} parameters, "
-               f"{flops_per_image(student, shape) / 1e6:.2f} MFLOP/image")
+    click.echo(
+        f"student {params.student} ({sp.arch}-{sp.dim}d): {parameter_count(student):,} parameters, "
+        f"{flops_per_image(student, shape) / 1e6:.2f} MFLOP/image"
+    )
     if built:
         client = client_for(card, teacher_dir, params.queries, torch.device("cpu"))
         pixels = TeacherInputs(test.db_images, [str(i) for i in range(len(test.db_images))]).batch(idx)
     for threads in sorted({1, torch.get_num_threads()}):
         torch.set_num_threads(threads)
         if built:
-            t = side_by_side(lambda: client(pixels), {"student": lambda: describe(student, images, batch, "cpu")},
-                             len(idx), repeats)
+            t = side_by_side(
+                lambda: client(pixels), {"student": lambda: describe(student, images, batch, "cpu")}, len(idx), repeats
+            )
             s = t["students"]["student"]
-            click.echo(f"{threads} thread(s), side by side ({s['repeats']} repeats, {len(idx)} images): teacher "
-                       f"{t['teacher_images_per_second']:,.0f} img/s, student {s['images_per_second']:,.0f} img/s; "
-                       f"ratio {s['ratio']:.2f}x (min {s['ratio_min']:.2f}x, max {s['ratio_max']:.2f}x, quartiles "
-                       f"{s['ratio_q1']:.2f}x to {s['ratio_q3']:.2f}x)")
+            click.echo(
+                f"{threads} thread(s), side by side ({s['repeats']} repeats, {len(idx)} images): teacher "
+                f"{t['teacher_images_per_second']:,.0f} img/s, student {s['images_per_second']:,.0f} img/s; "
+                f"ratio {s['ratio']:.2f}x (min {s['ratio_min']:.2f}x, max {s['ratio_max']:.2f}x, quartiles "
+                f"{s['ratio_q1']:.2f}x to {s['ratio_q3']:.2f}x)"
+            )
         else:
             speeds = [describe_throughput(student, images, batch) for _ in range(5)]
             ratios = [v / statistics.median(per_call) for v in speeds]
-            click.echo(f"{threads} thread(s): student {statistics.median(speeds):,.0f} img/s; ratio to the served "
-                       f"teacher's median call (network included, not like for like): {statistics.median(ratios):.1f}x "
-                       f"(min {min(ratios):.1f}x, max {max(ratios):.1f}x)")
+            click.echo(
+                f"{threads} thread(s): student {statistics.median(speeds):,.0f} img/s; ratio to the served "
+                f"teacher's median call (network included, not like for like): {statistics.median(ratios):.1f}x "
+                f"(min {min(ratios):.1f}x, max {max(ratios):.1f}x)"
+            )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ interleaved repeats, median and ratio.
 
   python scripts/bench_precision.py [--repeats 5] [--threads 0]
 """
+
 from __future__ import annotations
 
 import statistics
@@ -49,16 +50,20 @@ def main(repeats: int, threads: int) -> None:
     if threads:
         torch.set_num_threads(threads)
     auto = accel.precision_of("auto", torch.device("cpu"))
-    click.echo(f"CPU with AMX: {accel.cpu_has_bf16_units()}; runtime.precision auto -> {auto}; "
-               f"{torch.get_num_threads()} thread(s)")
+    click.echo(
+        f"CPU with AMX: {accel.cpu_has_bf16_units()}; runtime.precision auto -> {auto}; "
+        f"{torch.get_num_threads()} thread(s)"
+    )
     for arch, batch, steps in (("student_deep", 128, 20), ("teacher_cnn", 256, 6)):
         times = {"fp32": [], "bf16": []}
         for _ in range(repeats):
             for precision in times:  # interleaved, so drifts in the machine's load hit both alike
                 times[precision].append(step_seconds(arch, batch, precision, steps))
         fp32, bf16 = (statistics.median(times[p]) * 1000 for p in ("fp32", "bf16"))
-        click.echo(f"{arch} ({batch} images/step): fp32 {fp32:.1f} ms, bf16 {bf16:.1f} ms per step: "
-                   f"bf16 {fp32 / bf16:.2f}x (median of {repeats})")
+        click.echo(
+            f"{arch} ({batch} images/step): fp32 {fp32:.1f} ms, bf16 {bf16:.1f} ms per step: "
+            f"bf16 {fp32 / bf16:.2f}x (median of {repeats})"
+        )
 
 
 if __name__ == "__main__":

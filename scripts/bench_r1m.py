@@ -5,6 +5,7 @@ IVF-PQ index (its build, search, recall@100 against exact search and the mAP it 
 
   python scripts/bench_r1m.py [--n 1000000] [--dim 2048] [--workdir bench/r1m]
 """
+
 from __future__ import annotations
 
 import resource
@@ -21,7 +22,7 @@ from pipeline.retrieval.search import ivfpq_ranks, rank_database, recall_at  # n
 
 
 def peak_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def synthetic(path: Path, n: int, dim: int, n_queries: int, seed: int = 0):
@@ -30,7 +31,7 @@ def synthetic(path: Path, n: int, dim: int, n_queries: int, seed: int = 0):
     db = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, dim))
     for start in range(0, n, 65536):
         block = rng.standard_normal((min(65536, n - start), dim), dtype=np.float32)
-        db[start:start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        db[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
     queries = rng.standard_normal((n_queries, dim), dtype=np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     gnd = []
@@ -57,23 +58,29 @@ def main(n: int, dim: int, n_queries: int, workdir: Path, ivf_lists: int, pq_m: 
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     db, queries, gnd = synthetic(workdir / "database.npy", n, dim, n_queries)
-    click.echo(f"database: {n:,} x {dim} float16 on disk ({n * dim * 2 / 2 ** 30:.1f} GiB), {n_queries} queries; "
-               f"made in {time.perf_counter() - t0:.0f} s")
+    click.echo(
+        f"database: {n:,} x {dim} float16 on disk ({n * dim * 2 / 2**30:.1f} GiB), {n_queries} queries; "
+        f"made in {time.perf_counter() - t0:.0f} s"
+    )
     t0 = time.perf_counter()
     ranks = rank_database(db, queries)
     search = time.perf_counter() - t0
     t0 = time.perf_counter()
     exact = summarize(evaluate(ranks, gnd))
     scoring = time.perf_counter() - t0
-    click.echo(f"exact:  search {search:.1f} s + E/M/H mAP {scoring:.1f} s; mAP E {exact['map_easy']:.4f} "
-               f"M {exact['map_medium']:.4f} H {exact['map_hard']:.4f}; peak memory so far {peak_gib():.2f} GiB")
+    click.echo(
+        f"exact:  search {search:.1f} s + E/M/H mAP {scoring:.1f} s; mAP E {exact['map_easy']:.4f} "
+        f"M {exact['map_medium']:.4f} H {exact['map_hard']:.4f}; peak memory so far {peak_gib():.2f} GiB"
+    )
     t0 = time.perf_counter()
     approx = ivfpq_ranks(db, queries, 1000, ivf_lists, pq_m, nprobe)
     ivf = time.perf_counter() - t0
     metrics = summarize(evaluate(approx, gnd))
-    click.echo(f"ivfpq:  build + search {ivf:.1f} s (lists {ivf_lists}, {pq_m} bytes a vector, nprobe {nprobe}); "
-               f"recall@100 against exact {recall_at(approx, ranks, 100):.3f}; mAP E {metrics['map_easy']:.4f} "
-               f"M {metrics['map_medium']:.4f} H {metrics['map_hard']:.4f}; peak memory {peak_gib():.2f} GiB")
+    click.echo(
+        f"ivfpq:  build + search {ivf:.1f} s (lists {ivf_lists}, {pq_m} bytes a vector, nprobe {nprobe}); "
+        f"recall@100 against exact {recall_at(approx, ranks, 100):.3f}; mAP E {metrics['map_easy']:.4f} "
+        f"M {metrics['map_medium']:.4f} H {metrics['map_hard']:.4f}; peak memory {peak_gib():.2f} GiB"
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ The selection's pairwise step grows as the pool squared: a size it would take lo
 
   python scripts/bench_scale.py [--sizes 1e4,1e5,1e6] [--threads 1]   (make bench-scale: the defaults)
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 COMPONENTS = ("sample", "store insert", "store open", "store lookup", "dict lookup", "gate", "augment", "train step")
 SELECTION_TARGET_S = 120.0
 INTEGERS = ("budget", "calls", "images", "virtual", "batch")  # columns that a table's missing values make floats
-DIM = 128          # the teacher's descriptor size (teacher.dim)
-SIDE = 28          # data.image_size of the default data
+DIM = 128  # the teacher's descriptor size (teacher.dim)
+SIDE = 28  # data.image_size of the default data
 
 
 # -- measuring inside a worker ---------------------------------------------------------------
@@ -62,7 +63,7 @@ def rss_mb() -> float:
 
 def peak_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform != "darwin" else peak / 2 ** 20
+    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
 
 
 def pool_images(n: int, seed: int = 0) -> np.ndarray:
@@ -109,6 +110,7 @@ def worker_sample(n: int, a: dict) -> dict:
                 return inner(*args, **kwargs)
             finally:
                 timed[name] += time.perf_counter() - t0
+
         setattr(module, name, timed_call)
 
     for module, name in ((inference, "describe"), (selection, "typicality"), (selection, "typical_order")):
@@ -118,14 +120,30 @@ def worker_sample(n: int, a: dict) -> dict:
     val_size = min(p.sample.val_size, n // 10)
     budget = min(a["budget"], n - val_size)
     t0 = time.perf_counter()
-    subset = selection.choose_subset("typical", p.sample.features, pool, n, budget, p.data.image_size, val_size,
-                                     p.sample.seed, Path(a["work"]) / "pretrained", torch.device("cpu"))
+    subset = selection.choose_subset(
+        "typical",
+        p.sample.features,
+        pool,
+        n,
+        budget,
+        p.data.image_size,
+        val_size,
+        p.sample.seed,
+        Path(a["work"]) / "pretrained",
+        torch.device("cpu"),
+    )
     seconds = time.perf_counter() - t0
     assert len(subset) == budget and len(np.unique(subset)) == budget
-    return {"seconds": seconds, "peak_mb": peak_mb() - base, "budget": budget, "features": p.sample.features,
-            "embed_s": timed["describe"], "typicality_s": timed["typicality"],
-            "greedy_s": timed["typical_order"] - timed["typicality"],
-            "other_s": seconds - timed["describe"] - timed["typical_order"]}
+    return {
+        "seconds": seconds,
+        "peak_mb": peak_mb() - base,
+        "budget": budget,
+        "features": p.sample.features,
+        "embed_s": timed["describe"],
+        "typicality_s": timed["typicality"],
+        "greedy_s": timed["typical_order"] - timed["typicality"],
+        "other_s": seconds - timed["describe"] - timed["typical_order"],
+    }
 
 
 def worker_store_insert(n: int, a: dict) -> dict:
@@ -152,13 +170,18 @@ def worker_store_insert(n: int, a: dict) -> dict:
             keys, desc = got
             t1 = time.perf_counter()
             for s in range(0, len(keys), batch):
-                call = store.begin(keys[s:s + batch], "ceiling")
-                store.answered(call, keys[s:s + batch], desc[s:s + batch], 0.01)
+                call = store.begin(keys[s : s + batch], "ceiling")
+                store.answered(call, keys[s : s + batch], desc[s : s + batch], 0.01)
             last = (len(keys), time.perf_counter() - t1)
     seconds = time.perf_counter() - t0 - making
     assert len(store) == n
-    return {"seconds": seconds, "per_second": n / seconds, "last_chunk_per_second": last[0] / last[1],
-            "peak_mb": peak_mb() - base, "calls": math.ceil(n / batch)}
+    return {
+        "seconds": seconds,
+        "per_second": n / seconds,
+        "last_chunk_per_second": last[0] / last[1],
+        "peak_mb": peak_mb() - base,
+        "calls": math.ceil(n / batch),
+    }
 
 
 def worker_store_read(n: int, a: dict) -> list[dict]:
@@ -202,12 +225,28 @@ def worker_store_read(n: int, a: dict) -> list[dict]:
     del got, want
     med = lambda v: float(np.median(v))  # noqa: E731
     return [
-        {"component": "store open", "seconds": t_open, "peak_mb": open_peak, "held_mb": held,
-         "calls": len(list((store.dir / "answers").glob("*.npz")))},
-        {"component": "store lookup", "seconds": med(store_t), "per_second": n / med(store_t), "peak_mb": held,
-         "has_per_second": n / med(has_t), "vs_dict": med(store_t) / med(bare_t)},
-        {"component": "dict lookup", "seconds": med(bare_t), "per_second": n / med(bare_t), "peak_mb": bare_mb,
-         "has_per_second": n / med(contains_t)},
+        {
+            "component": "store open",
+            "seconds": t_open,
+            "peak_mb": open_peak,
+            "held_mb": held,
+            "calls": len(list((store.dir / "answers").glob("*.npz"))),
+        },
+        {
+            "component": "store lookup",
+            "seconds": med(store_t),
+            "per_second": n / med(store_t),
+            "peak_mb": held,
+            "has_per_second": n / med(has_t),
+            "vs_dict": med(store_t) / med(bare_t),
+        },
+        {
+            "component": "dict lookup",
+            "seconds": med(bare_t),
+            "per_second": n / med(bare_t),
+            "peak_mb": bare_mb,
+            "has_per_second": n / med(contains_t),
+        },
     ]
 
 
@@ -222,8 +261,16 @@ def worker_gate(n: int, a: dict) -> dict:
 
     count, batch = a["gate_images"], a["call_batch"]
     client = LocalTeacher(Path(a["work"]) / "teacher" / "weights.pt", torch.device("cpu"), batch)
-    q = QueriesParams(store=str(a["work"]), call_batch=batch, extra_calls=0, timeout_s=60, retries=0,
-                      max_backoff_s=1, max_qps=0, verify=0)
+    q = QueriesParams(
+        store=str(a["work"]),
+        call_batch=batch,
+        extra_calls=0,
+        timeout_s=60,
+        retries=0,
+        max_backoff_s=1,
+        max_qps=0,
+        verify=0,
+    )
     base = rss_mb()
     store = AnswerStore(Path(a["work"]) / f"store-{n}", store_identity(n))
     gate = QueryGate(client, store, q, DIM)
@@ -233,7 +280,7 @@ def worker_gate(n: int, a: dict) -> dict:
         images = pool_images(count, seed=10 + r)  # never asked before: every one is sent
         t0 = time.perf_counter()
         for s in range(0, count, batch):
-            client(images[s:s + batch])
+            client(images[s : s + batch])
         bares.append(time.perf_counter() - t0)
         before = {c.id for c in store.calls()}
         t0 = time.perf_counter()
@@ -242,9 +289,16 @@ def worker_gate(n: int, a: dict) -> dict:
         assert report.sent == count
         calls.append(sum(c.seconds for c in store.calls() if c.id not in before))
     wall, call, bare = (float(np.median(v)) for v in (walls, calls, bares))
-    return {"seconds": wall, "per_second": count / wall, "peak_mb": peak_mb() - base, "images": count,
-            "overhead_ms_per_image": 1e3 * (wall - call) / count, "overhead": (wall - call) / call,
-            "bare_forward_s": bare, "vs_bare_forward": (wall - bare) / bare}
+    return {
+        "seconds": wall,
+        "per_second": count / wall,
+        "peak_mb": peak_mb() - base,
+        "images": count,
+        "overhead_ms_per_image": 1e3 * (wall - call) / count,
+        "overhead": (wall - call) / call,
+        "bare_forward_s": bare,
+        "vs_bare_forward": (wall - bare) / bare,
+    }
 
 
 def worker_augment(n: int, a: dict) -> dict:
@@ -257,8 +311,13 @@ def worker_augment(n: int, a: dict) -> dict:
     t0 = time.perf_counter()
     triples, targets = virtual_samples(answers, p.ratio, p.alpha, p.pairing, p.knn, 0, n)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "per_second": len(triples) / seconds, "peak_mb": peak_mb() - base,
-            "virtual": len(triples), "pairing": p.pairing}
+    return {
+        "seconds": seconds,
+        "per_second": len(triples) / seconds,
+        "peak_mb": peak_mb() - base,
+        "virtual": len(triples),
+        "pairing": p.pairing,
+    }
 
 
 def worker_train_step(n: int, a: dict) -> dict:
@@ -272,21 +331,41 @@ def worker_train_step(n: int, a: dict) -> dict:
     p = repo_params({"train": {"steps": steps, "log_every": steps}})
     base = rss_mb()
     targets = unit_rows(n, seed=5)
-    triples, virtual = virtual_samples(targets, p.augment.ratio, p.augment.alpha, p.augment.pairing, p.augment.knn,
-                                       0, n)
+    triples, virtual = virtual_samples(
+        targets, p.augment.ratio, p.augment.alpha, p.augment.pairing, p.augment.knn, 0, n
+    )
     data = TrainingData(pool_images(n), targets, triples, virtual)
     stamps = []
     t0 = time.perf_counter()
-    train_student(data, p.size(p.student), p.train, p.method[p.recommended], 0, torch.device("cpu"),
-                  on_step=lambda step, loss: stamps.append(time.perf_counter()))
+    train_student(
+        data,
+        p.size(p.student),
+        p.train,
+        p.method[p.recommended],
+        0,
+        torch.device("cpu"),
+        on_step=lambda step, loss: stamps.append(time.perf_counter()),
+    )
     step = float(np.median(np.diff(stamps)))
-    return {"seconds": step, "per_second": 1 / step, "peak_mb": peak_mb() - base,
-            "setup_s": stamps[0] - t0 - step, "method": p.recommended, "student": p.student,
-            "batch": p.train.batch_size + p.train.virtual_per_batch}
+    return {
+        "seconds": step,
+        "per_second": 1 / step,
+        "peak_mb": peak_mb() - base,
+        "setup_s": stamps[0] - t0 - step,
+        "method": p.recommended,
+        "student": p.student,
+        "batch": p.train.batch_size + p.train.virtual_per_batch,
+    }
 
 
-WORKERS = {"sample": worker_sample, "store insert": worker_store_insert, "store read": worker_store_read,
-           "gate": worker_gate, "augment": worker_augment, "train step": worker_train_step}
+WORKERS = {
+    "sample": worker_sample,
+    "store insert": worker_store_insert,
+    "store read": worker_store_read,
+    "gate": worker_gate,
+    "augment": worker_augment,
+    "train step": worker_train_step,
+}
 
 
 # -- the parent: one process per measurement ---------------------------------------------------
@@ -295,8 +374,16 @@ def measure(component: str, n: int, args: dict) -> list[dict]:
         out = json.loads(json.dumps(WORKERS[component](n, args)))
         rows = out if isinstance(out, list) else [dict(out, component=component)]
         return [dict(r, size=n, measured=True, threads=args["threads"]) for r in rows]
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", component, "--sizes", str(n),
-           "--args", json.dumps(args)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        component,
+        "--sizes",
+        str(n),
+        "--args",
+        json.dumps(args),
+    ]
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
@@ -315,11 +402,23 @@ def predict_sample(rows: list[dict], n: int) -> dict | None:
         return None
     r = max(done, key=lambda r: r["size"])
     k = n / r["size"]
-    parts = {"embed_s": r["embed_s"] * k, "typicality_s": r["typicality_s"] * k * k, "greedy_s": r["greedy_s"] * k,
-             "other_s": r["other_s"] * k}
-    return {"component": "sample", "size": n, "measured": False, "seconds": sum(parts.values()), **parts,
-            "budget": r["budget"], "features": r["features"], "peak_mb": float("nan"),
-            "note": f"extrapolated from {r['size']:,}"}
+    parts = {
+        "embed_s": r["embed_s"] * k,
+        "typicality_s": r["typicality_s"] * k * k,
+        "greedy_s": r["greedy_s"] * k,
+        "other_s": r["other_s"] * k,
+    }
+    return {
+        "component": "sample",
+        "size": n,
+        "measured": False,
+        "seconds": sum(parts.values()),
+        **parts,
+        "budget": r["budget"],
+        "features": r["features"],
+        "peak_mb": float("nan"),
+        "note": f"extrapolated from {r['size']:,}",
+    }
 
 
 def largest_fitting(rows: list[dict], limit: float) -> int | None:
@@ -335,8 +434,11 @@ def largest_fitting(rows: list[dict], limit: float) -> int | None:
 
 def growth(rows: list[dict], component: str) -> float | None:
     """The largest log-log slope of memory against size between consecutive sizes (1: linear)."""
-    pts = sorted((r["size"], r["peak_mb"]) for r in rows if r["component"] == component and r["measured"]
-                 and r.get("peak_mb", 0) == r.get("peak_mb", 0))
+    pts = sorted(
+        (r["size"], r["peak_mb"])
+        for r in rows
+        if r["component"] == component and r["measured"] and r.get("peak_mb", 0) == r.get("peak_mb", 0)
+    )
     slopes = [math.log(max(m2, 1.0) / max(m1, 1.0)) / math.log(s2 / s1) for (s1, m1), (s2, m2) in zip(pts, pts[1:])]
     return max(slopes) if slopes else None
 
@@ -346,35 +448,59 @@ def targets(rows: list[dict], sizes: list[int]) -> list[tuple[str, str, str]]:
         return next((r for r in rows if r["component"] == component and r["size"] == n), None)
 
     top = max(sizes)
-    million = 10 ** 6
+    million = 10**6
     out = []
     look = at("store lookup", million)
-    out.append(("store lookup of 10^6 stored keys within 2x of a bare dict",
-                ("PASS" if look["vs_dict"] <= 2 else "MISS") if look else "NOT MEASURED",
-                f"{look['vs_dict']:.2f}x ({look['per_second']:,.0f} vs {at('dict lookup', million)['per_second']:,.0f} "
-                "lookups/s)" if look else f"largest size run: {top:,}"))
+    out.append(
+        (
+            "store lookup of 10^6 stored keys within 2x of a bare dict",
+            ("PASS" if look["vs_dict"] <= 2 else "MISS") if look else "NOT MEASURED",
+            f"{look['vs_dict']:.2f}x ({look['per_second']:,.0f} vs {at('dict lookup', million)['per_second']:,.0f} "
+            "lookups/s)"
+            if look
+            else f"largest size run: {top:,}",
+        )
+    )
     opened = at("store open", million)
-    out.append(("store of 10^6 answers opens in under 2 s",
-                ("PASS" if opened["seconds"] < 2 else "MISS") if opened else "NOT MEASURED",
-                f"{opened['seconds']:.2f} s ({int(opened['calls']):,} answer files)" if opened
-                else f"largest size run: {top:,}"))
+    out.append(
+        (
+            "store of 10^6 answers opens in under 2 s",
+            ("PASS" if opened["seconds"] < 2 else "MISS") if opened else "NOT MEASURED",
+            f"{opened['seconds']:.2f} s ({int(opened['calls']):,} answer files)"
+            if opened
+            else f"largest size run: {top:,}",
+        )
+    )
     gates = [r for r in rows if r["component"] == "gate"]
     worst = max(gates, key=lambda r: r["overhead"]) if gates else None
-    out.append(("gate overhead per image within 10% of the bare forward at every size",
-                ("PASS" if worst["overhead"] <= 0.10 else "MISS") if worst else "NOT MEASURED",
-                ", ".join(f"{r['size']:,}: {100 * r['overhead']:+.1f}%" for r in gates)))
+    out.append(
+        (
+            "gate overhead per image within 10% of the bare forward at every size",
+            ("PASS" if worst["overhead"] <= 0.10 else "MISS") if worst else "NOT MEASURED",
+            ", ".join(f"{r['size']:,}: {100 * r['overhead']:+.1f}%" for r in gates),
+        )
+    )
     slopes = {c: growth(rows, c) for c in ("sample", "store insert", "store open", "gate", "augment", "train step")}
     slopes = {c: s for c, s in slopes.items() if s is not None}
     worst_c = max(slopes, key=slopes.get) if slopes else None
-    out.append(("no stage's memory grows faster than linearly with the pool",
-                ("PASS" if slopes[worst_c] <= 1.1 else "MISS") if slopes else "NOT MEASURED",
-                "largest log-log slope per stage: " + ", ".join(f"{c} {s:.2f}" for c, s in slopes.items())))
+    out.append(
+        (
+            "no stage's memory grows faster than linearly with the pool",
+            ("PASS" if slopes[worst_c] <= 1.1 else "MISS") if slopes else "NOT MEASURED",
+            "largest log-log slope per stage: " + ", ".join(f"{c} {s:.2f}" for c, s in slopes.items()),
+        )
+    )
     sel = at("sample", million)
     fits = largest_fitting(rows, SELECTION_TARGET_S)
     verdict = "NOT MEASURED" if sel is None else ("PASS" if sel["seconds"] <= SELECTION_TARGET_S else "MISS")
-    out.append(("selection within 2 minutes at 10^6",
-                verdict, ("" if sel is None else f"{sel['seconds']:,.0f} s" + ("" if sel["measured"] else
-                          " (extrapolated)") + "; ") + (f"fits 2 minutes up to about {fits:,} images" if fits else "")))
+    out.append(
+        (
+            "selection within 2 minutes at 10^6",
+            verdict,
+            ("" if sel is None else f"{sel['seconds']:,.0f} s" + ("" if sel["measured"] else " (extrapolated)") + "; ")
+            + (f"fits 2 minutes up to about {fits:,} images" if fits else ""),
+        )
+    )
     return out
 
 
@@ -397,8 +523,10 @@ def details(r) -> str:
 
     c = r["component"]
     if c == "sample":
-        return (f"embed {get('embed_s'):.1f} s, typicality {get('typicality_s'):.1f} s, greedy {get('greedy_s'):.1f} s "
-                f"(budget {get('budget'):,}, view {get('features')})" + (f"; {r['note']}" if get("note") else ""))
+        return (
+            f"embed {get('embed_s'):.1f} s, typicality {get('typicality_s'):.1f} s, greedy {get('greedy_s'):.1f} s "
+            f"(budget {get('budget'):,}, view {get('features')})" + (f"; {r['note']}" if get("note") else "")
+        )
     if c == "store insert":
         return f"{get('calls'):,} calls; last 65,536: {get('last_chunk_per_second'):,.0f}/s"
     if c == "store open":
@@ -408,9 +536,11 @@ def details(r) -> str:
     if c == "dict lookup":
         return f"bare dict + matrix; `in`: {get('has_per_second'):,.0f}/s"
     if c == "gate":
-        return (f"{get('images'):,} new images; overhead {1e3 * get('overhead_ms_per_image'):.0f} us/image = "
-                f"{100 * get('overhead'):+.1f}% of the teacher's call time ({100 * get('vs_bare_forward'):+.1f}% vs a "
-                "separate bare forward)")
+        return (
+            f"{get('images'):,} new images; overhead {1e3 * get('overhead_ms_per_image'):.0f} us/image = "
+            f"{100 * get('overhead'):+.1f}% of the teacher's call time ({100 * get('vs_bare_forward'):+.1f}% vs a "
+            "separate bare forward)"
+        )
     if c == "augment":
         return f"{get('virtual'):,} virtual triples ({get('pairing')} pairing)"
     if c == "train step":
@@ -421,28 +551,42 @@ def details(r) -> str:
 def markdown(df, verdicts, args: dict, fits: int | None, rows: list[dict]) -> str:
     import torch
 
-    lines = ["# Costs as the pool grows (`make bench-scale`)", "",
-             f"Synthetic pools of uint8 {SIDE}x{SIDE} images (fixed seeds), budget {args['budget']:,}, teacher "
-             f"`teacher_cnn`-{DIM}d, student of `sample.features`/`student` from params.yaml; CPU, "
-             f"{args['threads'] or torch.get_num_threads()} torch thread(s), {os.cpu_count()} cores on this machine. "
-             "Each row is one fresh process; memory is its peak (ru_maxrss) less the interpreter with its imports. "
-             "For the store rows the size is the number of stored answers.", "",
-             "| component | size | seconds | per second | peak MiB | details |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# Costs as the pool grows (`make bench-scale`)",
+        "",
+        f"Synthetic pools of uint8 {SIDE}x{SIDE} images (fixed seeds), budget {args['budget']:,}, teacher "
+        f"`teacher_cnn`-{DIM}d, student of `sample.features`/`student` from params.yaml; CPU, "
+        f"{args['threads'] or torch.get_num_threads()} torch thread(s), {os.cpu_count()} cores on this machine. "
+        "Each row is one fresh process; memory is its peak (ru_maxrss) less the interpreter with its imports. "
+        "For the store rows the size is the number of stored answers.",
+        "",
+        "| component | size | seconds | per second | peak MiB | details |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in df.to_dict("records"):
         per = r.get("per_second")
-        lines.append(f"| {r['component']} | {r['size']:,} | {r['seconds']:,.3f}{'' if r['measured'] else ' (est.)'} | "
-                     f"{'' if per is None or per != per else f'{per:,.0f}'} | "
-                     f"{'' if r['peak_mb'] != r['peak_mb'] else format(r['peak_mb'], ',.0f')} | {details(r)} |")
+        lines.append(
+            f"| {r['component']} | {r['size']:,} | {r['seconds']:,.3f}{'' if r['measured'] else ' (est.)'} | "
+            f"{'' if per is None or per != per else f'{per:,.0f}'} | "
+            f"{'' if r['peak_mb'] != r['peak_mb'] else format(r['peak_mb'], ',.0f')} | {details(r)} |"
+        )
     lines += ["", "## Targets", ""] + [f"- **{v}**: {t}: {m}" for t, v, m in verdicts]
-    lines += ["", "Gate: its overhead is its wall time less the teacher's call time it measured itself (the same "
-              "calls); the separate bare forward, timed before it, moves with the machine's load and is shown only "
-              "for reference.", "", "## Selection at a million images", "", selection_note(rows, fits)]
+    lines += [
+        "",
+        "Gate: its overhead is its wall time less the teacher's call time it measured itself (the same "
+        "calls); the separate bare forward, timed before it, moves with the machine's load and is shown only "
+        "for reference.",
+        "",
+        "## Selection at a million images",
+        "",
+        selection_note(rows, fits),
+    ]
     return "\n".join(lines) + "\n"
 
 
 def selection_note(rows: list[dict], fits: int | None) -> str:
     """Why the selection at 10^6 takes what it takes here, and what would make it fit 2 minutes."""
-    million = next((r for r in rows if r["component"] == "sample" and r["size"] == 10 ** 6), None)
+    million = next((r for r in rows if r["component"] == "sample" and r["size"] == 10**6), None)
     if million is None:
         return "The selection was not run or extrapolated at 10^6 (`--sizes` up to 1e6 does).\n"
     how = "measured" if million["measured"] else million.get("note", "extrapolated")
@@ -489,8 +633,13 @@ def picture(df, path: Path) -> None:
             done, est = sub[sub["measured"]], sub[~sub["measured"]]
             ax.plot(done["size"], done[key], "o-", color=color, label=c)
             if len(est):
-                ax.plot(list(done["size"][-1:]) + list(est["size"]), list(done[key][-1:]) + list(est[key]), "o--",
-                        color=color, mfc="none")
+                ax.plot(
+                    list(done["size"][-1:]) + list(est["size"]),
+                    list(done[key][-1:]) + list(est[key]),
+                    "o--",
+                    color=color,
+                    mfc="none",
+                )
         sizes = np.array(sorted(df["size"].unique()), dtype=float)
         vals = df[key][df[key] == df[key]]
         if len(vals) and len(sizes) > 1:
@@ -502,8 +651,9 @@ def picture(df, path: Path) -> None:
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].axhline(SELECTION_TARGET_S, color="red", lw=0.8, alpha=0.5)
-    axes[0].text(df["size"].max(), SELECTION_TARGET_S * 0.75, "selection target: 2 min", color="red", fontsize=8,
-                 ha="right")
+    axes[0].text(
+        df["size"].max(), SELECTION_TARGET_S * 0.75, "selection target: 2 min", color="red", fontsize=8, ha="right"
+    )
     axes[0].legend(fontsize=7, loc="upper left")
     fig.suptitle("Time and peak memory against pool size (hollow, dashed: extrapolated)")
     fig.tight_layout()
@@ -515,27 +665,54 @@ def parse_sizes(text: str) -> list[int]:
 
 
 @click.command()
-@click.option("--sizes", default="1e4,1e5,1e6", show_default=True,
-              help="pool sizes (and stored answers), comma-separated")
+@click.option(
+    "--sizes", default="1e4,1e5,1e6", show_default=True, help="pool sizes (and stored answers), comma-separated"
+)
 @click.option("--budget", default=10_000, show_default=True, help="images selected (capped at the training pool)")
 @click.option("--threads", default=0, show_default=True, help="torch threads in every worker; 0: torch's default")
-@click.option("--components", default="sample,store,gate,augment,train", show_default=True,
-              help="which to measure: sample, store, gate, augment, train")
-@click.option("--max-sample-s", default=600.0, show_default=True,
-              help="the selection is not run at a size it is predicted to take longer than this on (extrapolated)")
+@click.option(
+    "--components",
+    default="sample,store,gate,augment,train",
+    show_default=True,
+    help="which to measure: sample, store, gate, augment, train",
+)
+@click.option(
+    "--max-sample-s",
+    default=600.0,
+    show_default=True,
+    help="the selection is not run at a size it is predicted to take longer than this on (extrapolated)",
+)
 @click.option("--gate-images", default=4096, show_default=True, help="new images per gate request")
 @click.option("--train-steps", default=4, show_default=True)
 @click.option("--repeats", default=3, show_default=True, help="of the lookups and the gate's requests (median)")
 @click.option("--out", default=str(ROOT / "reports" / "bench"), show_default=True, type=click.Path(path_type=Path))
 @click.option("--work", default=None, type=click.Path(path_type=Path), help="scratch folder (default: a temporary one)")
-@click.option("--redraw", is_flag=True,
-              help="only write scale.md and scale.png again from the --out folder's scale.csv")
-@click.option("--in-process", is_flag=True,
-              help="every measurement in this process (a quick check: peak memory is then not each one's own)")
+@click.option(
+    "--redraw", is_flag=True, help="only write scale.md and scale.png again from the --out folder's scale.csv"
+)
+@click.option(
+    "--in-process",
+    is_flag=True,
+    help="every measurement in this process (a quick check: peak memory is then not each one's own)",
+)
 @click.option("--worker", default=None, hidden=True)
 @click.option("--args", "worker_args", default="{}", hidden=True)
-def main(sizes, budget, threads, components, max_sample_s, gate_images, train_steps, repeats, out, work, redraw,
-         in_process, worker, worker_args):
+def main(
+    sizes,
+    budget,
+    threads,
+    components,
+    max_sample_s,
+    gate_images,
+    train_steps,
+    repeats,
+    out,
+    work,
+    redraw,
+    in_process,
+    worker,
+    worker_args,
+):
     if worker:  # one measurement, in this fresh process
         a = json.loads(worker_args)
         if a.get("threads"):
@@ -549,15 +726,27 @@ def main(sizes, budget, threads, components, max_sample_s, gate_images, train_st
 
         rows = pd.read_csv(out / "scale.csv").to_dict("records")
         budgets = [r["budget"] for r in rows if r["component"] == "sample" and r["budget"] == r["budget"]]
-        report(rows, sorted({int(r["size"]) for r in rows}),
-               {"budget": int(max(budgets, default=budget)), "threads": int(rows[0].get("threads") or 0)}, out)
+        report(
+            rows,
+            sorted({int(r["size"]) for r in rows}),
+            {"budget": int(max(budgets, default=budget)), "threads": int(rows[0].get("threads") or 0)},
+            out,
+        )
         return
     wanted = {c.strip() for c in components.split(",")}
     size_list = parse_sizes(sizes)
     scratch = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=work)) if work is None or work.exists() else work
     scratch.mkdir(parents=True, exist_ok=True)
-    args = {"work": str(scratch), "budget": budget, "threads": threads, "call_batch": 256, "gate_images": gate_images,
-            "train_steps": train_steps, "repeats": repeats, "in_process": in_process}
+    args = {
+        "work": str(scratch),
+        "budget": budget,
+        "threads": threads,
+        "call_batch": 256,
+        "gate_images": gate_images,
+        "train_steps": train_steps,
+        "repeats": repeats,
+        "in_process": in_process,
+    }
     if in_process and threads:
         import torch
 
@@ -570,8 +759,11 @@ def main(sizes, budget, threads, components, max_sample_s, gate_images, train_st
             if "sample" in wanted:
                 guess = predict_sample(rows, n)
                 if guess is not None and guess["seconds"] > max_sample_s:
-                    click.echo(f"  sample at {n:,}: predicted {guess['seconds']:,.0f} s > --max-sample-s "
-                               f"{max_sample_s:.0f}: extrapolated, not run", err=True)
+                    click.echo(
+                        f"  sample at {n:,}: predicted {guess['seconds']:,.0f} s > --max-sample-s "
+                        f"{max_sample_s:.0f}: extrapolated, not run",
+                        err=True,
+                    )
                     rows.append(guess)
                 else:
                     rows += measure("sample", n, args)

@@ -10,6 +10,7 @@ less). Runs on the CPU, and on a GPU where one is present (``--device cuda``).
 
   python scripts/bench_stages.py [--device auto] [--repeats 3]
 """
+
 from __future__ import annotations
 
 import sys
@@ -57,8 +58,9 @@ def bench_dump(device, repeats: int, n: int = 3000) -> dict:
         torch.manual_seed(0)
         card = built_teacher(Path(tmp) / "teacher", create("teacher_cnn", 128))
         model = create("teacher_cnn", 128).to(device).eval().to(memory_format=torch.channels_last)
-        q = QueriesParams(store=tmp, call_batch=256, extra_calls=0, timeout_s=60, retries=0, max_backoff_s=1, max_qps=0,
-                          verify=0)
+        q = QueriesParams(
+            store=tmp, call_batch=256, extra_calls=0, timeout_s=60, retries=0, max_backoff_s=1, max_qps=0, verify=0
+        )
 
         teacher = LocalTeacher(card / "weights.pt", device, 256)  # built once, as the bare model is
         names = [str(i) for i in range(n)]
@@ -70,12 +72,15 @@ def bench_dump(device, repeats: int, n: int = 3000) -> dict:
         @torch.no_grad()
         def bare():
             for i in range(0, n, 256):
-                model(to_input(images[i:i + 256], device).contiguous(memory_format=torch.channels_last))
+                model(to_input(images[i : i + 256], device).contiguous(memory_format=torch.channels_last))
 
         gated(), bare()  # warm-up
         t_gate, t_bare = best_of(gated, repeats), best_of(bare, repeats)
-    return {"dump_images_per_second": n / t_gate, "bare_forward_images_per_second": n / t_bare,
-            "ratio": t_bare / t_gate}
+    return {
+        "dump_images_per_second": n / t_gate,
+        "bare_forward_images_per_second": n / t_bare,
+        "ratio": t_bare / t_gate,
+    }
 
 
 def bench_training(device, repeats: int, steps: int = 60) -> dict:
@@ -108,7 +113,7 @@ def bench_training(device, repeats: int, steps: int = 60) -> dict:
             lam = torch.rand(tp.virtual_per_batch, 1, generator=g).to(device)
             s = model(x_all[real])
             sv = torch.nn.functional.normalize(lam * s[vi] + (1 - lam) * s[vj], dim=-1)
-            t = torch.cat([t_all[real], tv_all[:tp.virtual_per_batch]])
+            t = torch.cat([t_all[real], tv_all[: tp.virtual_per_batch]])
             loss = listwise_ranking_loss(t, torch.cat([s, sv]), knobs.tau_teacher, knobs.tau_student)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -116,8 +121,13 @@ def bench_training(device, repeats: int, steps: int = 60) -> dict:
 
     ours(), bare()  # warm-up (and the optimiser's first-use imports)
     t_ours, t_bare = best_of(ours, repeats), best_of(bare, repeats)
-    return {"train_steps_per_second": steps / t_ours, "bare_loop_steps_per_second": steps / t_bare,
-            "ratio": t_bare / t_ours, "student": f"{sp.arch}-{sp.dim}d", "batch": tp.batch_size + tp.virtual_per_batch}
+    return {
+        "train_steps_per_second": steps / t_ours,
+        "bare_loop_steps_per_second": steps / t_bare,
+        "ratio": t_bare / t_ours,
+        "student": f"{sp.arch}-{sp.dim}d",
+        "batch": tp.batch_size + tp.virtual_per_batch,
+    }
 
 
 def bench_search(repeats: int, n_db: int = 9000, n_q: int = 1000, d: int = 128) -> dict:
@@ -135,8 +145,12 @@ def bench_search(repeats: int, n_db: int = 9000, n_q: int = 1000, d: int = 128) 
 
     ours(), bare()
     t_ours, t_bare = best_of(ours, repeats), best_of(bare, repeats)
-    return {"search_seconds": t_ours, "matmul_and_sort_seconds": t_bare, "ratio": t_bare / t_ours,
-            "size": f"{n_q} queries x {n_db} database, {d}-d"}
+    return {
+        "search_seconds": t_ours,
+        "matmul_and_sort_seconds": t_bare,
+        "ratio": t_bare / t_ours,
+        "size": f"{n_q} queries x {n_db} database, {d}-d",
+    }
 
 
 @click.command()
@@ -146,15 +160,21 @@ def main(device: str, repeats: int) -> None:
     dev = resolve_device(device)
     click.echo(f"device {dev}, {torch.get_num_threads()} torch threads; best of {repeats} timings each")
     d = bench_dump(dev, repeats)
-    click.echo(f"dump:     {d['dump_images_per_second']:,.0f} img/s through the gate vs "
-               f"{d['bare_forward_images_per_second']:,.0f} img/s bare forward: {d['ratio']:.2f}x (target >= 0.9)")
+    click.echo(
+        f"dump:     {d['dump_images_per_second']:,.0f} img/s through the gate vs "
+        f"{d['bare_forward_images_per_second']:,.0f} img/s bare forward: {d['ratio']:.2f}x (target >= 0.9)"
+    )
     t = bench_training(dev, repeats)
-    click.echo(f"training: {t['train_steps_per_second']:.1f} steps/s vs "
-               f"{t['bare_loop_steps_per_second']:.1f} bare loop "
-               f"({t['student']}, {t['batch']} rows a step): {t['ratio']:.2f}x (target >= 0.8)")
+    click.echo(
+        f"training: {t['train_steps_per_second']:.1f} steps/s vs "
+        f"{t['bare_loop_steps_per_second']:.1f} bare loop "
+        f"({t['student']}, {t['batch']} rows a step): {t['ratio']:.2f}x (target >= 0.8)"
+    )
     s = bench_search(repeats)
-    click.echo(f"search:   {s['search_seconds'] * 1000:.0f} ms vs {s['matmul_and_sort_seconds'] * 1000:.0f} ms plain "
-               f"matrix product and sort ({s['size']}): {s['ratio']:.2f}x (target >= 1)")
+    click.echo(
+        f"search:   {s['search_seconds'] * 1000:.0f} ms vs {s['matmul_and_sort_seconds'] * 1000:.0f} ms plain "
+        f"matrix product and sort ({s['size']}): {s['ratio']:.2f}x (target >= 1)"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Each figure is the median wall time of a fresh interpreter importing that much (
 same way DVC starts every stage. The total multiplies each stage's start-up by the number of its
 processes in dvc.yaml as params.yaml expands it (`dvc stage list`).
 """
+
 from __future__ import annotations
 
 import ast
@@ -40,8 +41,11 @@ def heavy_imports(module: str) -> list[str]:
     found = set()
     for path in closure(REPO, module):
         for node in ast.walk(ast.parse((REPO / path).read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            )
             found |= {n.split(".")[0] for n in names if n.split(".")[0] in HEAVY}
     return sorted(found)
 
@@ -49,8 +53,13 @@ def heavy_imports(module: str) -> list[str]:
 @click.command()
 @click.option("--repeats", default=5, show_default=True)
 def main(repeats: int) -> None:
-    stages = subprocess.run([str(Path(sys.executable).parent / "dvc"), "stage", "list", "--name-only"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split()
+    stages = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), "stage", "list", "--name-only"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     import yaml
 
     cmds = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
@@ -69,8 +78,10 @@ def main(repeats: int) -> None:
         seconds = timed(f"import {module}" + "".join(f", {m}" for m in imports), repeats)
         total += count * seconds
         click.echo(f"{module:28s} {count:9d} {seconds:8.2f}s  {', '.join(imports) or '-'}")
-    click.echo(f"\n{sum(per_module.values())} stage processes: {total:.0f} s of start-up before any work "
-               f"({total / sum(per_module.values()):.2f} s each on average)")
+    click.echo(
+        f"\n{sum(per_module.values())} stage processes: {total:.0f} s of start-up before any work "
+        f"({total / sum(per_module.values()):.2f} s each on average)"
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 
 Random weights and a random 1024x768 photo: the cost does not depend on either.
 """
+
 from __future__ import annotations
 
 import sys
@@ -35,15 +36,21 @@ def main(arch: str, size: int, scales: str, photos: int, threads: int, device: s
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     model = create(arch, 0, 3).to(dev).eval()
-    pre = {"image_size": size, "scales": [float(s) for s in scales.split(",")], "mean": IMAGENET_MEAN,
-           "std": IMAGENET_STD}
+    pre = {
+        "image_size": size,
+        "scales": [float(s) for s in scales.split(",")],
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+    }
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (size * 3 // 4, size, 3), dtype=np.uint8))
     describe_images(model, [img], pre, dev)  # warm-up
     t0 = time.perf_counter()
     describe_images(model, [img] * photos, pre, dev)
     seconds = (time.perf_counter() - t0) / photos
-    click.echo(f"{arch}: {seconds:.2f} s per {size}x{size * 3 // 4} photo at scales {pre['scales']} on {dev} "
-               f"({torch.get_num_threads()} threads)")
+    click.echo(
+        f"{arch}: {seconds:.2f} s per {size}x{size * 3 // 4} photo at scales {pre['scales']} on {dev} "
+        f"({torch.get_num_threads()} threads)"
+    )
 
 
 if __name__ == "__main__":

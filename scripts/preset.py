@@ -6,6 +6,7 @@
 The preset's values are applied with ``dvc exp run -S``, so params.yaml keeps its comments, the run
 is an experiment (``dvc exp show``), and ``git checkout params.yaml`` returns to the default.
 """
+
 from __future__ import annotations
 
 import subprocess

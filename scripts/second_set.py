@@ -8,6 +8,7 @@ then prints the summary and the claims.
 
   python scripts/second_set.py            # about 10 minutes on 2 cores
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,13 @@ FORCED = {  # what 1,797 images force; nothing else differs from params.yaml
     "budgets": [60, 300],
     "levers": {"budgets": [60, 300]},
     "methods": ["supervised"],  # the check: the recommended method against the supervised baseline
-    "data": {"dataset": "folder", "raw_dir": str(OUT / "digits"), "test": "split", "test_fraction": 0.2,
-             "n_queries": 100},
+    "data": {
+        "dataset": "folder",
+        "raw_dir": str(OUT / "digits"),
+        "test": "split",
+        "test_fraction": 0.2,
+        "n_queries": 100,
+    },
     "sample": {"val_size": 300, "val_queries": 50},
 }
 

@@ -5,6 +5,7 @@
   python scripts/stage_deps.py --print   # the files each stage's fingerprint covers
   python scripts/stage_deps.py --write   # rewrites the code deps in dvc.yaml (other deps, comments kept)
 """
+
 from __future__ import annotations
 
 import sys
@@ -87,8 +88,11 @@ def main() -> int:
         for p in sorted(extra):
             print(f"{name}: has the code dep {p}, which its fingerprint covers")
         bad += len(missing) + len(extra)
-    print("dvc.yaml's code deps are the stages' fingerprints" if not bad else
-          f"{bad} mismatches: `python scripts/stage_deps.py --write` fixes them")
+    print(
+        "dvc.yaml's code deps are the stages' fingerprints"
+        if not bad
+        else f"{bad} mismatches: `python scripts/stage_deps.py --write` fixes them"
+    )
     return 1 if bad else 0
 
 

@@ -10,6 +10,7 @@ one MLflow run per cell, tagged ``split=validation``.
   python scripts/tune.py --method derd --budgets 60,3000 \\
       --set method.derd.losses.listwise.tau_student=0.05,0.1 --set train.steps=400,800
 """
+
 from __future__ import annotations
 
 import copy
@@ -50,8 +51,17 @@ def subset_for(p, pool, budget: int) -> np.ndarray:
     from pipeline.distill.selection import choose_subset
 
     s = p.sample
-    return choose_subset(s.strategy, s.features, pool, len(pool), budget, p.data.image_size, s.val_size, s.seed,
-                         ROOT / "models/pretrained")
+    return choose_subset(
+        s.strategy,
+        s.features,
+        pool,
+        len(pool),
+        budget,
+        p.data.image_size,
+        s.val_size,
+        s.seed,
+        ROOT / "models/pretrained",
+    )
 
 
 @click.command()
@@ -110,8 +120,9 @@ def tune(methods, budgets, seeds, sets, out):
             targets = answers_for(answers, subset)  # refuses a subset the file has no answers for
             a = p.augment
             triples, vt = virtual_samples(targets, a.ratio, a.alpha, a.pairing, a.knn, seed, budget)
-            data = TrainingData.for_method(m, student_arrays(pool, size, subset), targets, triples, vt,
-                                           lambda: labels[subset])
+            data = TrainingData.for_method(
+                m, student_arrays(pool, size, subset), targets, triples, vt, lambda: labels[subset]
+            )
             init = None
             if m.pool == "pretrain":  # the pretrain stage's weights for this size (`dvc repro pretrain`)
                 from pipeline.distill.cell import pretrained_init
@@ -121,20 +132,42 @@ def tune(methods, budgets, seeds, sets, out):
             precision = accel.precision_of(p.runtime.precision, device)
             model = train_student(data, p.size(), p.train, m, seed, device, init=init, precision=precision).model
             seconds = time.perf_counter() - t0
-            metrics = retrieval_metrics(describe(model, student_arrays(pool, size, vq), 1024, device),
-                                        describe(model, student_arrays(pool, size, vdb), 1024, device),
-                                        gnd, p.eval.kappas)
-            row = {"method": method, "budget": budget, "seed": seed, "pool": m.pool, "strategy": p.sample.strategy,
-                   **setting, "precision": precision, "val_map": round(metrics["map"], 4),
-                   "train_seconds": round(seconds, 1)}
+            metrics = retrieval_metrics(
+                describe(model, student_arrays(pool, size, vq), 1024, device),
+                describe(model, student_arrays(pool, size, vdb), 1024, device),
+                gnd,
+                p.eval.kappas,
+            )
+            row = {
+                "method": method,
+                "budget": budget,
+                "seed": seed,
+                "pool": m.pool,
+                "strategy": p.sample.strategy,
+                **setting,
+                "precision": precision,
+                "val_map": round(metrics["map"], 4),
+                "train_seconds": round(seconds, 1),
+            }
             rows.append(row)
             click.echo(" ".join(f"{k}={v}" for k, v in row.items()))
-            with mlflow.start_run(run_name=f"tune-{budget}-{method}-{seed}",
-                                  tags={"role": "tuning", "split": "validation", "method": method,
-                                        "budget": str(budget)}):
-                mlflow.log_params(tracking.flatten({"budget": budget, "seed": seed, "method": method,
-                                                    "method_params": m.as_dict(), "train": p.train.model_dump(),
-                                                    "augment": p.augment.model_dump(), "setting": setting}))
+            with mlflow.start_run(
+                run_name=f"tune-{budget}-{method}-{seed}",
+                tags={"role": "tuning", "split": "validation", "method": method, "budget": str(budget)},
+            ):
+                mlflow.log_params(
+                    tracking.flatten(
+                        {
+                            "budget": budget,
+                            "seed": seed,
+                            "method": method,
+                            "method_params": m.as_dict(),
+                            "train": p.train.model_dump(),
+                            "augment": p.augment.model_dump(),
+                            "setting": setting,
+                        }
+                    )
+                )
                 mlflow.log_metrics({"val_map": metrics["map"], "train_seconds": seconds})
     df = pd.DataFrame(rows)
     path = ROOT / out

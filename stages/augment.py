@@ -5,6 +5,7 @@ takes seconds).
 
 This per-cell file is all that training reads of the teacher, so a larger dump (a new largest budget)
 or a new seed does not retrain the students of the other cells: their files come out byte-identical."""
+
 from pathlib import Path
 
 import click
@@ -20,9 +21,9 @@ def subset_targets(subset_path: Path, dump_path: Path) -> tuple[np.ndarray, np.n
     subset = np.load(subset_path)
     with np.load(dump_path) as z:
         indices, descriptors = z["indices"], z["descriptors"]
-    if not np.array_equal(indices[:len(subset)], subset):
+    if not np.array_equal(indices[: len(subset)], subset):
         raise ArtifactError(f"{dump_path} does not start with the subset {subset_path}: rerun `dvc repro dump`")
-    return subset, descriptors[:len(subset)]
+    return subset, descriptors[: len(subset)]
 
 
 @click.command()
@@ -42,10 +43,18 @@ def augment(params_path: Path, subsets: Path, dump_path: Path, out: Path):
         _, targets = subset_targets(subsets / f"{budget}.npy", dump_path)
         for seed in params.seeds:
             triples, virtual_targets = virtual_samples(targets, a.ratio, a.alpha, a.pairing, a.knn, seed, budget)
-            save_npz_atomic(out / f"{budget}-{seed}.npz", real_targets=targets, i=triples.i, j=triples.j,
-                            lam=triples.lam, targets=virtual_targets)
-        click.echo(f"B={budget}: {len(triples)} virtual samples for {budget} real ones, for each of "
-                   f"{len(params.seeds)} seeds (pairing {a.pairing}, alpha {a.alpha})")
+            save_npz_atomic(
+                out / f"{budget}-{seed}.npz",
+                real_targets=targets,
+                i=triples.i,
+                j=triples.j,
+                lam=triples.lam,
+                targets=virtual_targets,
+            )
+        click.echo(
+            f"B={budget}: {len(triples)} virtual samples for {budget} real ones, for each of "
+            f"{len(params.seeds)} seeds (pairing {a.pairing}, alpha {a.alpha})"
+        )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Run from the repository root; every path defaults to the one dvc.yaml uses.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,14 @@ SERVED_MODEL = "derd-teacher"  # the registered model that `serve-teacher` serve
 
 @main.command("serve-teacher")
 @click.option("--port", default=5001, show_default=True, help="port on 127.0.0.1")
-@click.option("--teacher", "teacher_dir", default=TEACHER, show_default=True, type=click.Path(path_type=Path),
-              help="the teacher's folder (the teacher stage's output)")
+@click.option(
+    "--teacher",
+    "teacher_dir",
+    default=TEACHER,
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="the teacher's folder (the teacher stage's output)",
+)
 @click.option("--model-uri", default="", help="serve this MLflow model instead (e.g. models:/derd-teacher/2)")
 @click.option("--workers", default=1, show_default=True, help="server processes")
 @stage
@@ -57,10 +64,26 @@ def serve_teacher(port: int, teacher_dir: Path, model_uri: str, workers: int):
     tracking.connect(Path.cwd())
     uri, what = model_uri or _register_teacher(teacher_dir), model_uri or "the teacher"
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking.tracking_uri(Path.cwd()))
-    argv = [tool("mlflow"), "models", "serve", "-m", uri, "--host", "127.0.0.1",
-            "--port", str(port), "--env-manager", "local", "--workers", str(workers)]
-    click.echo(f"serving {what} at http://127.0.0.1:{port} ({uri}); distil it with teacher.kind: mlflow, "
-               f"teacher.url: http://127.0.0.1:{port}", err=True)
+    argv = [
+        tool("mlflow"),
+        "models",
+        "serve",
+        "-m",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--env-manager",
+        "local",
+        "--workers",
+        str(workers),
+    ]
+    click.echo(
+        f"serving {what} at http://127.0.0.1:{port} ({uri}); distil it with teacher.kind: mlflow, "
+        f"teacher.url: http://127.0.0.1:{port}",
+        err=True,
+    )
     sys.exit(subprocess.call(argv, env=env))
 
 
@@ -78,23 +101,31 @@ def _register_teacher(teacher_dir: Path) -> str:
     if "weights" not in card:  # the pipeline points at a server now: serve the teacher registered before
         versions = client.search_model_versions(f"name='{SERVED_MODEL}'") if _registered(client) else []
         if not versions:
-            raise TeacherError(f"{teacher_dir} describes a {card['kind']} teacher at {card.get('endpoint')}, and no "
-                               f"teacher was registered as {SERVED_MODEL} yet: run `derd serve-teacher` while "
-                               "teacher.kind is a built one, or pass --model-uri")
+            raise TeacherError(
+                f"{teacher_dir} describes a {card['kind']} teacher at {card.get('endpoint')}, and no "
+                f"teacher was registered as {SERVED_MODEL} yet: run `derd serve-teacher` while "
+                "teacher.kind is a built one, or pass --model-uri"
+            )
         latest = max(versions, key=lambda v: int(v.version))
         return f"models:/{SERVED_MODEL}/{latest.version}"
     exp_id = mlflow.get_experiment_by_name(tracking.experiment_name()).experiment_id
-    found = client.search_runs([exp_id], f"tags.role = 'teacher-model' and tags.weights = '{card['weights_sha256']}'",
-                               max_results=1)
+    found = client.search_runs(
+        [exp_id], f"tags.role = 'teacher-model' and tags.weights = '{card['weights_sha256']}'", max_results=1
+    )
     if found:
         run = found[0]
     else:  # logged once per teacher's weights
-        with mlflow.start_run(run_name=f"teacher model ({card['arch']})",
-                              tags={"role": "teacher-model", "weights": card["weights_sha256"]}) as run:
+        with mlflow.start_run(
+            run_name=f"teacher model ({card['arch']})",
+            tags={"role": "teacher-model", "weights": card["weights_sha256"]},
+        ) as run:
             log_teacher_model(teacher_dir, card)
     run_uri = f"runs:/{run.info.run_id}/model"
-    existing = [v for v in (client.search_model_versions(f"name='{SERVED_MODEL}'") if _registered(client) else [])
-                if v.run_id == run.info.run_id]
+    existing = [
+        v
+        for v in (client.search_model_versions(f"name='{SERVED_MODEL}'") if _registered(client) else [])
+        if v.run_id == run.info.run_id
+    ]
     version = existing[0].version if existing else mlflow.register_model(run_uri, SERVED_MODEL).version
     return f"models:/{SERVED_MODEL}/{version}"
 
@@ -124,16 +155,29 @@ def status(params_path: Path):
     params = load(params_path)
     click.echo(teacher_status(params, TEACHER))
     proc = subprocess.run([tool("dvc"), "status", "-q"], capture_output=True, text=True)
-    stale = "up to date" if proc.returncode == 0 else "stale stages (dvc status): " + ", ".join(
-        line.strip().rstrip(":") for line in subprocess.run([tool("dvc"), "status"], capture_output=True, text=True)
-        .stdout.splitlines() if line and not line.startswith((" ", "\t")))
+    stale = (
+        "up to date"
+        if proc.returncode == 0
+        else "stale stages (dvc status): "
+        + ", ".join(
+            line.strip().rstrip(":")
+            for line in subprocess.run([tool("dvc"), "status"], capture_output=True, text=True).stdout.splitlines()
+            if line and not line.startswith((" ", "\t"))
+        )
+    )
     click.echo(f"pipeline: {stale}")
     click.echo(f"MLflow store: {tracking.tracking_uri(Path.cwd())} (experiment {tracking.experiment_name()})")
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.option("-S", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="a params.yaml value for this run only (a DVC experiment); repeatable")
+@click.option(
+    "-S",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="a params.yaml value for this run only (a DVC experiment); repeatable",
+)
 @click.option("--queue", is_flag=True, help="queue the experiment instead (`dvc queue start -j N` runs the queue)")
 @click.argument("dvc_args", nargs=-1, type=click.UNPROCESSED)
 def run(overrides: tuple[str, ...], queue: bool, dvc_args: tuple[str, ...]):
@@ -176,8 +220,10 @@ def report(reports: Path):
         cells += std.map(lambda v: f" ± {v:.4f}")
     cells += ratio.map(lambda r: f" ({100 * r:.0f}%)")
     cells.columns = [f"B={b}" for b in cells.columns]
-    click.echo(f"mAP (Medium protocol); teacher mAP {df['teacher_map'].iloc[0]:.4f}; mean over {df['seeds'].max()} "
-               "seed(s), (% of the teacher)")
+    click.echo(
+        f"mAP (Medium protocol); teacher mAP {df['teacher_map'].iloc[0]:.4f}; mean over {df['seeds'].max()} "
+        "seed(s), (% of the teacher)"
+    )
     click.echo(cells.to_string())
     if (reports / "claims.md").exists():
         click.echo(f"\n{(reports / 'claims.md').read_text().strip()}")
@@ -198,8 +244,14 @@ def ui_link(port: int, exp_id: str, config: str | None) -> str:
 
 @main.command()
 @click.option("--port", default=5000, show_default=True, help="port on 127.0.0.1")
-@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(path_type=Path),
-              help="the configuration to open on")
+@click.option(
+    "--params",
+    "params_path",
+    default="params.yaml",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="the configuration to open on",
+)
 def ui(port: int, params_path: Path):
     """The MLflow UI on 127.0.0.1; prints the link that opens on the runs of params.yaml's configuration.
 
@@ -220,25 +272,55 @@ def ui(port: int, params_path: Path):
         config = None
         click.echo(f"{params_path} is not valid ({exc}): the link shows every configuration", err=True)
     if config and not tracking.recorded(exp_id, config):
-        click.echo(f"no record of {params_path}'s configuration {config} yet (`dvc repro` makes them): the link "
-                   "shows every configuration", err=True)
+        click.echo(
+            f"no record of {params_path}'s configuration {config} yet (`dvc repro` makes them): the link "
+            "shows every configuration",
+            err=True,
+        )
         config = None
     link = ui_link(port, exp_id, config)
-    click.echo(f"MLflow UI for {uri}: open {link}\n(a browser that does not resolve *.localhost, e.g. an older "
-               f"Safari: {link.replace(UI_HOST, '127.0.0.1', 1)}, where MLflow opens its Assistant panel once)",
-               err=True)
+    click.echo(
+        f"MLflow UI for {uri}: open {link}\n(a browser that does not resolve *.localhost, e.g. an older "
+        f"Safari: {link.replace(UI_HOST, '127.0.0.1', 1)}, where MLflow opens its Assistant panel once)",
+        err=True,
+    )
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no background job runner: faster start
-    sys.exit(subprocess.call([tool("mlflow"), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-                              "--port", str(port), "--allowed-hosts", f"{UI_HOST}:{port},localhost:{port},"
-                              f"127.0.0.1:{port}", "--cors-allowed-origins", f"http://{UI_HOST}:{port}"], env=env))
+    sys.exit(
+        subprocess.call(
+            [
+                tool("mlflow"),
+                "ui",
+                "--backend-store-uri",
+                uri,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--allowed-hosts",
+                f"{UI_HOST}:{port},localhost:{port},127.0.0.1:{port}",
+                "--cors-allowed-origins",
+                f"http://{UI_HOST}:{port}",
+            ],
+            env=env,
+        )
+    )
 
 
 @main.command()
 @click.argument("student", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="folder for the exported files [default: exports/<student's name>]")
-@click.option("--prepared", default=Path("data/prepared"), show_default=True, type=click.Path(path_type=Path),
-              help="the prepared dataset: its test split checks the exported model")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="folder for the exported files [default: exports/<student's name>]",
+)
+@click.option(
+    "--prepared",
+    default=Path("data/prepared"),
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="the prepared dataset: its test split checks the exported model",
+)
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
 @stage
 def export(student: Path, out: Path | None, prepared: Path, params_path: Path):
@@ -271,12 +353,15 @@ def export(student: Path, out: Path | None, prepared: Path, params_path: Path):
     write_json_atomic(out / "parity.json", parity)
     diffs, maps = parity["max_abs_difference_100_images"], parity["map"]
     for fmt in ("onnx", "torchscript"):
-        click.echo(f"{fmt}: max |difference| {diffs[fmt]:.2e} on 100 images; mAP {maps[fmt]:.6f} "
-                   f"(PyTorch {maps['pytorch']:.6f})")
+        click.echo(
+            f"{fmt}: max |difference| {diffs[fmt]:.2e} on 100 images; mAP {maps[fmt]:.6f} "
+            f"(PyTorch {maps['pytorch']:.6f})"
+        )
     click.echo(f"wrote {out / 'model.onnx'}, {out / 'model.torchscript.pt'}, {out / 'parity.json'}")
     if not parity["ok"]:
-        raise ArtifactError(f"the exported model does not match the original (see {out / 'parity.json'}); "
-                            "do not deploy it")
+        raise ArtifactError(
+            f"the exported model does not match the original (see {out / 'parity.json'}); do not deploy it"
+        )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """code: one fingerprint per stage module (the hashes of every project file it may run), which that
 stage depends on instead of on each file: see pipeline/code_deps.py."""
+
 from pathlib import Path
 
 import click

@@ -3,6 +3,7 @@
 Stages take every path they read or write as an argument from ``dvc.yaml``; relative paths are
 relative to the working directory (the repository root when DVC runs them).
 """
+
 from __future__ import annotations
 
 import errno
@@ -16,8 +17,14 @@ import click
 from pipeline.errors import DerdError
 from pipeline.grid import run_name  # noqa: F401  (the stages' file names)
 
-params_option = click.option("--params", "params_path", default="params.yaml", show_default=True,
-                             type=click.Path(path_type=Path), help="the params file")
+params_option = click.option(
+    "--params",
+    "params_path",
+    default="params.yaml",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="the params file",
+)
 
 
 def path_option(*names, **kwargs):
@@ -44,9 +51,12 @@ def stage(fn):
         except OSError as exc:
             if not _disk_full(exc):
                 raise
-            click.echo(f"error [{fn.__name__}]: disk full while writing {exc.filename or 'an output'}: free some "
-                       "space and rerun `dvc repro`. Finished stages, teacher answers and training checkpoints "
-                       "are kept; no file was left half-written.", err=True)
+            click.echo(
+                f"error [{fn.__name__}]: disk full while writing {exc.filename or 'an output'}: free some "
+                "space and rerun `dvc repro`. Finished stages, teacher answers and training checkpoints "
+                "are kept; no file was left half-written.",
+                err=True,
+            )
             sys.exit(1)
 
     return wrapper

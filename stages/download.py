@@ -8,6 +8,7 @@ this stage when the ``data`` params change; after deleting downloads or editing 
 ``data.test_dir`` folder, run ``dvc repro -f download``. (A ``folder`` pool is a dependency of
 prepare itself, so its edits are seen.)
 """
+
 from pathlib import Path
 
 import click
@@ -37,8 +38,10 @@ def download(params_path: Path, downloads: Path):
     if d.test == "revisited":
         folder = Path(d.test_dir)
         if not folder.is_dir():
-            raise DatasetError(f"{folder} is not a folder: set data.test_dir in params.yaml to your test folder "
-                               f"(gnd_<name>.pkl and jpg/)")
+            raise DatasetError(
+                f"{folder} is not a folder: set data.test_dir in params.yaml to your test folder "
+                f"(gnd_<name>.pkl and jpg/)"
+            )
         manifest["test_folder"] = listing(folder)
     if d.dataset == "sfm120k":
         root = benchmarks.fetch_sfm120k(downloads, d.mirror)

@@ -4,6 +4,7 @@ The answers live in the teacher's store (``queries.store``, outside the DVC work
 exact pixels sent, so a rerun after any parameter change, in any DVC experiment, sends the teacher
 only images it has never answered; the budget bounds the images sent for this subset.
 """
+
 from pathlib import Path
 
 import click
@@ -23,9 +24,10 @@ def load_subsets(folder: Path, budgets) -> dict[int, np.ndarray]:
         subsets[b] = np.load(path)
     largest = subsets[max(budgets)]
     for b, s in subsets.items():
-        if not np.array_equal(s, largest[:len(s)]):
-            raise ArtifactError(f"{folder / f'{b}.npy'} is not a prefix of the largest subset: "
-                                "rerun `dvc repro -f sample`")
+        if not np.array_equal(s, largest[: len(s)]):
+            raise ArtifactError(
+                f"{folder / f'{b}.npy'} is not a prefix of the largest subset: rerun `dvc repro -f sample`"
+            )
     return subsets
 
 
@@ -64,9 +66,11 @@ def dump(params_path: Path, teacher: Path, prepared: Path, subsets: Path, out: P
     bar.close()
     save_npz_atomic(out, indices=subset, descriptors=descriptors)
     write_json_atomic(metrics, {"train_queries": stats["spent"], "budget": params.max_budget, **stats})
-    click.echo(f"teacher queries: {stats['sent']} sent this run, {stats['spent']} for these {len(subset)} images in "
-               f"total (budget {params.max_budget}); " +
-               (f"ledger: {access.store.ledger_path}" if access.store else "precomputed: nothing sent"))
+    click.echo(
+        f"teacher queries: {stats['sent']} sent this run, {stats['spent']} for these {len(subset)} images in "
+        f"total (budget {params.max_budget}); "
+        + (f"ledger: {access.store.ledger_path}" if access.store else "precomputed: nothing sent")
+    )
     distributed.stop()
 
 

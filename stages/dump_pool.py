@@ -5,6 +5,7 @@ ledger's training purpose shows exactly max(budgets) images; these calls carry t
 ``ceiling.run``: auto asks only a teacher built here; a served or command teacher is asked only with
 ``true``, after its cost in queries is printed. Skipped, the file holds no answers and says why.
 """
+
 from pathlib import Path
 
 import click
@@ -33,10 +34,18 @@ def dump_pool(params_path: Path, teacher: Path, prepared: Path, after: Path, out
     card = read_card(teacher)
     queried = params.teacher.queried
     if not enabled(params.ceiling.run, queried):
-        reason = (f"ceiling.run is {params.ceiling.run}" + (" and the teacher is reached only by queries (each one "
-                  "may cost): set ceiling.run: true to ask it about the whole training pool" if queried else ""))
-        save_npz_atomic(out, indices=np.zeros(0, np.int64), descriptors=np.zeros((0, card["dim"]), np.float32),
-                        skipped=np.array(reason))
+        reason = f"ceiling.run is {params.ceiling.run}" + (
+            " and the teacher is reached only by queries (each one "
+            "may cost): set ceiling.run: true to ask it about the whole training pool"
+            if queried
+            else ""
+        )
+        save_npz_atomic(
+            out,
+            indices=np.zeros(0, np.int64),
+            descriptors=np.zeros((0, card["dim"]), np.float32),
+            skipped=np.array(reason),
+        )
         return click.echo(f"distillation ceiling skipped: {reason}")
     distributed.relaunch(params.runtime.processes)
     device = distributed.start(device)
@@ -45,8 +54,10 @@ def dump_pool(params_path: Path, teacher: Path, prepared: Path, after: Path, out
     access = open_teacher(teacher, params.queries, device)
     if access is None:  # another rank: it described its share of rank 0's calls
         return distributed.stop()
-    click.echo(f"distillation ceiling: the teacher is asked about those of the {len(indices)} training-pool images it "
-               f"has not answered yet (purpose '{PURPOSE}', apart from the budget)")
+    click.echo(
+        f"distillation ceiling: the teacher is asked about those of the {len(indices)} training-pool images it "
+        f"has not answered yet (purpose '{PURPOSE}', apart from the budget)"
+    )
     bar = progress(len(indices), "teacher queries (ceiling)")
     descriptors, stats = access.describe(pool_inputs(prepared, indices), PURPOSE, len(indices), bar.update)
     bar.close()

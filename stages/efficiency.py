@@ -10,6 +10,7 @@ training calls (from the ledger, as the dump reports it; the network included, c
 were made, possibly by another experiment sharing the store), and the ratio against it is labelled
 as such. That call-timing figure is kept apart for every teacher (``served_teacher_images_per_second``).
 Parameters and FLOPs of the teacher are known only for one built here (from its card)."""
+
 from pathlib import Path
 
 import click
@@ -60,8 +61,11 @@ def efficiency(params_path: Path, teacher: Path, queries: Path, prepared: Path, 
     if built:  # side by side, in this process
         client = client_for(card, teacher, params.queries, device)
         pixels = TeacherInputs(test.db_images, [str(i) for i in range(len(test.db_images))]).batch(idx)
-        timed = side_by_side(lambda: client(pixels), {name: (lambda m=m: describe(m, images, batch, device))
-                                                      for name, m in models.items()}, len(idx))
+        timed = side_by_side(
+            lambda: client(pixels),
+            {name: (lambda m=m: describe(m, images, batch, device)) for name, m in models.items()},
+            len(idx),
+        )
         teacher_ips = timed["teacher_images_per_second"]
     else:
         teacher_ips = calls_ips
@@ -70,57 +74,111 @@ def efficiency(params_path: Path, teacher: Path, queries: Path, prepared: Path, 
         sp = params.size(name)
         if built:
             t = timed["students"][name]
-            ips, ratio = t["images_per_second"], {"throughput_ratio": round(t["ratio"], 2),
-                                                  "throughput_ratio_min": round(t["ratio_min"], 2),
-                                                  "throughput_ratio_max": round(t["ratio_max"], 2),
-                                                  "throughput_ratio_quartiles": [round(t["ratio_q1"], 2),
-                                                                                 round(t["ratio_q3"], 2)],
-                                                  "throughput_repeats": t["repeats"]}
+            ips, ratio = (
+                t["images_per_second"],
+                {
+                    "throughput_ratio": round(t["ratio"], 2),
+                    "throughput_ratio_min": round(t["ratio_min"], 2),
+                    "throughput_ratio_max": round(t["ratio_max"], 2),
+                    "throughput_ratio_quartiles": [round(t["ratio_q1"], 2), round(t["ratio_q3"], 2)],
+                    "throughput_repeats": t["repeats"],
+                },
+            )
         else:
             ips = describe_throughput(model, images, batch, device)
-            ratio = {"throughput_ratio": round(ips / calls_ips, 2) if calls_ips else None,
-                     "throughput_ratio_min": None, "throughput_ratio_max": None}
-        sizes[name] = {"arch": sp.arch, "dim": sp.dim, "parameters": parameter_count(model),
-                       "flops_per_image": flops_per_image(model, shape), "images_per_second": round(ips, 1), **ratio}
+            ratio = {
+                "throughput_ratio": round(ips / calls_ips, 2) if calls_ips else None,
+                "throughput_ratio_min": None,
+                "throughput_ratio_max": None,
+            }
+        sizes[name] = {
+            "arch": sp.arch,
+            "dim": sp.dim,
+            "parameters": parameter_count(model),
+            "flops_per_image": flops_per_image(model, shape),
+            "images_per_second": round(ips, 1),
+            **ratio,
+        }
     main = sizes[params.student]
-    served = (f"{training_calls.get('images_answered', 0)} images of the teacher's answered training calls, each "
-              "timed by the gate when it was made (ledger): " +
-              ("in-process, no network, the cold first call included; not used for the ratio" if built else
-               "the network included, so not like for like with the students"))
+    served = (
+        f"{training_calls.get('images_answered', 0)} images of the teacher's answered training calls, each "
+        "timed by the gate when it was made (ledger): "
+        + (
+            "in-process, no network, the cold first call included; not used for the ratio"
+            if built
+            else "the network included, so not like for like with the students"
+        )
+    )
     method = "side-by-side" if built else "call timings" if calls_ips else None
     out_json = {
-        "student_parameters": main["parameters"], "student_flops_per_image": main["flops_per_image"],
-        "student_input": list(shape), "student_images_per_second": main["images_per_second"],
-        "teacher_parameters": card.get("parameters"), "teacher_flops_per_image": card.get("flops_per_image"),
+        "student_parameters": main["parameters"],
+        "student_flops_per_image": main["flops_per_image"],
+        "student_input": list(shape),
+        "student_images_per_second": main["images_per_second"],
+        "teacher_parameters": card.get("parameters"),
+        "teacher_flops_per_image": card.get("flops_per_image"),
         "teacher_input": card.get("input_shape"),
         "teacher_images_per_second": round(teacher_ips, 1) if teacher_ips else None,
-        "teacher_endpoint": card.get("endpoint", "in-process"), "device": str(device), "threads": torch_threads(),
+        "teacher_endpoint": card.get("endpoint", "in-process"),
+        "device": str(device),
+        "threads": torch_threads(),
         "batch": len(idx),
-        "teacher_timing": (f"side by side with the students: one process, {device}, {torch_threads()} thread(s), the "
-                           f"same {len(idx)} test images, calls timed in turn, {main.get('throughput_repeats')} "
-                           "repeats after a warm-up" if built else served),
+        "teacher_timing": (
+            f"side by side with the students: one process, {device}, {torch_threads()} thread(s), the "
+            f"same {len(idx)} test images, calls timed in turn, {main.get('throughput_repeats')} "
+            "repeats after a warm-up"
+            if built
+            else served
+        ),
         "throughput_method": method,
-        **{k: main.get(k) for k in ("throughput_ratio", "throughput_ratio_min", "throughput_ratio_max",
-                                    "throughput_ratio_quartiles", "throughput_repeats")},
-        "served_teacher_images_per_second": calls_ips, "served_teacher_timing": served,
+        **{
+            k: main.get(k)
+            for k in (
+                "throughput_ratio",
+                "throughput_ratio_min",
+                "throughput_ratio_max",
+                "throughput_ratio_quartiles",
+                "throughput_repeats",
+            )
+        },
+        "served_teacher_images_per_second": calls_ips,
+        "served_teacher_timing": served,
         "sizes": sizes,
     }
     write_json_atomic(out, out_json)
     t_flops = out_json["teacher_flops_per_image"]
     for name, e in sizes.items():
-        click.echo(f"student {name} ({e['arch']}-{e['dim']}d): {e['parameters']:,} params, "
-                   f"{e['flops_per_image'] / 1e6:.2f} MFLOP/image" + (f" ({t_flops / e['flops_per_image']:.1f}x fewer)"
-                                                                   if t_flops else "") +
-                   f", {e['images_per_second']:,.0f} img/s" +
-                   (f" ({e['throughput_ratio']}x the teacher's" + (f", {e['throughput_ratio_min']}x to "
+        click.echo(
+            f"student {name} ({e['arch']}-{e['dim']}d): {e['parameters']:,} params, "
+            f"{e['flops_per_image'] / 1e6:.2f} MFLOP/image"
+            + (f" ({t_flops / e['flops_per_image']:.1f}x fewer)" if t_flops else "")
+            + f", {e['images_per_second']:,.0f} img/s"
+            + (
+                f" ({e['throughput_ratio']}x the teacher's"
+                + (
+                    f", {e['throughput_ratio_min']}x to "
                     f"{e['throughput_ratio_max']}x over {e['throughput_repeats']} side-by-side repeats)"
-                    if e["throughput_ratio_min"] is not None else ", from its call timings)")
-                    if e["throughput_ratio"] else ""))
-    click.echo("teacher: " + (f"{card['parameters']:,} params, {t_flops / 1e6:.2f} MFLOP/image, " if t_flops else "") +
-               (f"{teacher_ips:,.0f} img/s ({'side by side' if built else 'its answered calls, network included'})"
-                if teacher_ips else "throughput unknown") +
-               (f"; its answered calls through the gate: {calls_ips:,.0f} img/s (not used for the ratio)"
-                if built and calls_ips else ""))
+                    if e["throughput_ratio_min"] is not None
+                    else ", from its call timings)"
+                )
+                if e["throughput_ratio"]
+                else ""
+            )
+        )
+    click.echo(
+        "teacher: "
+        + (f"{card['parameters']:,} params, {t_flops / 1e6:.2f} MFLOP/image, " if t_flops else "")
+        + (
+            f"{teacher_ips:,.0f} img/s ({'side by side' if built else 'its answered calls, network included'})"
+            if teacher_ips
+            else "throughput unknown"
+        )
+        + (
+            f"; its answered calls through the gate: {calls_ips:,.0f} img/s (not used for the ratio)"
+            if built and calls_ips
+            else ""
+        )
+    )
 
 
 def torch_threads() -> int:

@@ -3,6 +3,7 @@ test split and starting Python and torch cost more than evaluating one small stu
 student, ``<out>/<name>.json`` (its metrics, pipeline/retrieval/evaluation.py) and
 ``<galleries>/<name>.json`` (its top results for the fixed queries, which the report draws). A cell
 whose inputs were never asked for (a skipped ceiling) is written as not measured, with why."""
+
 from pathlib import Path
 
 import click
@@ -45,8 +46,9 @@ def evaluate(params_path: Path, models: Path, prepared: Path, teacher_descriptor
             click.echo(f"student {name}: not trained ({reason})")
             continue
         projection = torch.load(path, map_location="cpu", weights_only=True).get("projection")
-        metrics, ranks = evaluate_student(load_model(path, device), projection, test, teacher_db,
-                                          params.data.image_size, params.eval, device)
+        metrics, ranks = evaluate_student(
+            load_model(path, device), projection, test, teacher_db, params.data.image_size, params.eval, device
+        )
         queries = metrics.pop("queries")
         write_json_atomic(out / f"{name}.json", {**metrics, **labels})
         write_json_atomic(galleries / f"{name}.json", gallery_rows(ranks, test.gnd, gallery_queries(queries)))

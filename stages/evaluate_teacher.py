@@ -4,6 +4,7 @@ Its test images are asked of the teacher like any other input, under the purpose
 apart from the training budget, and answered from the store whenever the same pixels were answered
 before (a new query/database split of the same test images sends nothing).
 """
+
 from pathlib import Path
 
 import click
@@ -30,8 +31,11 @@ def test_inputs(test):
 @path_option("--prepared", help="the prepared dataset (test split and ground truth)")
 @path_option("--out", help="the metrics JSON")
 @path_option("--gallery", help="the fixed queries' top results JSON (the report draws them)")
-@path_option("--descriptors", help="folder for the teacher's query and database descriptors (float16 .npy, "
-                                   "memory-mappable: asymmetric retrieval reads them)")
+@path_option(
+    "--descriptors",
+    help="folder for the teacher's query and database descriptors (float16 .npy, "
+    "memory-mappable: asymmetric retrieval reads them)",
+)
 @stage
 def evaluate_teacher(params_path: Path, teacher: Path, prepared: Path, out: Path, gallery: Path, descriptors: Path):
     import numpy as np
@@ -61,8 +65,10 @@ def evaluate_teacher(params_path: Path, teacher: Path, prepared: Path, out: Path
     for name, rows in (("queries", desc[:n_q]), ("database", desc[n_q:])):
         save_npy_atomic(descriptors / f"{name}.npy", rows.astype(np.float16))
     write_json_atomic(gallery, gallery_rows(ranks, test.gnd, gallery_queries(n_q)))
-    click.echo(f"teacher: mAP {metrics['map']:.4f} (medium protocol) on {n_q} queries; {stats['sent']} test images "
-               f"sent this run, {stats['spent']} for this test set in total")
+    click.echo(
+        f"teacher: mAP {metrics['map']:.4f} (medium protocol) on {n_q} queries; {stats['sent']} test images "
+        f"sent this run, {stats['spent']} for this test set in total"
+    )
     distributed.stop()
 
 

@@ -2,6 +2,7 @@
 
 The default data: always fetched (a few seconds), so that a pipeline on a folder dataset can be
 switched back to it at no cost."""
+
 from pathlib import Path
 
 import click

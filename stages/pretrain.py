@@ -1,6 +1,7 @@
 """pretrain@size: one student size pretrained without labels or teacher answers on every training-pool
 image (the validation split left out), once; every budget, method and seed of that size that sets
 ``pool: pretrain`` starts from it."""
+
 import time
 from pathlib import Path
 
@@ -35,20 +36,34 @@ def pretrain(size: str, params_path: Path, prepared: Path, downloads: Path, chec
     meta = prepared_data.pool_meta(prepared)
     indices = training_pool(meta["pool_size"], params.sample.val_size, params.sample.seed)
     images = student_arrays(prepared_data.pool_images(prepared), params.data.image_size, indices)
-    run_params = {"size": size, "student": sp.model_dump(), "pretrain": pp.model_dump(), "images": len(indices),
-                  "image_size": params.data.image_size}
-    checkpointer = FileCheckpointer(checkpoints / f"{size}.pt",
-                                    inputs_key(run_params, [prepared / "pool.npz", prepared / "pool.json"]),
-                                    params.runtime.checkpoint_every)
+    run_params = {
+        "size": size,
+        "student": sp.model_dump(),
+        "pretrain": pp.model_dump(),
+        "images": len(indices),
+        "image_size": params.data.image_size,
+    }
+    checkpointer = FileCheckpointer(
+        checkpoints / f"{size}.pt",
+        inputs_key(run_params, [prepared / "pool.npz", prepared / "pool.json"]),
+        params.runtime.checkpoint_every,
+    )
     bar = progress(pp.steps, f"pretrain {size}")
     started = time.perf_counter()
-    model, curve = pretrain_student(images, sp, pp, pp.seed, device, on_step=lambda step, loss: bar.update(1),
-                                    checkpointer=checkpointer, init=trunk_init(sp.arch, sp.weights, downloads))
+    model, curve = pretrain_student(
+        images,
+        sp,
+        pp,
+        pp.seed,
+        device,
+        on_step=lambda step, loss: bar.update(1),
+        checkpointer=checkpointer,
+        init=trunk_init(sp.arch, sp.weights, downloads),
+    )
     bar.close()
     seconds = time.perf_counter() - started
     # no timing in the file: every student depends on it, so a rerun must give it back byte-identical
-    save_model(out, model.cpu(), sp.arch, extra={"curve": [list(c) for c in curve],
-                                                 "images": len(indices)})
+    save_model(out, model.cpu(), sp.arch, extra={"curve": [list(c) for c in curve], "images": len(indices)})
     checkpointer.clear()
     last = f"final loss {curve[-1][1]:.4f} after " if curve else ""
     click.echo(f"pretrained {size} on {len(indices)} unlabelled pool images: {last}{pp.steps} steps ({seconds:.0f} s)")

@@ -1,6 +1,7 @@
 """report: the method x budget table (CSV, Markdown), the claims, and the pictures (mAP vs budget, the
 size-quality frontier, training curves, a retrieval gallery per model). The ``track`` stage puts them
 in MLflow."""
+
 import json
 from pathlib import Path
 
@@ -40,8 +41,17 @@ def _image(images, i):
 @path_option("--prepared", help="the prepared dataset (pool size, test images for the galleries)")
 @path_option("--out", help="the reports folder")
 @stage
-def report(params_path: Path, students: Path, models: Path, galleries: Path, teacher_metrics: Path,
-           queries: Path, efficiency_path: Path, prepared: Path, out: Path):
+def report(
+    params_path: Path,
+    students: Path,
+    models: Path,
+    galleries: Path,
+    teacher_metrics: Path,
+    queries: Path,
+    efficiency_path: Path,
+    prepared: Path,
+    out: Path,
+):
     import pandas as pd
     import torch
 
@@ -69,19 +79,36 @@ def report(params_path: Path, students: Path, models: Path, galleries: Path, tea
     lever_names = [f"{rec}-{lever}" for lever in LEVERS]
     contenders = [rec, *params.methods]  # the levers' cells are diagnostics: never marked best nor registered
     df = summary_table(compared, teacher_map["map"], pool_size, [*contenders, *lever_names], contenders)
-    frontier = size_table([metrics[c] for c in sized], [metrics[c] for c in full], efficiency, teacher_map["map"],
-                          [metrics[c] for c in ceiling if c in metrics], rec)
+    frontier = size_table(
+        [metrics[c] for c in sized],
+        [metrics[c] for c in full],
+        efficiency,
+        teacher_map["map"],
+        [metrics[c] for c in ceiling if c in metrics],
+        rec,
+    )
     distillers = [m for m in (rec, *params.methods) if params.method[m].uses_teacher]
     levers_off = {}
     if params.sample.strategy == "random":
         levers_off["random"] = "sample.strategy is random: the subsets are random already (the lever is off)"
     elif skipped:
-        levers_off["random"] = ("its random subsets' answers come from the ceiling's, which were not asked for "
-                                f"({skipped[0]})")
+        levers_off["random"] = (
+            f"its random subsets' answers come from the ceiling's, which were not asked for ({skipped[0]})"
+        )
     if params.method[rec].pool == "none":
         levers_off["nopool"] = f"method.{rec}.pool is none: it does not use the pool (the lever is off)"
-    found = claims(pd.DataFrame(list(metrics.values())), teacher_map["map"], pool_size, rec, params.student,
-                   efficiency, distillers, list(params.levers.budgets), contenders, levers_off)
+    found = claims(
+        pd.DataFrame(list(metrics.values())),
+        teacher_map["map"],
+        pool_size,
+        rec,
+        params.student,
+        efficiency,
+        distillers,
+        list(params.levers.budgets),
+        contenders,
+        levers_off,
+    )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "summary.csv", df.assign(size=params.student).round(4).to_csv(index=False).encode())
     atomic_write_bytes(out / "frontier.csv", frontier.round(4).to_csv(index=False).encode())
@@ -90,23 +117,41 @@ def report(params_path: Path, students: Path, models: Path, galleries: Path, tea
     md += ceiling_markdown(frontier, df, rec, params.student, skipped)
     atomic_write_bytes(out / "summary.md", md.encode())
     atomic_write_bytes(out / "claims.md", claims_markdown(found, len(params.seeds)).encode())
-    pictures.save_png(pictures.map_vs_budget(df[df["method"].isin(contenders)], teacher_map["map"]),
-                      out / "map_vs_budget.png")
-    pictures.save_png(pictures.frontier(frontier, teacher_map["map"], efficiency.get("teacher_flops_per_image"),
-                                        efficiency.get("teacher_images_per_second")), out / "frontier.png")
+    pictures.save_png(
+        pictures.map_vs_budget(df[df["method"].isin(contenders)], teacher_map["map"]), out / "map_vs_budget.png"
+    )
+    pictures.save_png(
+        pictures.frontier(
+            frontier,
+            teacher_map["map"],
+            efficiency.get("teacher_flops_per_image"),
+            efficiency.get("teacher_images_per_second"),
+        ),
+        out / "frontier.png",
+    )
     first_seed = params.seeds[0]
-    curves = {(m, b): torch.load(models / f"{run_name(b, m, z, s)}.pt", weights_only=True)["curve"]
-              for b, m, z, s in main + sized if s == first_seed and z == params.student}
+    curves = {
+        (m, b): torch.load(models / f"{run_name(b, m, z, s)}.pt", weights_only=True)["curve"]
+        for b, m, z, s in main + sized
+        if s == first_seed and z == params.student
+    }
     pictures.save_png(pictures.training_curves(curves), out / "training_curves.png")
     test = prepared_data.load_test_split(prepared)
-    pictures.save_png(_gallery(test, _read(galleries / "teacher.json"), f"teacher (mAP {teacher_map['map']:.3f})"),
-                      out / "gallery" / "teacher.png")
+    pictures.save_png(
+        _gallery(test, _read(galleries / "teacher.json"), f"teacher (mAP {teacher_map['map']:.3f})"),
+        out / "gallery" / "teacher.png",
+    )
     for cell in metrics:
         if cell[3] == first_seed:
             name = run_name(*cell)
-            pictures.save_png(_gallery(test, _read(galleries / "students" / f"{name}.json"),
-                                       f"student {name} (mAP {metrics[cell]['map']:.3f})"),
-                              out / "gallery" / f"{name}.png")
+            pictures.save_png(
+                _gallery(
+                    test,
+                    _read(galleries / "students" / f"{name}.json"),
+                    f"student {name} (mAP {metrics[cell]['map']:.3f})",
+                ),
+                out / "gallery" / f"{name}.png",
+            )
 
     click.echo(md)
     click.echo((out / "claims.md").read_text())

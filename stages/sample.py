@@ -6,6 +6,7 @@ validation split.
 
 ``--strategy random`` writes the random subsets at ``levers.budgets`` (the claim "selection beats
 random"), whatever ``sample.strategy`` says."""
+
 import io
 from pathlib import Path
 
@@ -16,8 +17,13 @@ from stages.common import load, params_option, path_option, stage
 
 
 @click.command()
-@click.option("--strategy", type=click.Choice(["params", "random"]), default="params", show_default=True,
-              help="params: sample.strategy at every budget; random: a random subset at each of levers.budgets")
+@click.option(
+    "--strategy",
+    type=click.Choice(["params", "random"]),
+    default="params",
+    show_default=True,
+    help="params: sample.strategy at every budget; random: a random subset at each of levers.budgets",
+)
 @params_option
 @path_option("--prepared", help="the prepared dataset (its pool.json gives the pool size)")
 @path_option("--pretrained", help="the folder of the sizes' label-free pretraining (sample.features: a size)")
@@ -37,8 +43,9 @@ def sample(strategy: str, params_path: Path, prepared: Path, pretrained: Path, o
     s = params.sample
     pool = prepared_data.pool_images(prepared) if strategy != "random" else None
     # on the CPU, whatever runtime.device says: the same floats on every machine, so the same images are asked
-    order = choose_subset(strategy, s.features, pool, pool_size, budgets[-1], params.data.image_size, s.val_size,
-                          s.seed, pretrained)
+    order = choose_subset(
+        strategy, s.features, pool, pool_size, budgets[-1], params.data.image_size, s.val_size, s.seed, pretrained
+    )
     out.mkdir(parents=True, exist_ok=True)
     for budget in budgets:
         buf = io.BytesIO()

@@ -7,6 +7,7 @@
 - ``mlflow``, ``kserve-v2``, ``command``, ``precomputed``: a teacher you can only query. The card
   records where it is; the stage checks that it answers (no image is sent).
 """
+
 from pathlib import Path
 
 import click
@@ -52,8 +53,9 @@ def built_teacher(tp, device, prepared: Path, downloads: Path, out: Path, precis
     if tp.kind == "train":
         images, labels = training_set(tp, prepared_data.pool_images(prepared), prepared_data.pool_labels(prepared))
         bar = progress(training_steps(tp, len(images)), "teacher")
-        built = build(tp, device, downloads, images, labels, on_step=lambda step, total: bar.update(1),
-                      precision=precision)
+        built = build(
+            tp, device, downloads, images, labels, on_step=lambda step, total: bar.update(1), precision=precision
+        )
         bar.close()
     else:
         built = build(tp, device, downloads)

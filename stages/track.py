@@ -2,6 +2,7 @@
 pipeline/records.py), and each budget's best student registered. It reads only files DVC keeps, so
 outputs restored from DVC's run cache are recorded like fresh ones; records already in the store
 are found and kept, never rewritten."""
+
 import json
 from pathlib import Path
 
@@ -35,8 +36,19 @@ def _read(path: Path) -> dict:
 @path_option("--reports", help="the report's folder (tables, claims, pictures)")
 @path_option("--code", help="the stages' code fingerprints (part of the configuration)")
 @stage
-def track(params_path: Path, students: Path, models: Path, teacher: Path, teacher_metrics: Path,
-          teacher_training: Path, queries: Path, efficiency_path: Path, prepared: Path, reports: Path, code: Path):
+def track(
+    params_path: Path,
+    students: Path,
+    models: Path,
+    teacher: Path,
+    teacher_metrics: Path,
+    teacher_training: Path,
+    queries: Path,
+    efficiency_path: Path,
+    prepared: Path,
+    reports: Path,
+    code: Path,
+):
     import pandas as pd
 
     from pipeline import records, tracking
@@ -66,40 +78,79 @@ def track(params_path: Path, students: Path, models: Path, teacher: Path, teache
         budget, method, size, seed = cell
         cost = efficiency["sizes"][size]
         who = f"B={m['budget']} {m['method']} seed {seed} {size} {cost['arch']}-{cost['dim']}d"
-        e = records.Evaluated(name, who, {**m, "flops_per_image": cost["flops_per_image"],
-                                          "descriptors_per_second": cost["images_per_second"]}, key,
-                              (students / f"{name}.json", reports / "gallery" / f"{name}.png"))
+        e = records.Evaluated(
+            name,
+            who,
+            {**m, "flops_per_image": cost["flops_per_image"], "descriptors_per_second": cost["images_per_second"]},
+            key,
+            (students / f"{name}.json", reports / "gallery" / f"{name}.png"),
+        )
         described = {None: "labelled pool (all)", "pool": "training pool (every image answered: the ceiling)"}
         cells[cell] = records.record_student(
-            e, config, settings, method if method in params.method else params.recommended, size,
-            torch.load(checkpoint, map_location="cpu", weights_only=True), digest[:16],
-            described.get(budget, f"pool subset B={budget}"))
+            e,
+            config,
+            settings,
+            method if method in params.method else params.recommended,
+            size,
+            torch.load(checkpoint, map_location="cpu", weights_only=True),
+            digest[:16],
+            described.get(budget, f"pool subset B={budget}"),
+        )
         made += 1
 
     teacher_map = _read(teacher_metrics)
     key = records.record_key("teacher", file_sha256(teacher / "card.json"), file_sha256(teacher_metrics))
     if key not in have:
         card = _read(teacher / "card.json")
-        records.record_teacher(records.Evaluated("teacher", "teacher", teacher_map, key,
-                                                 (teacher_metrics, reports / "gallery" / "teacher.png")),
-                               config, settings, card, _read(teacher_training))
+        records.record_teacher(
+            records.Evaluated(
+                "teacher", "teacher", teacher_map, key, (teacher_metrics, reports / "gallery" / "teacher.png")
+            ),
+            config,
+            settings,
+            card,
+            _read(teacher_training),
+        )
         made += 1
-    shown = [reports / n for n in ("summary.csv", "frontier.csv", "summary.md", "claims.md", "map_vs_budget.png",
-                                   "frontier.png", "training_curves.png")]
+    shown = [
+        reports / n
+        for n in (
+            "summary.csv",
+            "frontier.csv",
+            "summary.md",
+            "claims.md",
+            "map_vs_budget.png",
+            "frontier.png",
+            "training_curves.png",
+        )
+    ]
     key = records.record_key("report", *(file_sha256(p) for p in shown[:4]))
     if key not in have:
-        figures = {"train_queries": spent["train_queries"], "test_queries": teacher_map["test_queries"],
-                   "throughput_ratio": efficiency.get("throughput_ratio"),
-                   "throughput_ratio_min": efficiency.get("throughput_ratio_min"),
-                   "throughput_ratio_max": efficiency.get("throughput_ratio_max")}
-        records.record_report(records.Evaluated("report", f"{len(cells)} students", {k: v for k, v in figures.items()
-                                                                                      if v is not None}, key,
-                                                (*shown, reports / "gallery")), config, settings)
+        figures = {
+            "train_queries": spent["train_queries"],
+            "test_queries": teacher_map["test_queries"],
+            "throughput_ratio": efficiency.get("throughput_ratio"),
+            "throughput_ratio_min": efficiency.get("throughput_ratio_min"),
+            "throughput_ratio_max": efficiency.get("throughput_ratio_max"),
+        }
+        records.record_report(
+            records.Evaluated(
+                "report",
+                f"{len(cells)} students",
+                {k: v for k, v in figures.items() if v is not None},
+                key,
+                (*shown, reports / "gallery"),
+            ),
+            config,
+            settings,
+        )
         made += 1
 
     registered = _register_best(params, config, summary, cells, models, prepared)
-    click.echo(f"MLflow ({tracking.tracking_uri(Path.cwd())}): configuration {config}: {made} new records, "
-               f"{len(cells) + 2 - made} already there; registered: {', '.join(registered)}")
+    click.echo(
+        f"MLflow ({tracking.tracking_uri(Path.cwd())}): configuration {config}: {made} new records, "
+        f"{len(cells) + 2 - made} already there; registered: {', '.join(registered)}"
+    )
     click.echo(f"see this configuration's runs: `derd ui` (filter: tags.config = '{config}')")
 
 

@@ -7,6 +7,7 @@
 - a cnnimageretrieval checkpoint ``{'meta', 'state_dict'}`` (ResNet-18 layout, random weights).
 Images are 4 "landmarks" told apart by colour and stripe direction, so retrieval has a real answer.
 """
+
 from __future__ import annotations
 
 import io
@@ -57,25 +58,36 @@ def revisited(name: str, per_landmark: int = 6) -> tuple[dict[str, bytes], dict]
     for lm in range(4):
         same = [i for i, n in enumerate(imlist) if n.startswith(f"{name[1:4]}_{lm}_")]
         qimlist.append(imlist[same[0]])
-        gnd.append({"bbx": [0.0, 0.0, 36.0, 40.0], "easy": np.array(same[1:4]), "hard": np.array(same[4:-1]),
-                    "junk": np.array(same[-1:])})
+        gnd.append(
+            {
+                "bbx": [0.0, 0.0, 36.0, 40.0],
+                "easy": np.array(same[1:4]),
+                "hard": np.array(same[4:-1]),
+                "junk": np.array(same[-1:]),
+            }
+        )
     gt = {"imlist": imlist, "qimlist": qimlist, "gnd": gnd}
     urls = benchmarks.REVISITED[name]
     if name == "roxford5k":
         archives = {urls[0]: tar_gz({f"{n}.jpg": images[n] for n in imlist})}
     else:  # Paris nests images under paris/<landmark>/ and splits them over two archives
         half = len(imlist) // 2
-        archives = {urls[0]: tar_gz({f"paris/lm{n[-8]}/{n}.jpg": images[n] for n in imlist[:half]}),
-                    urls[1]: tar_gz({f"paris/lm{n[-8]}/{n}.jpg": images[n] for n in imlist[half:]})}
+        archives = {
+            urls[0]: tar_gz({f"paris/lm{n[-8]}/{n}.jpg": images[n] for n in imlist[:half]}),
+            urls[1]: tar_gz({f"paris/lm{n[-8]}/{n}.jpg": images[n] for n in imlist[half:]}),
+        }
     files = {urlsplit(u).path: data for u, data in archives.items()}
     files[urlsplit(benchmarks.gnd_url(name)).path] = pickle.dumps(gt, protocol=2)
     return files, gt
 
 
 def r1m(archives: int = 2, per_archive: int = 5) -> dict[str, bytes]:
-    return {urlsplit(benchmarks.r1m_url(k)).path: tar_gz(
-        {f"{k}/{i:03d}/r1m_{k}_{i:03d}.jpg": photo(4 + i % 3, 100 * k + i) for i in range(per_archive)})
-        for k in range(1, archives + 1)}
+    return {
+        urlsplit(benchmarks.r1m_url(k)).path: tar_gz(
+            {f"{k}/{i:03d}/r1m_{k}_{i:03d}.jpg": photo(4 + i % 3, 100 * k + i) for i in range(per_archive)}
+        )
+        for k in range(1, archives + 1)
+    }
 
 
 def sfm120k(clusters: int = 4, per_cluster: int = 12) -> tuple[dict[str, bytes], dict]:
@@ -86,10 +98,14 @@ def sfm120k(clusters: int = 4, per_cluster: int = 12) -> tuple[dict[str, bytes],
             cids.append(cid)
             cluster.append(c * 10)  # cluster ids are not 0..n-1 in the real file
             members[benchmarks.cid2filename(cid)] = photo(c, 50 + k, size=(44, 36))
-    db = {"train": {"cids": cids, "cluster": cluster, "qidxs": [0], "pidxs": [1], "bbxs": [None] * len(cids)},
-          "val": {"cids": [], "cluster": [], "qidxs": [], "pidxs": [], "bbxs": []}}
-    files = {urlsplit(benchmarks.SFM120K["images"]).path: tar_gz(members),
-             urlsplit(benchmarks.SFM120K["db"]).path: pickle.dumps(db, protocol=2)}
+    db = {
+        "train": {"cids": cids, "cluster": cluster, "qidxs": [0], "pidxs": [1], "bbxs": [None] * len(cids)},
+        "val": {"cids": [], "cluster": [], "qidxs": [], "pidxs": [], "bbxs": []},
+    }
+    files = {
+        urlsplit(benchmarks.SFM120K["images"]).path: tar_gz(members),
+        urlsplit(benchmarks.SFM120K["db"]).path: pickle.dumps(db, protocol=2),
+    }
     return files, db
 
 
@@ -110,8 +126,16 @@ def cirtorch_checkpoint(arch: str = "resnet18", seed: int = 0) -> bytes:
     state["pool.p"] = torch.ones(1) * 3.0
     whiten = torch.nn.Linear(dim, dim)
     state["whiten.weight"], state["whiten.bias"] = whiten.weight.detach(), whiten.bias.detach()
-    meta = {"architecture": arch, "local_whitening": False, "pooling": "gem", "regional": False, "whitening": True,
-            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "outputdim": dim}
+    meta = {
+        "architecture": arch,
+        "local_whitening": False,
+        "pooling": "gem",
+        "regional": False,
+        "whitening": True,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "outputdim": dim,
+    }
     buf = io.BytesIO()
     torch.save({"meta": meta, "state_dict": state, "epoch": 1}, buf)
     return buf.getvalue()

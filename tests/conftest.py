@@ -49,15 +49,18 @@ def pytest_collection_modifyitems(items):
     for item in items:
         is_marked = item.get_closest_marker("trains") is not None
         if is_marked != trains(item.nodeid, marked):
-            raise pytest.UsageError(f"{item.nodeid}: mark it with a plain @pytest.mark.trains decorator or "
-                                    "module pytestmark, which the scheduler can read without importing it")
+            raise pytest.UsageError(
+                f"{item.nodeid}: mark it with a plain @pytest.mark.trains decorator or "
+                "module pytestmark, which the scheduler can read without importing it"
+            )
         (training if is_marked else rest).append(item)
 
     def reads_the_run(item):
         return "finished_repo" in getattr(item, "fixturenames", ())
 
     items[:] = sorted(training, key=lambda item: not reads_the_run(item)) + sorted(
-        rest, key=lambda item: 1 if reads_the_run(item) else 0 if item.get_closest_marker("e2e") else 2)
+        rest, key=lambda item: 1 if reads_the_run(item) else 0 if item.get_closest_marker("e2e") else 2
+    )
 
 
 def training_apart_scheduler() -> type:

@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py under torchrun: one training step's gradients with the batch split
 across the ranks (rows sharded, descriptors gathered with their gradients, BatchNorm over every
 rank, DistributedDataParallel), saved by rank 0 for comparison with one process and the whole batch."""
+
 import sys
 
 import torch
@@ -40,6 +41,12 @@ if __name__ == "__main__":
     loss = loss_of(lambda x: distributed.gather_rows(ddp(x[distributed.shard(len(x))]), len(x)), x, t, vi, vj, lam)
     loss.backward()
     if dist.get_rank() == 0:
-        torch.save({"loss": loss.detach(), "grads": {k: p.grad for k, p in net.named_parameters()},
-                    "buffers": dict(net.named_buffers())}, sys.argv[1])
+        torch.save(
+            {
+                "loss": loss.detach(),
+                "grads": {k: p.grad for k, p in net.named_parameters()},
+                "buffers": dict(net.named_buffers()),
+            },
+            sys.argv[1],
+        )
     dist.destroy_process_group()

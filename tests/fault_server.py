@@ -4,6 +4,7 @@ Inference Protocol, with a menu of faults played one per request from ``script``
 Every loop in it is bounded (a drip stops after ``DRIP_S`` seconds, a held call after ``HOLD_S``), it
 binds 127.0.0.1 only, and it counts each teacher call it receives (``calls``), with the headers it
 came with, so that a test can compare the ledger with the server's own count."""
+
 from __future__ import annotations
 
 import json
@@ -16,33 +17,41 @@ import numpy as np
 
 from tests.test_queries import describe_pixels
 
-DRIP_S = 4.0      # a dripping answer gives up after this long
-HOLD_S = 20.0     # a held call is answered after this long at most (or when released)
-SLOW_S = 5.0      # a slow answer comes after this long
+DRIP_S = 4.0  # a dripping answer gives up after this long
+HOLD_S = 20.0  # a held call is answered after this long at most (or when released)
+SLOW_S = 5.0  # a slow answer comes after this long
 
 FAULTS = {
     "ok": "a correct answer",
     "drip": "a correct answer, a few bytes every 0.2 s",
     "truncated": "a body cut off before its Content-Length",
-    "429": "HTTP 429 with Retry-After in seconds", "429-date": "HTTP 429 with Retry-After as an HTTP date",
-    "503-absurd": "HTTP 503 with Retry-After: 1e12", "503-inf": "HTTP 503 with Retry-After: inf",
+    "429": "HTTP 429 with Retry-After in seconds",
+    "429-date": "HTTP 429 with Retry-After as an HTTP date",
+    "503-absurd": "HTTP 503 with Retry-After: 1e12",
+    "503-inf": "HTTP 503 with Retry-After: inf",
     "500": "HTTP 500",
-    "redirect-same": "307 to another path on the same origin", "redirect-cross": "307 to another origin",
+    "redirect-same": "307 to another path on the same origin",
+    "redirect-cross": "307 to another origin",
     "redirect-loop": "307 to itself",
-    "html": "HTTP 200 with an HTML page", "nan": "NaN in the descriptors",
-    "ragged": "rows of different lengths", "strings": "descriptors as words", "records": "pandas-style records",
-    "dim": "descriptors of the wrong size", "echo401": "HTTP 401 whose body echoes the key",
-    "hold": "holds the call until released", "slow": f"a correct answer after {SLOW_S:g} s",
+    "html": "HTTP 200 with an HTML page",
+    "nan": "NaN in the descriptors",
+    "ragged": "rows of different lengths",
+    "strings": "descriptors as words",
+    "records": "pandas-style records",
+    "dim": "descriptors of the wrong size",
+    "echo401": "HTTP 401 whose body echoes the key",
+    "hold": "holds the call until released",
+    "slow": f"a correct answer after {SLOW_S:g} s",
 }
 
 
 class FaultServer:
     def __init__(self, redirect_to: str = ""):
         self.script: list[str] = []
-        self.calls: list[dict] = []        # teacher calls received: path, headers, time
-        self.other: list[dict] = []        # every other request
-        self.salt = 0                      # the model behind the address: change it to swap the model
-        self.redirect_to = redirect_to     # the other origin of "redirect-cross"
+        self.calls: list[dict] = []  # teacher calls received: path, headers, time
+        self.other: list[dict] = []  # every other request
+        self.salt = 0  # the model behind the address: change it to swap the model
+        self.redirect_to = redirect_to  # the other origin of "redirect-cross"
         self.meta: object = {"name": "teacher", "inputs": [{"name": "pixels", "datatype": "UINT8"}]}
         self.release = threading.Event()
         self.received = threading.Event()  # set when a teacher call arrives
@@ -82,20 +91,27 @@ class FaultServer:
 
             def _answer(self, action, body):
                 if action in ("429", "429-date", "503-absurd", "503-inf"):
-                    after = {"429": "1", "429-date": formatdate(time.time() + 3600, usegmt=True),
-                             "503-absurd": "1e12", "503-inf": "inf"}[action]
+                    after = {
+                        "429": "1",
+                        "429-date": formatdate(time.time() + 3600, usegmt=True),
+                        "503-absurd": "1e12",
+                        "503-inf": "inf",
+                    }[action]
                     return self._send(int(action[:3]), {"error": "busy"}, [("Retry-After", after)])
                 if action == "500":
                     return self._send(500, {"error": "boom"})
                 if action.startswith("redirect"):
                     port = self.server.server_address[1]
-                    to = {"redirect-same": f"http://127.0.0.1:{port}/elsewhere{self.path}",
-                          "redirect-cross": f"{server.redirect_to}{self.path}",
-                          "redirect-loop": f"http://127.0.0.1:{port}{self.path}"}[action]
+                    to = {
+                        "redirect-same": f"http://127.0.0.1:{port}/elsewhere{self.path}",
+                        "redirect-cross": f"{server.redirect_to}{self.path}",
+                        "redirect-loop": f"http://127.0.0.1:{port}{self.path}",
+                    }[action]
                     return self._send(307, b"", [("Location", to)])
                 if action == "echo401":
-                    return self._send(401, {"error": f"bad key {self.headers.get('X-Api-Key')} "
-                                                     f"{self.headers.get('Authorization')}"})
+                    return self._send(
+                        401, {"error": f"bad key {self.headers.get('X-Api-Key')} {self.headers.get('Authorization')}"}
+                    )
                 if action == "html":
                     return self._send(200, b"<html><body>Sign in</body></html>", content_type="text/html")
                 if action == "hold":
@@ -121,8 +137,16 @@ class FaultServer:
                     d = [r[:3] for r in d]
                 if kserve and action not in ("ragged", "strings", "records"):
                     flat = np.asarray(d, dtype=np.float32)
-                    out = {"outputs": [{"name": "d", "shape": list(flat.shape), "datatype": "FP32",
-                                        "data": [float(v) if np.isfinite(v) else "NaN" for v in flat.ravel()]}]}
+                    out = {
+                        "outputs": [
+                            {
+                                "name": "d",
+                                "shape": list(flat.shape),
+                                "datatype": "FP32",
+                                "data": [float(v) if np.isfinite(v) else "NaN" for v in flat.ravel()],
+                            }
+                        ]
+                    }
                 elif kserve:
                     out = {"outputs": [{"name": "d", "shape": [len(d), 8], "datatype": "FP32", "data": d}]}
                 else:
@@ -133,7 +157,7 @@ class FaultServer:
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data[:len(data) // 2])
+                    self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()
                     self.connection.shutdown(2)
                     return None
@@ -145,7 +169,7 @@ class FaultServer:
                     deadline = time.time() + DRIP_S
                     try:
                         for i in range(0, len(data), 4):
-                            self.wfile.write(data[i:i + 4])
+                            self.wfile.write(data[i : i + 4])
                             self.wfile.flush()
                             if time.time() > deadline:
                                 break

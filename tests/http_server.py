@@ -1,4 +1,5 @@
 """A local HTTP server on 127.0.0.1 for download tests: Range requests, and cut connections on demand."""
+
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -37,7 +38,7 @@ class Server:
                 self.end_headers()
                 if server.cuts > 0 and server.cut_only in (None, self.path):
                     server.cuts -= 1
-                    self.wfile.write(body[:server.cut_at])
+                    self.wfile.write(body[: server.cut_at])
                     self.wfile.flush()
                     self.connection.shutdown(2)  # the connection is cut mid-file
                     return

@@ -1,6 +1,7 @@
 """Locks across the processes of one pytest session (``make test`` runs two xdist workers): the tests
 that train hold one, so that never two of them train at once on two cores; the shared tiny run is built
 under another, once for every worker."""
+
 from __future__ import annotations
 
 import contextlib

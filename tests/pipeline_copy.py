@@ -1,4 +1,5 @@
 """Helpers for tests that run the real DVC pipeline in a throw-away copy of the repository."""
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,13 @@ def env() -> dict:
     e = dict(os.environ)
     e.pop("MLFLOW_TRACKING_URI", None)
     e.pop("MLFLOW_EXPERIMENT_NAME", None)
-    e.update(PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}", DERD_NO_PROGRESS="1", MLFLOW_DISABLE_TELEMETRY="true",
-             DO_NOT_TRACK="true", PYTHONUNBUFFERED="1")
+    e.update(
+        PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}",
+        DERD_NO_PROGRESS="1",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        DO_NOT_TRACK="true",
+        PYTHONUNBUFFERED="1",
+    )
     return e
 
 
@@ -103,6 +109,7 @@ def ledger_total(repo: Path, purpose: str = "train") -> int:
 def clone(finished: Path, dest: Path) -> Path:
     """A copy of a finished pipeline run (outputs, DVC cache, teacher store, MLflow store) to change
     without touching the original; returns the copy's repository."""
+
     def ignore(folder, names):  # logs, and DVC's transient locks (another worker may be running dvc there)
         return [n for n in names if n.endswith(".log") or (n == "tmp" and Path(folder).name == ".dvc")]
 
@@ -119,8 +126,11 @@ def clone(finished: Path, dest: Path) -> Path:
             for (table,) in db.execute("select name from sqlite_master where type = 'table'").fetchall():
                 for column in db.execute(f"pragma table_info('{table}')").fetchall():
                     if column[2].upper() in ("TEXT", "VARCHAR") or column[2].upper().startswith("VARCHAR"):
-                        db.execute(f'update "{table}" set "{column[1]}" = replace("{column[1]}", ?, ?) '
-                                   f'where "{column[1]}" like ?', (old, new, f"%{old}%"))
+                        db.execute(
+                            f'update "{table}" set "{column[1]}" = replace("{column[1]}", ?, ?) '
+                            f'where "{column[1]}" like ?',
+                            (old, new, f"%{old}%"),
+                        )
     return repo
 
 
@@ -216,8 +226,17 @@ def built_teacher(teacher_dir: Path, model, arch: str = "teacher_cnn", input_sha
     from pipeline.io import file_sha256, write_json_atomic
 
     save_model(teacher_dir / "weights.pt", model, arch)
-    write_json_atomic(teacher_dir / "card.json", {
-        "kind": "train", "arch": arch, "dim": model.dim, "weights": "weights.pt",
-        "weights_sha256": file_sha256(teacher_dir / "weights.pt"), "parameters": 0, "flops_per_image": 0,
-        "input_shape": list(input_shape)})
+    write_json_atomic(
+        teacher_dir / "card.json",
+        {
+            "kind": "train",
+            "arch": arch,
+            "dim": model.dim,
+            "weights": "weights.pt",
+            "weights_sha256": file_sha256(teacher_dir / "weights.pt"),
+            "parameters": 0,
+            "flops_per_image": 0,
+            "input_shape": list(input_shape),
+        },
+    )
     return teacher_dir

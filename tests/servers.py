@@ -2,6 +2,7 @@
 serve-teacher``) and MLServer (the Open Inference Protocol, with its MLflow runtime). Each one's own
 count of the requests it received is read from the server itself: uvicorn's access log, MLServer's
 Prometheus metrics."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,14 @@ class Served:
     def __init__(self, argv: list[str], cwd: Path, log: Path, ready_url: str, extra_env: dict | None = None):
         self.log = log
         self.handle = open(log, "ab")
-        self.proc = subprocess.Popen(argv, cwd=cwd, env={**env(), **(extra_env or {})}, stdout=self.handle,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**env(), **(extra_env or {})},
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_for(ready_url, self.proc, log)
 
     def kill(self) -> None:
@@ -64,8 +71,12 @@ class MlflowServer(Served):
     def __init__(self, repo: Path, port: int | None = None, log: Path | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__([str(BIN / "derd"), "serve-teacher", "--port", str(self.port)], repo,
-                         log or repo.parent / f"mlflow-serve-{self.port}.log", f"{self.url}/ping")
+        super().__init__(
+            [str(BIN / "derd"), "serve-teacher", "--port", str(self.port)],
+            repo,
+            log or repo.parent / f"mlflow-serve-{self.port}.log",
+            f"{self.url}/ping",
+        )
 
     def requests(self) -> int:
         """Teacher calls the server logged (``POST /invocations``), over every process that wrote the log."""
@@ -78,20 +89,36 @@ class MLServer(Served):
     def __init__(self, folder: Path, models: dict[str, Path]):
         self.port, grpc, metrics = free_port(), free_port(), free_port()
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "settings.json").write_text(json.dumps({
-            "host": "127.0.0.1", "http_port": self.port, "grpc_port": grpc, "metrics_port": metrics,
-            "parallel_workers": 0, "load_models_at_startup": True}))
+        (folder / "settings.json").write_text(
+            json.dumps(
+                {
+                    "host": "127.0.0.1",
+                    "http_port": self.port,
+                    "grpc_port": grpc,
+                    "metrics_port": metrics,
+                    "parallel_workers": 0,
+                    "load_models_at_startup": True,
+                }
+            )
+        )
         for name, path in models.items():
             (folder / name).mkdir(exist_ok=True)
-            (folder / name / "model-settings.json").write_text(json.dumps({
-                "name": name, "implementation": "mlserver_mlflow.MLflowRuntime", "parameters": {"uri": str(path)}}))
+            (folder / name / "model-settings.json").write_text(
+                json.dumps(
+                    {"name": name, "implementation": "mlserver_mlflow.MLflowRuntime", "parameters": {"uri": str(path)}}
+                )
+            )
         if not (MLSERVER_SITE / "mlserver").is_dir():
             raise RuntimeError(f"MLServer is not installed in {MLSERVER_SITE}: run scripts/setup.sh (make setup)")
         self.url, self.metrics_url = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{metrics}/metrics"
         code = "import sys; from mlserver.cli.main import main; sys.argv = ['mlserver', 'start', sys.argv[1]]; main()"
-        super().__init__([sys.executable, "-c", code, str(folder)], folder, folder / "mlserver.log",
-                         f"{self.url}/v2/health/ready",
-                         {"PYTHONPATH": f"{MLSERVER_SITE}{os.pathsep}{REPO}"})
+        super().__init__(
+            [sys.executable, "-c", code, str(folder)],
+            folder,
+            folder / "mlserver.log",
+            f"{self.url}/v2/health/ready",
+            {"PYTHONPATH": f"{MLSERVER_SITE}{os.pathsep}{REPO}"},
+        )
         for name in models:
             wait_for(f"{self.url}/v2/models/{name}/ready", self.proc, self.log)
 

@@ -1,5 +1,6 @@
 """`make bench-scale` at a tiny size: every component measured, with positive figures, and its three
 files written; the measurements run in processes of their own (checked on the store's, which are quick)."""
+
 import importlib.util
 import subprocess
 import sys
@@ -12,9 +13,27 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def bench(out: Path, *options: str) -> pd.DataFrame:
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_scale.py"), "--sizes", "1000", "--budget",
-                           "100", "--threads", "1", "--repeats", "1", "--out", str(out), *options],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "bench_scale.py"),
+            "--sizes",
+            "1000",
+            "--budget",
+            "100",
+            "--threads",
+            "1",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+            *options,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return pd.read_csv(out / "scale.csv")
 
@@ -23,8 +42,16 @@ def bench(out: Path, *options: str) -> pd.DataFrame:
 def test_bench_scale_measures_every_component(tmp_path):
     out = tmp_path / "bench"
     df = bench(out, "--in-process", "--gate-images", "256", "--train-steps", "2")
-    assert set(df["component"]) == {"sample", "store insert", "store open", "store lookup", "dict lookup", "gate",
-                                    "augment", "train step"}
+    assert set(df["component"]) == {
+        "sample",
+        "store insert",
+        "store open",
+        "store lookup",
+        "dict lookup",
+        "gate",
+        "augment",
+        "train step",
+    }
     assert (df["size"] == 1000).all() and df["measured"].all()
     assert (df["seconds"] > 0).all() and (df["peak_mb"] >= 0).all()
     assert (df.dropna(subset=["per_second"])["per_second"] > 0).all()

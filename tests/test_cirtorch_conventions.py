@@ -2,6 +2,7 @@
 its trunks (AlexNet/VGG without the last max-pool, DenseNet with a final ReLU, ResNet without pool
 and classifier) and its extraction (antialiased thumbnail to the longest side, ImageNet
 normalisation, bilinear rescaling for each scale, scales averaged with the GeM power)."""
+
 import numpy as np
 import pytest
 import torch
@@ -15,8 +16,10 @@ from pipeline.teacher.pretrained import describe_images
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-@pytest.mark.parametrize("arch, last", [("gem_vgg11", nn.ReLU), ("gem_alexnet", nn.ReLU),
-                                        ("gem_densenet121", nn.ReLU), ("gem_resnet18", nn.Sequential)])
+@pytest.mark.parametrize(
+    "arch, last",
+    [("gem_vgg11", nn.ReLU), ("gem_alexnet", nn.ReLU), ("gem_densenet121", nn.ReLU), ("gem_resnet18", nn.Sequential)],
+)
 def test_trunks_are_cut_where_cirtorch_cuts_them(arch, last):
     net = create(arch, 0, 3)
     assert isinstance(list(net.features.children())[-1], last)

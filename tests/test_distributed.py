@@ -1,5 +1,6 @@
 """Many processes on PyTorch's own engine: the dump and a training run under torchrun with two
 ranks (gloo, on the CPU) give what one process gives, and the ledger counts each image once."""
+
 import json
 import os
 import shutil
@@ -31,16 +32,37 @@ def inputs(tmp_path_factory):
     targets = normalize_rows(rng.standard_normal((BUDGET, 32))).astype(np.float32)
     triples = sample_triples(targets, 2.0, 0.4, "random", 5, np.random.default_rng(1))
     (root / "data/augmented").mkdir(parents=True)
-    np.savez(root / f"data/augmented/{BUDGET}-0.npz", real_targets=targets, i=triples.i, j=triples.j,
-             lam=triples.lam, targets=interpolate(targets, triples))
-    set_params(root, {"budgets": [BUDGET], "levers": {"budgets": [BUDGET]}, "data": {"pool_limit": 1000},
-                      "sample": {"val_size": 100, "val_queries": 20, "features": "small"},
-                      "method": {"derd": {"pool": "none"}},
-                      "teacher": {"dim": 32}, "students": {"small": {"arch": "student_cnn", "dim": 16}},
-                      "student": "small", "sizes": ["small"], "queries": {"call_batch": 64},
-                      "train": {"steps": 10, "batch_size": 64, "virtual_per_batch": 32, "log_every": 1},
-                      "runtime": {"threads": 1, "checkpoint_every": 1000, "device": DEVICE, "precision": "fp32",
-                                  "compile": "false"}})
+    np.savez(
+        root / f"data/augmented/{BUDGET}-0.npz",
+        real_targets=targets,
+        i=triples.i,
+        j=triples.j,
+        lam=triples.lam,
+        targets=interpolate(targets, triples),
+    )
+    set_params(
+        root,
+        {
+            "budgets": [BUDGET],
+            "levers": {"budgets": [BUDGET]},
+            "data": {"pool_limit": 1000},
+            "sample": {"val_size": 100, "val_queries": 20, "features": "small"},
+            "method": {"derd": {"pool": "none"}},
+            "teacher": {"dim": 32},
+            "students": {"small": {"arch": "student_cnn", "dim": 16}},
+            "student": "small",
+            "sizes": ["small"],
+            "queries": {"call_batch": 64},
+            "train": {"steps": 10, "batch_size": 64, "virtual_per_batch": 32, "log_every": 1},
+            "runtime": {
+                "threads": 1,
+                "checkpoint_every": 1000,
+                "device": DEVICE,
+                "precision": "fp32",
+                "compile": "false",
+            },
+        },
+    )
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     return root
 
@@ -48,8 +70,9 @@ def inputs(tmp_path_factory):
 def run(repo, name, processes):
     edit_params(repo, {"runtime": {"processes": processes}})
     module, args = stage_argv(repo, name)
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=repo, env=env(), capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=repo, env=env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
 
@@ -92,8 +115,9 @@ def test_training_on_two_ranks_matches_one_process_with_the_whole_batch(inputs, 
     assert len(a["curve"]) == 10 and np.allclose([v for _, v in a["curve"]], [v for _, v in b["curve"]], rtol=1e-4)
     for key, value in a["state_dict"].items():  # weights, and BatchNorm statistics over every rank's rows
         assert torch.allclose(value.float(), b["state_dict"][key].float(), atol=5e-4), key  # Adam magnifies rounding
-    assert not torch.equal(a["state_dict"]["features.0.0.weight"],
-                           create("student_cnn", 16).state_dict()["features.0.0.weight"])  # it did train
+    assert not torch.equal(
+        a["state_dict"]["features.0.0.weight"], create("student_cnn", 16).state_dict()["features.0.0.weight"]
+    )  # it did train
 
 
 @pytest.mark.trains
@@ -104,8 +128,14 @@ def test_one_step_s_gradients_on_two_ranks_equal_one_process_s_on_the_whole_batc
 
     out = tmp_path / "two.pt"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    proc = subprocess.run([*torchrun, str(REPO / "tests/ddp_gradients.py"), str(out)], cwd=REPO, env=env(),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*torchrun, str(REPO / "tests/ddp_gradients.py"), str(out)],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = torch.load(out, weights_only=True)
     net = step.model()

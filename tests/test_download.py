@@ -1,4 +1,5 @@
 """Downloads from a local HTTP server on 127.0.0.1: resume after a cut, checksums, safe extraction."""
+
 import hashlib
 
 import numpy as np
@@ -54,8 +55,14 @@ def test_safe_extraction(tmp_path):
     good.write_bytes(tar_gz({"jpg/a.jpg": b"x", "jpg/b.jpg": b"y"}))
     assert sorted(extract_tar(good, tmp_path / "out")) == ["jpg/a.jpg", "jpg/b.jpg"]
     assert (tmp_path / "out/jpg/a.jpg").read_bytes() == b"x"
-    for i, (members, links) in enumerate([({"../evil.txt": b"!"}, None), ({"jpg/../../evil.txt": b"!"}, None),
-                                          ({}, {"jpg/link": "/etc/passwd"}), ({}, {"jpg/up": "../../.."})]):
+    for i, (members, links) in enumerate(
+        [
+            ({"../evil.txt": b"!"}, None),
+            ({"jpg/../../evil.txt": b"!"}, None),
+            ({}, {"jpg/link": "/etc/passwd"}),
+            ({}, {"jpg/up": "../../.."}),
+        ]
+    ):
         bad = tmp_path / f"bad{i}.tgz"
         bad.write_bytes(tar_gz(members, links))
         with pytest.raises(DatasetError, match="refused to extract.*outside"):

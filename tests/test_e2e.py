@@ -1,5 +1,6 @@
 """The real pipeline, end to end: `dvc repro` on a tiny params override in a copy of the repo. The
 run itself is shared (``finished_repo``); each test that changes params works on its own clone."""
+
 import json
 
 import numpy as np
@@ -19,15 +20,32 @@ def test_outputs_of_every_stage(finished_repo):
     repo = finished_repo
     assert (repo / "data/raw/fashion-mnist/train-images-idx3-ubyte.gz").exists()
     meta = json.loads((repo / "data/prepared/meta.json").read_text())
-    assert meta == {"dataset": "fashion-mnist", "test": "split", "pool_size": 6000, "n_queries": 100,
-                    "n_database": 900, "n_classes": 10, "skipped_images": 0}
+    assert meta == {
+        "dataset": "fashion-mnist",
+        "test": "split",
+        "pool_size": 6000,
+        "n_queries": 100,
+        "n_database": 900,
+        "n_classes": 10,
+        "skipped_images": 0,
+    }
     assert json.loads((repo / "data/prepared/pool.json").read_text()) == {
-        "dataset": "fashion-mnist", "pool_size": 6000, "n_classes": 10}
+        "dataset": "fashion-mnist",
+        "pool_size": 6000,
+        "n_classes": 10,
+    }
     small, large = np.load(repo / "data/subsets/20.npy"), np.load(repo / "data/subsets/50.npy")
     assert sorted(p.name for p in (repo / "models/students").glob("*.pt")) == sorted(
-        [f"{b}-{m}-small-0.pt" for b in (20, 50) for m in ("derd", "supervised", "derd-plus")] +
-        [f"{b}-derd-plus-tiny-0.pt" for b in (20, 50)] + ["full-small-0.pt", "full-tiny-0.pt"] +
-        ["ceiling-small-0.pt", "ceiling-tiny-0.pt", "20-derd-plus-nopool-small-0.pt", "20-derd-plus-random-small-0.pt"])
+        [f"{b}-{m}-small-0.pt" for b in (20, 50) for m in ("derd", "supervised", "derd-plus")]
+        + [f"{b}-derd-plus-tiny-0.pt" for b in (20, 50)]
+        + ["full-small-0.pt", "full-tiny-0.pt"]
+        + [
+            "ceiling-small-0.pt",
+            "ceiling-tiny-0.pt",
+            "20-derd-plus-nopool-small-0.pt",
+            "20-derd-plus-random-small-0.pt",
+        ]
+    )
     assert sorted(p.name for p in (repo / "models/pretrained").glob("*.pt")) == ["small.pt", "tiny.pt"]
     assert np.array_equal(small, large[:20])
     # the selected subsets and the lever's random one: training-pool images only, never the validation split
@@ -46,17 +64,22 @@ def test_outputs_of_every_stage(finished_repo):
         assert len(z["i"]) == 80 and z["targets"].shape == (80, 128)
         assert np.array_equal(z["real_targets"], descriptors[:20])
     summary = pd.read_csv(repo / "reports/summary.csv")
-    assert summary["method"].tolist() == (["derd-plus"] * 2 + ["derd"] * 2 + ["supervised"] * 2  # recommended first
-                                          + ["derd-plus-nopool", "derd-plus-random"])  # the levers' cells
+    assert summary["method"].tolist() == (
+        ["derd-plus"] * 2
+        + ["derd"] * 2
+        + ["supervised"] * 2  # recommended first
+        + ["derd-plus-nopool", "derd-plus-random"]
+    )  # the levers' cells
     assert summary["budget"].tolist() == [20, 50] * 3 + [20, 20] and (summary["seeds"] == 1).all()
     # derd-plus learns the teacher's space: it is also evaluated against the teacher's database
     assert summary.loc[summary["method"].str.startswith("derd-plus"), "asym_mean"].between(0, 1).all()
     assert summary.loc[~summary["method"].str.startswith("derd-plus"), "asym_mean"].isna().all()
     frontier = pd.read_csv(repo / "reports/frontier.csv")
     assert sorted(zip(frontier["size"], frontier["budget"].astype(str), frontier["method"])) == sorted(
-        [(z, b, "derd-plus") for z in ("small", "tiny") for b in ("20", "50")] +
-        [(z, "all", "supervised-full") for z in ("small", "tiny")] +  # rows say what produced them
-        [(z, "pool", "derd-plus-ceiling") for z in ("small", "tiny")])
+        [(z, b, "derd-plus") for z in ("small", "tiny") for b in ("20", "50")]
+        + [(z, "all", "supervised-full") for z in ("small", "tiny")]  # rows say what produced them
+        + [(z, "pool", "derd-plus-ceiling") for z in ("small", "tiny")]
+    )
     small_max = frontier.loc[frontier["size"] == "small", "mflops"].max()
     assert (frontier.loc[frontier["size"] == "tiny", "mflops"] < small_max).all()
     claims = (repo / "reports/claims.md").read_text()
@@ -72,8 +95,10 @@ def test_outputs_of_every_stage(finished_repo):
     assert (repo / "reports/map_vs_budget.png").stat().st_size > 10_000
     md = (repo / "reports/summary.md").read_text()
     assert "| method | B=20 (0.333%) | B=50 (0.833%) |" in md and md.count("**") == 2 * 2
-    assert ("| size | MFLOPs / image | descriptors / s | B=20 | B=50 | all labels, no teacher "
-            "| every pool image answered (ceiling) |") in md
+    assert (
+        "| size | MFLOPs / image | descriptors / s | B=20 | B=50 | all labels, no teacher "
+        "| every pool image answered (ceiling) |"
+    ) in md
     assert "Distillation ceiling (small, `derd-plus` with every training-pool image answered" in md
     efficiency = json.loads((repo / "metrics/efficiency.json").read_text())
     assert efficiency["student_parameters"] < efficiency["teacher_parameters"]
@@ -105,11 +130,13 @@ def test_mlflow_runs(finished_repo):
     runs = mlflow.search_runs(experiment_names=[exp.name])
     students = runs[runs["tags.role"] == "student"]
     cells = sorted(zip(students["tags.method"], students["params.budget"], students["tags.size"]))
-    assert cells == sorted([(m, str(b), "small") for m in ("derd", "supervised", "derd-plus") for b in (20, 50)] +
-                           [("derd-plus", str(b), "tiny") for b in (20, 50)] +
-                           [("supervised-full", "all", z) for z in ("small", "tiny")] +
-                           [("derd-plus-ceiling", "pool", z) for z in ("small", "tiny")] +
-                           [("derd-plus-nopool", "20", "small"), ("derd-plus-random", "20", "small")])
+    assert cells == sorted(
+        [(m, str(b), "small") for m in ("derd", "supervised", "derd-plus") for b in (20, 50)]
+        + [("derd-plus", str(b), "tiny") for b in (20, 50)]
+        + [("supervised-full", "all", z) for z in ("small", "tiny")]
+        + [("derd-plus-ceiling", "pool", z) for z in ("small", "tiny")]
+        + [("derd-plus-nopool", "20", "small"), ("derd-plus-random", "20", "small")]
+    )
     queries = students.groupby("tags.method")["params.teacher_queries"].apply(lambda q: sorted(q.astype(int)))
     assert queries["derd"] == [20, 50] and queries["supervised"] == [0, 0]  # the baseline asks the teacher nothing
     assert queries["supervised-full"] == [0, 0] and queries["derd-plus-ceiling"] == [5500, 5500]
@@ -129,16 +156,23 @@ def test_mlflow_runs(finished_repo):
     assert set(students["params.config.method.derd.space"].dropna()) == {"representation"}
     arch = {"small": "student_fast-64d", "tiny": "student_tiny-32d"}
     assert set(students["tags.mlflow.runName"]) == {  # what each run is, and its mAP, in its name
-        f"mAP {mp:.4f} | B={b} {m} seed 0 {z} {arch[z]}" for b, m, z, mp in
-        zip(students["params.budget"], students["tags.method"], students["tags.size"], students["metrics.map"])}
+        f"mAP {mp:.4f} | B={b} {m} seed 0 {z} {arch[z]}"
+        for b, m, z, mp in zip(
+            students["params.budget"], students["tags.method"], students["tags.size"], students["metrics.map"]
+        )
+    }
     client = mlflow.tracking.MlflowClient()
     first = students.iloc[0]
     run_id = first["run_id"]
     assert len(client.get_metric_history(run_id, "train_loss")) == 3  # the training curve
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    gallery = (f"full-{first['tags.size']}-0.png" if first["tags.method"] == "supervised-full" else
-               f"ceiling-{first['tags.size']}-0.png" if first["tags.method"] == "derd-plus-ceiling" else
-               f"{first['params.budget']}-{first['tags.method']}-{first['tags.size']}-{first['params.seed']}.png")
+    gallery = (
+        f"full-{first['tags.size']}-0.png"
+        if first["tags.method"] == "supervised-full"
+        else f"ceiling-{first['tags.size']}-0.png"
+        if first["tags.method"] == "derd-plus-ceiling"
+        else f"{first['params.budget']}-{first['tags.method']}-{first['tags.size']}-{first['params.seed']}.png"
+    )
     assert {"metrics", gallery} <= artifacts  # its gallery and metrics file are logged with the run
     run = client.get_run(run_id)
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.digest
@@ -173,8 +207,9 @@ def _store_figures(repo, config: str) -> dict[str, float]:
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["data-efficient-ranking-distillation"],
-                              filter_string=f"tags.config = '{config}'")
+    runs = mlflow.search_runs(
+        experiment_names=["data-efficient-ranking-distillation"], filter_string=f"tags.config = '{config}'"
+    )
     if runs.empty:
         return {}
     runs = runs[runs["tags.role"].isin(["student", "teacher"])]
@@ -293,8 +328,12 @@ def test_no_unqueried_pool_image_reaches_the_teacher_for_the_budget(finished_rep
     calls = ledger_calls(finished_repo.parent / "teacher-store")
 
     def keys_of(purpose):
-        return {k for c in calls if c["purpose"] == purpose for k in (store_dir / "calls" / f"{c['call']}.keys")
-                .read_bytes().split()}
+        return {
+            k
+            for c in calls
+            if c["purpose"] == purpose
+            for k in (store_dir / "calls" / f"{c['call']}.keys").read_bytes().split()
+        }
 
     pool = prepared.pool_images(finished_repo / "data/prepared")
     subset = np.load(finished_repo / "data/subsets/50.npy")
@@ -324,8 +363,9 @@ def test_without_the_ceiling_nothing_beyond_the_budget_is_asked_and_the_report_s
     assert "Distillation ceiling: not measured in this run (ceiling.run is false)" in md
     claims = (repo / "reports/claims.md").read_text()
     assert "(h) Choosing what to ask" in claims
-    assert ("its random subsets' answers come from the ceiling's, which were not asked for "
-            "(ceiling.run is false)") in claims
+    assert (
+        "its random subsets' answers come from the ceiling's, which were not asked for (ceiling.run is false)"
+    ) in claims
 
 
 def _stale(repo) -> set[str]:
@@ -342,6 +382,15 @@ def test_the_pool_setting_or_the_strategy_makes_only_what_depends_on_it_stale(fi
     edit_params(repo, {"method": {"derd": {"pool": "pretrain"}}, "sample": {"strategy": "random"}})
     stale = _stale(repo)
     assert {"sample", "train@20-derd-0", "frontier@50-tiny-0", "lever-nopool@20-0"} <= stale
-    untouched = ("prepare", "teacher", "pretrain", "full", "ceiling", "dump-pool", "sample-random", "lever-random",
-                 "evaluate-teacher")
+    untouched = (
+        "prepare",
+        "teacher",
+        "pretrain",
+        "full",
+        "ceiling",
+        "dump-pool",
+        "sample-random",
+        "lever-random",
+        "evaluate-teacher",
+    )
     assert not {s for s in stale if s.startswith(untouched)}, stale

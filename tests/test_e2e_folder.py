@@ -1,4 +1,5 @@
 """The whole pipeline on a user's own image folder (with one unreadable image, skipped and recorded)."""
+
 import json
 import shutil
 
@@ -33,15 +34,23 @@ def photo_folder(root, per_class=30):
 
 
 def test_folder_dataset_runs_the_whole_pipeline(tmp_path, empty_mlflow_db):
-    override = deep_update(dict(TINY), {
-        "budgets": [20, 40],
-        "data": {"dataset": "folder", "raw_dir": "photos", "n_queries": 10, "test_fraction": 0.3,
-                 "on_bad_image": "skip"},
-        "teacher": {"epochs": 15, "train_images": 0, "batch_size": 32},
-        "sample": {"val_size": 20, "val_queries": 5},
-        "methods": ["derd"],
-        "sizes": ["small"],
-    })
+    override = deep_update(
+        dict(TINY),
+        {
+            "budgets": [20, 40],
+            "data": {
+                "dataset": "folder",
+                "raw_dir": "photos",
+                "n_queries": 10,
+                "test_fraction": 0.3,
+                "on_bad_image": "skip",
+            },
+            "teacher": {"epochs": 15, "train_images": 0, "batch_size": 32},
+            "sample": {"val_size": 20, "val_queries": 5},
+            "methods": ["derd"],
+            "sizes": ["small"],
+        },
+    )
     repo = copy_repo(tmp_path / "repo", override)
     photo_folder(repo / "photos")
     shutil.copy(empty_mlflow_db, repo / "mlflow.db")

@@ -1,4 +1,5 @@
 """Bad input gets one clear message that names the file or parameter and the fix; no traceback."""
+
 import io
 import json
 import pickle
@@ -31,14 +32,20 @@ def write_params(root, override):
     set_params(root, override)
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"budgets": [100, 0]}, "'budgets[1]': input should be greater than 0"),
-    ({"budgets": [100, 100]}, "'budgets' has duplicates"),
-    ({"budgets": [100], "students": {"small": {"dim": -4}}}, "'students.small.dim': input should be greater than 0"),
-    ({"budgets": [100], "augment": {"alpha": 0.0}}, "'augment.alpha': input should be greater than 0"),
-    ({"budgets": [100], "train": {"methodd": "x"}}, "unknown key 'train.methodd'"),
-    ({"budgets": [70000]}, "exceeds the training pool of 60000 images"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"budgets": [100, 0]}, "'budgets[1]': input should be greater than 0"),
+        ({"budgets": [100, 100]}, "'budgets' has duplicates"),
+        (
+            {"budgets": [100], "students": {"small": {"dim": -4}}},
+            "'students.small.dim': input should be greater than 0",
+        ),
+        ({"budgets": [100], "augment": {"alpha": 0.0}}, "'augment.alpha': input should be greater than 0"),
+        ({"budgets": [100], "train": {"methodd": "x"}}, "unknown key 'train.methodd'"),
+        ({"budgets": [70000]}, "exceeds the training pool of 60000 images"),
+    ],
+)
 def test_invalid_params_stop_a_stage_cleanly(tmp_path, override, message):
     """In this process (click's runner): the same command and the same one-line error as a subprocess."""
     from tests.pipeline_copy import run_stage as run_in_process
@@ -77,8 +84,19 @@ def test_a_bug_keeps_its_traceback(tmp_path):
     assert isinstance(result.exception, KeyError)
 
 
-@pytest.mark.parametrize("kind", ["ParamsError", "DatasetError", "ArtifactError", "WeightsError", "BudgetExceeded",
-                                  "TeacherError", "TeacherChanged", "TrackingError"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "ParamsError",
+        "DatasetError",
+        "ArtifactError",
+        "WeightsError",
+        "BudgetExceeded",
+        "TeacherError",
+        "TeacherChanged",
+        "TrackingError",
+    ],
+)
 def test_every_project_error_stops_a_stage_in_one_line(kind):
     import click
     from click.testing import CliRunner
@@ -117,8 +135,13 @@ def test_truncated_dataset_file_is_named(tmp_path):
 
 def test_ground_truth_of_the_wrong_shape(tmp_path):
     root = tmp_path
-    np.savez(root / "test.npz", query_images=np.zeros((3, 28, 28), np.uint8), db_images=np.zeros((5, 28, 28), np.uint8),
-             query_names=np.array(["q0", "q1", "q2"]), db_names=np.array([f"d{i}" for i in range(5)]))
+    np.savez(
+        root / "test.npz",
+        query_images=np.zeros((3, 28, 28), np.uint8),
+        db_images=np.zeros((5, 28, 28), np.uint8),
+        query_names=np.array(["q0", "q1", "q2"]),
+        db_names=np.array([f"d{i}" for i in range(5)]),
+    )
     bad_cases = [
         ({"gnd": [{"easy": [0], "hard": [], "junk": []}] * 2}, "'gnd' has 2 entries for 3 queries"),
         ({"imlist": []}, "expected a dict with a 'gnd' list"),
@@ -206,8 +229,18 @@ def test_prepare_stage_on_a_folder_with_a_corrupt_image(tmp_path):
     proc = run_stage(tmp_path, "prepare")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "img5.png: cannot read this image" in proc.stderr and "on_bad_image: skip" in proc.stderr
-    write_params(tmp_path, {"data": {"dataset": "folder", "raw_dir": "photos", "n_queries": 3, "test_fraction": 0.5,
-                                     "on_bad_image": "skip"}})
+    write_params(
+        tmp_path,
+        {
+            "data": {
+                "dataset": "folder",
+                "raw_dir": "photos",
+                "n_queries": 3,
+                "test_fraction": 0.5,
+                "on_bad_image": "skip",
+            }
+        },
+    )
     proc = run_stage(tmp_path, "prepare")
     assert proc.returncode == 0, proc.stderr
     assert "skipped unreadable image img5.png" in proc.stderr

@@ -1,4 +1,5 @@
 """An exported student is checked against the PyTorch model it came from (no pipeline run needed)."""
+
 import numpy as np
 import torch
 

@@ -1,5 +1,6 @@
 """Fault injection: killed dumps and trainings resume without waste, bad input gets a clear error,
 and nothing already computed is lost."""
+
 import errno
 import json
 import random
@@ -50,8 +51,12 @@ def prepared_pool(root: Path, pool_size: int, budget: int) -> Path:
     """Random pool images with their names and meta file, and the nested subset of ``budget``."""
     rng = np.random.default_rng(0)
     (root / "data/prepared").mkdir(parents=True)
-    np.savez(root / "data/prepared/pool.npz", images=rng.integers(0, 256, (pool_size, 28, 28), dtype=np.uint8),
-             labels=rng.integers(0, 10, pool_size), names=np.array([f"train-{i:05d}" for i in range(pool_size)]))
+    np.savez(
+        root / "data/prepared/pool.npz",
+        images=rng.integers(0, 256, (pool_size, 28, 28), dtype=np.uint8),
+        labels=rng.integers(0, 10, pool_size),
+        names=np.array([f"train-{i:05d}" for i in range(pool_size)]),
+    )
     (root / "data/prepared/pool.json").write_text(json.dumps({"pool_size": pool_size}))
     (root / "data/subsets").mkdir(parents=True)
     np.save(root / f"data/subsets/{budget}.npy", nested_subset(pool_size, budget, 0))
@@ -64,9 +69,17 @@ def dump_inputs(tmp_path_factory):
     root = prepared_pool(tmp_path_factory.mktemp("dump_inputs") / "repo", 5000, DUMP_BUDGET)
     torch.manual_seed(0)
     built_teacher(root / "models/teacher", create("teacher_cnn", 128))
-    set_params(root, {"budgets": [DUMP_BUDGET], "levers": {"budgets": [DUMP_BUDGET]},
-                      "sample": {"val_size": 500, "val_queries": 50},
-                      "data": {"pool_limit": 5000}, "runtime": {"threads": 1}, "queries": {"call_batch": 32}})
+    set_params(
+        root,
+        {
+            "budgets": [DUMP_BUDGET],
+            "levers": {"budgets": [DUMP_BUDGET]},
+            "sample": {"val_size": 500, "val_queries": 50},
+            "data": {"pool_limit": 5000},
+            "runtime": {"threads": 1},
+            "queries": {"call_batch": 32},
+        },
+    )
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")  # for run_stage
     return root
 
@@ -98,8 +111,9 @@ def test_dump_killed_repeatedly_resumes_to_identical_descriptors(dump_inputs, tm
     edit_params(work, {"queries": {"extra_calls": 4 * 32}})
     rnd = random.Random(1234)
     for attempt in range(4):
-        proc = subprocess.Popen(stage_cmd("dump"), cwd=work, env=stage_env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            stage_cmd("dump"), cwd=work, env=stage_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         if attempt == 0:
             time.sleep(rnd.uniform(0.3, 1.5))  # during start-up, before any query
         else:  # after 1-3 more answered calls, then a random moment: mid-call or between calls
@@ -135,10 +149,18 @@ def tiny_training(steps=30):
     from pipeline.distill.interpolation import interpolate
     from pipeline.distill.train import TrainingData
 
-    p = repo_params({"students": {"small": {"arch": "student_tiny", "dim": 8}},
-                     "train": {"steps": steps, "batch_size": 16, "virtual_per_batch": 8, "log_every": 5}})
-    return (TrainingData(images, targets, triples, interpolate(targets, triples)), p.size("small"), p.train,
-            p.method["derd-plus"].model_copy(update={"flip_shift": False}))
+    p = repo_params(
+        {
+            "students": {"small": {"arch": "student_tiny", "dim": 8}},
+            "train": {"steps": steps, "batch_size": 16, "virtual_per_batch": 8, "log_every": 5},
+        }
+    )
+    return (
+        TrainingData(images, targets, triples, interpolate(targets, triples)),
+        p.size("small"),
+        p.train,
+        p.method["derd-plus"].model_copy(update={"flip_shift": False}),
+    )
 
 
 class Killed(Exception):
@@ -175,8 +197,12 @@ def test_stale_checkpoint_is_ignored(tmp_path):
     args = tiny_training(steps=20)
     ck = FileCheckpointer(tmp_path / "ck.pt", key="old", every=10)
     train_student(*args, seed=0, device=torch.device("cpu"), checkpointer=ck)
-    fresh = train_student(*args, seed=0, device=torch.device("cpu"),
-                          checkpointer=FileCheckpointer(tmp_path / "ck.pt", key="new", every=10))
+    fresh = train_student(
+        *args,
+        seed=0,
+        device=torch.device("cpu"),
+        checkpointer=FileCheckpointer(tmp_path / "ck.pt", key="new", every=10),
+    )
     assert fresh.resumed_from == 0
 
 
@@ -196,8 +222,10 @@ def test_determinism_same_seed_same_everything(precision):
     rng = np.random.default_rng(5)
     queries, db = rng.integers(0, 256, (10, 28, 28), np.uint8), rng.integers(0, 256, (50, 28, 28), np.uint8)
     gnd = [{"easy": np.arange(q, 50, 10), "hard": [], "junk": []} for q in range(10)]
-    m1, m2 = (retrieval_metrics(describe(a.model, queries, 64, "cpu"), describe(a.model, db, 64, "cpu"), gnd)
-              for a in (a1, a2))
+    m1, m2 = (
+        retrieval_metrics(describe(a.model, queries, 64, "cpu"), describe(a.model, db, 64, "cpu"), gnd)
+        for a in (a1, a2)
+    )
     assert m1.keys() == m2.keys() and all(abs(m1[k] - m2[k]) <= 1e-12 for k in m1)
     other = train_student(*tiny_training(), seed=4, device=torch.device("cpu"), precision=precision)
     assert not torch.equal(next(iter(other.model.state_dict().values())), next(iter(a1.model.state_dict().values())))
@@ -216,9 +244,11 @@ def fresh_cpu_probe():
 def test_auto_precision_is_bfloat16_exactly_where_the_cpu_has_usable_bfloat16_units(fresh_cpu_probe, monkeypatch):
     accel = fresh_cpu_probe
     cpu = torch.device("cpu")
-    cases = (("fpu avx512f avx512_bf16 amx_bf16 amx_tile", True, "bf16"),
-             ("fpu avx512f avx512_bf16 amx_bf16 amx_tile", False, "fp32"),  # the kernel refuses AMX (some VMs)
-             ("fpu avx2 avx512f", True, "fp32"))
+    cases = (
+        ("fpu avx512f avx512_bf16 amx_bf16 amx_tile", True, "bf16"),
+        ("fpu avx512f avx512_bf16 amx_bf16 amx_tile", False, "fp32"),  # the kernel refuses AMX (some VMs)
+        ("fpu avx2 avx512f", True, "fp32"),
+    )
     for flags, usable, expected in cases:
         accel.cpu_has_bf16_units.cache_clear()
         monkeypatch.setattr(accel, "cpu_flags", lambda flags=flags: set(flags.split()))
@@ -284,14 +314,29 @@ def train_inputs(tmp_path_factory):
     from pipeline.distill.interpolation import interpolate
 
     (root / "data/augmented").mkdir(parents=True)
-    np.savez(root / f"data/augmented/{budget}-0.npz", real_targets=targets, i=triples.i, j=triples.j, lam=triples.lam,
-             targets=interpolate(targets, triples))
-    set_params(root, {
-        "budgets": [budget], "levers": {"budgets": [budget]}, "students": {"small": {"arch": "student_cnn", "dim": 16}},
-        "student": "small", "sizes": ["small"], "sample": {"val_size": 100, "val_queries": 20, "features": "small"},
-        "method": {"derd": {"pool": "none"}},
-        "train": {"steps": 150, "batch_size": 64, "virtual_per_batch": 32}, "data": {"pool_limit": 1000},
-        "runtime": {"threads": 1, "checkpoint_every": 5}})
+    np.savez(
+        root / f"data/augmented/{budget}-0.npz",
+        real_targets=targets,
+        i=triples.i,
+        j=triples.j,
+        lam=triples.lam,
+        targets=interpolate(targets, triples),
+    )
+    set_params(
+        root,
+        {
+            "budgets": [budget],
+            "levers": {"budgets": [budget]},
+            "students": {"small": {"arch": "student_cnn", "dim": 16}},
+            "student": "small",
+            "sizes": ["small"],
+            "sample": {"val_size": 100, "val_queries": 20, "features": "small"},
+            "method": {"derd": {"pool": "none"}},
+            "train": {"steps": 150, "batch_size": 64, "virtual_per_batch": 32},
+            "data": {"pool_limit": 1000},
+            "runtime": {"threads": 1, "checkpoint_every": 5},
+        },
+    )
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     return root
 
@@ -302,8 +347,13 @@ def test_killed_training_stage_resumes_to_the_same_model(train_inputs, tmp_path)
     run_stage(reference, "train@200-derd-0")  # uninterrupted, in this process
     work = private_copy(train_inputs, tmp_path / "killed")
     ck = work / "checkpoints/train/200-derd-small-0.pt"
-    proc = subprocess.Popen(stage_cmd("train@200-derd-0", work), cwd=work, env=stage_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        stage_cmd("train@200-derd-0", work),
+        cwd=work,
+        env=stage_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not ck.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)

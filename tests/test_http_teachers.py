@@ -1,6 +1,7 @@
 """Served teachers over real sockets on 127.0.0.1: how each failure of a service is told apart
 (refused and retried after Retry-After, unreachable, cut mid-call, too slow, rejected), the auth
 key that is sent but never written anywhere, and protocol answers that are refused."""
+
 import json
 import threading
 import time
@@ -78,10 +79,17 @@ class FakeService:
                 if action == "3d":
                     d = d[:, :3]
                 if self.path == "/invocations":
-                    return self._send(200, {"predictions": [[float(v) if np.isfinite(v) else "NaN" for v in row]
-                                                            for row in d]})
-                return self._send(200, {"outputs": [{"name": "d", "shape": list(d.shape), "datatype": "FP32",
-                                                     "data": d.ravel().tolist()}]})
+                    return self._send(
+                        200, {"predictions": [[float(v) if np.isfinite(v) else "NaN" for v in row] for row in d]}
+                    )
+                return self._send(
+                    200,
+                    {
+                        "outputs": [
+                            {"name": "d", "shape": list(d.shape), "datatype": "FP32", "data": d.ravel().tolist()}
+                        ]
+                    },
+                )
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -159,8 +167,10 @@ def test_an_unreachable_server_is_named_with_the_fix(tmp_path, service):
     assert g.store.summary()["requests"] == 0 and g.store.summary()["images_spent"] == 0
 
 
-@pytest.mark.parametrize("answer, message", [("nan", "answered descriptors with NaN"),
-                                             ("3d", "answered 3-d descriptors, but teacher.dim is 8")])
+@pytest.mark.parametrize(
+    "answer, message",
+    [("nan", "answered descriptors with NaN"), ("3d", "answered 3-d descriptors, but teacher.dim is 8")],
+)
 def test_unusable_answers_name_the_endpoint_and_keep_what_was_stored(tmp_path, service, answer, message):
     g = served_gate(tmp_path, mlflow_client(service.url), call_batch=2)
     g.describe(inputs(images(2)), "train", 4)
@@ -172,16 +182,18 @@ def test_unusable_answers_name_the_endpoint_and_keep_what_was_stored(tmp_path, s
 
 
 def test_a_wrong_model_name_lists_the_served_ones(service):
-    with pytest.raises(TeacherError,
-                       match="no usable model 'teachr'.*HTTP 404.*check teacher.model .the served models: teacher"):
+    with pytest.raises(
+        TeacherError, match="no usable model 'teachr'.*HTTP 404.*check teacher.model .the served models: teacher"
+    ):
         KServeTeacher(service.url, "teachr", HttpEndpoint(service.url, 5)).check()
 
 
 def test_the_auth_key_is_sent_but_never_written(tmp_path, monkeypatch):
     service = FakeService(require_auth=True)
     try:
-        with pytest.raises(TeacherError,
-                           match="teacher.auth_env names the environment variable TEACHER_KEY, which is not set"):
+        with pytest.raises(
+            TeacherError, match="teacher.auth_env names the environment variable TEACHER_KEY, which is not set"
+        ):
             HttpEndpoint(service.url, 5, auth_env="TEACHER_KEY")
         monkeypatch.setenv("TEACHER_KEY", "Bearer wrong")
         g = served_gate(tmp_path, mlflow_client(service.url, auth_env="TEACHER_KEY"))
@@ -211,12 +223,20 @@ def test_tls_certificates_are_verified(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     service = FakeService()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")

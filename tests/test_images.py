@@ -1,4 +1,5 @@
 """Photo files are decoded by a pool of threads: the same pixels, in the same order, as one by one."""
+
 import numpy as np
 from PIL import Image
 

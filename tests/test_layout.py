@@ -1,5 +1,6 @@
 """Code a newcomer can change: no import cycles among the project's modules, and one module for the
 project's own error types."""
+
 import ast
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def test_no_import_cycles():
 
     def visit(node, trail):
         if state.get(node) == 1:
-            raise AssertionError("import cycle: " + " -> ".join(trail[trail.index(node):] + [node]))
+            raise AssertionError("import cycle: " + " -> ".join(trail[trail.index(node) :] + [node]))
         if state.get(node) == 2 or node not in graph:
             return
         state[node] = 1
@@ -39,9 +40,19 @@ def test_the_projects_error_types_live_in_one_module():
     outside = {cls: where for cls, where in defined.items() if where != ["pipeline.errors"]}
     # the teacher's call outcomes are signals between a client and the gate, never shown to a user
     assert set(outside) <= {"CallError", "UnsafePickleError"}, outside
-    assert all(Path(REPO / "pipeline/errors.py").read_text().count(f"class {c}(") for c in
-               ("DerdError", "ParamsError", "DatasetError", "ArtifactError", "WeightsError", "BudgetExceeded",
-                "TeacherError", "TrackingError"))
+    assert all(
+        Path(REPO / "pipeline/errors.py").read_text().count(f"class {c}(")
+        for c in (
+            "DerdError",
+            "ParamsError",
+            "DatasetError",
+            "ArtifactError",
+            "WeightsError",
+            "BudgetExceeded",
+            "TeacherError",
+            "TrackingError",
+        )
+    )
 
 
 def test_the_environment_holds_the_heavy_imports_compiled():
@@ -51,8 +62,15 @@ def test_the_environment_holds_the_heavy_imports_compiled():
     import struct
 
     stale = []
-    for module in ("torch", "torch.nn.functional", "torch._meta_registrations", "mlflow", "dvc.repo", "pandas",
-                   "pydantic"):
+    for module in (
+        "torch",
+        "torch.nn.functional",
+        "torch._meta_registrations",
+        "mlflow",
+        "dvc.repo",
+        "pandas",
+        "pydantic",
+    ):
         source = Path(importlib.util.find_spec(module).origin)
         cached = Path(importlib.util.cache_from_source(str(source)))
         header = cached.read_bytes()[:16] if cached.exists() else b""
@@ -63,9 +81,14 @@ def test_the_environment_holds_the_heavy_imports_compiled():
             continue
         flags, mtime, size = struct.unpack("<4xIII", header)
         stat = source.stat()
-        fresh = (header[8:16] == importlib.util.source_hash(source.read_bytes()) if flags & 1 else
-                 (mtime, size) == (int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF))
+        fresh = (
+            header[8:16] == importlib.util.source_hash(source.read_bytes())
+            if flags & 1
+            else (mtime, size) == (int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF)
+        )
         if not fresh:
             stale.append(str(source))
-    assert not stale, (f"not compiled: {', '.join(stale)}; ./scripts/setup.sh compiles the environment "
-                       "(python -m compileall -j 0 .venv/lib/python3*/site-packages)")
+    assert not stale, (
+        f"not compiled: {', '.join(stale)}; ./scripts/setup.sh compiles the environment "
+        "(python -m compileall -j 0 .venv/lib/python3*/site-packages)"
+    )

@@ -1,4 +1,5 @@
 """Loss terms compare similarity structure, whatever the descriptor sizes."""
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -87,15 +88,15 @@ def test_rkd_distance_is_scale_free_and_hand_checked():
     t = torch.tensor([[0.0], [1.0], [3.0]])
     assert rkd_distance_loss(t, 10 * t).item() < 1e-7
     # student: equilateral (all distances equal -> normalised 1); teacher normalised 0.5, 1.5, 1
-    s = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 3 ** 0.5 / 2]])
+    s = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 3**0.5 / 2]])
     diffs = torch.tensor([0.5, 0.5, 0.0])  # |1 - 0.5|, |1 - 1.5|, |1 - 1|, each pair twice
-    expected = (0.5 * diffs ** 2).mean()  # smooth L1 below 1 is 0.5 x^2
+    expected = (0.5 * diffs**2).mean()  # smooth L1 below 1 is 0.5 x^2
     assert torch.allclose(rkd_distance_loss(t, s), expected, atol=1e-6)
 
 
 def test_cosine_regression_hand_checked():
     t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    assert cosine_regression_loss(t, 3 * t).item() < 1e-7          # scale does not matter
+    assert cosine_regression_loss(t, 3 * t).item() < 1e-7  # scale does not matter
     assert torch.isclose(cosine_regression_loss(t, torch.tensor([[0.0, 1.0], [0.0, 1.0]])), torch.tensor(0.5))
 
 
@@ -113,6 +114,7 @@ def _repo_methods():
     from pathlib import Path
 
     from pipeline.params import load_params
+
     methods = load_params(Path(__file__).resolve().parents[1] / "params.yaml").method
     assert {"derd", "derd-input", "derd-noaug", "rkd", "rkd-virtual", "regression", "supervised"} <= set(methods)
     return methods

@@ -2,6 +2,7 @@
 redirects and keys that would leak, answers that drip, time out or never come, broken answers and
 URLs, a ledger whose last line lost its newline, and a rate limit shared by processes. Each test
 drives the gate and the clients against the fault server of ``tests/fault_server.py`` on 127.0.0.1."""
+
 import json
 import os
 import random
@@ -41,8 +42,9 @@ def client(url, kind="mlflow", timeout=5.0, **auth):
 def served_gate(root, c, waits=None, sleep=None, **kw):
     """A gate that records its waits in ``waits`` (not waiting), or waits with ``sleep``, or not at all."""
     store = AnswerStore(root / "store", {"kind": "served", "url": c.endpoint})
-    return QueryGate(c, store, queries(**kw), DIM,
-                     sleep=sleep or (waits.append if waits is not None else (lambda s: None)))
+    return QueryGate(
+        c, store, queries(**kw), DIM, sleep=sleep or (waits.append if waits is not None else (lambda s: None))
+    )
 
 
 def ledger_lines(store):
@@ -83,8 +85,9 @@ def test_redirects_are_not_followed_and_the_key_goes_to_the_configured_origin_on
         c = client(s.url, auth_env="TEACHER_KEY", auth_header="X-Api-Key")
         g = served_gate(tmp_path, c)
         s.script = [fault]
-        with pytest.raises(TeacherError,
-                           match=r"rejected the call: HTTP 307 .*redirects to http://127\.0\.0\.1.*not followed"):
+        with pytest.raises(
+            TeacherError, match=r"rejected the call: HTTP 307 .*redirects to http://127\.0\.0\.1.*not followed"
+        ):
             g.describe(inputs(images(2)), "train", 2)
         assert other.calls == [] and other.other == []  # the other origin never saw the key, nor anything
         assert len(s.calls) == 1 and g.store.summary()["requests"] == 1  # one POST, one call on the ledger
@@ -183,8 +186,13 @@ with store.locked():
 
 def test_waiting_for_the_stores_lock_says_who_holds_it_and_gives_up(tmp_path, server, capfd):
     c = client(server.url)
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "store"), c.endpoint], cwd=REPO,
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path / "store"), c.endpoint],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         g = served_gate(tmp_path, c, timeout_s=0.5, max_backoff_s=0.25)  # a stuck holder: 1.5 s without a call
@@ -211,16 +219,27 @@ def test_waiting_for_the_stores_lock_says_who_holds_it_and_gives_up(tmp_path, se
 
 # -- 4. broken answers and URLs --------------------------------------------------------------------
 BROKEN_ANSWERS = [
-    ("ragged", "invalid", "ragged"), ("strings", "invalid", "not all numbers"), ("records", "invalid", "as records"),
-    ("html", "invalid", "not JSON (text/html"), ("nan", "invalid", "NaN"), ("dim", "invalid", "set teacher.dim: 3"),
-    ("truncated", "failed", "cut off"), ("500", "failed", "HTTP 500"),
+    ("ragged", "invalid", "ragged"),
+    ("strings", "invalid", "not all numbers"),
+    ("records", "invalid", "as records"),
+    ("html", "invalid", "not JSON (text/html"),
+    ("nan", "invalid", "NaN"),
+    ("dim", "invalid", "set teacher.dim: 3"),
+    ("truncated", "failed", "cut off"),
+    ("500", "failed", "HTTP 500"),
 ]
 
 
 # records are MLflow's pandas output: a fault only an MLflow server can make
-@pytest.mark.parametrize("kind, fault, outcome, message",
-                         [(kind, *case) for kind in ("mlflow", "kserve-v2") for case in BROKEN_ANSWERS
-                          if not (kind == "kserve-v2" and case[0] == "records")])
+@pytest.mark.parametrize(
+    "kind, fault, outcome, message",
+    [
+        (kind, *case)
+        for kind in ("mlflow", "kserve-v2")
+        for case in BROKEN_ANSWERS
+        if not (kind == "kserve-v2" and case[0] == "records")
+    ],
+)
 def test_a_broken_answer_is_one_line_naming_the_endpoint_and_counted(tmp_path, server, kind, fault, outcome, message):
     c = client(server.url, kind)
     c.check()
@@ -271,8 +290,9 @@ def test_a_complete_last_line_without_newline_is_kept(tmp_path):
     # its final newline: the send line is complete
     lost = inputs(x[2:]).keys()
     (store.dir / "calls" / "lost-1.keys").write_bytes(b"\n".join(lost) + b"\n")
-    text = store.ledger_path.read_text() + json.dumps({"event": "send", "call": "lost-1", "purpose": "train",
-                                                        "images": 2, "time": "2024-01-01T00:00:00+0000"})
+    text = store.ledger_path.read_text() + json.dumps(
+        {"event": "send", "call": "lost-1", "purpose": "train", "images": 2, "time": "2024-01-01T00:00:00+0000"}
+    )
     store.ledger_path.write_text(text)
     t = CountingTeacher()
     g2 = QueryGate(t, AnswerStore(tmp_path / "store", {"kind": "test"}), queries(), DIM, sleep=lambda s: None)
@@ -305,8 +325,27 @@ def test_max_qps_holds_across_processes_sharing_a_store(tmp_path, server):
 
 
 # -- a random sequence of faults over several stage runs ------------------------------------------
-SEQUENCE_FAULTS = ["ok", "ok", "drip", "truncated", "429", "429-date", "503-absurd", "503-inf", "500", "redirect-same",
-                   "redirect-cross", "redirect-loop", "html", "nan", "ragged", "strings", "dim", "echo401", "swap"]
+SEQUENCE_FAULTS = [
+    "ok",
+    "ok",
+    "drip",
+    "truncated",
+    "429",
+    "429-date",
+    "503-absurd",
+    "503-inf",
+    "500",
+    "redirect-same",
+    "redirect-cross",
+    "redirect-loop",
+    "html",
+    "nan",
+    "ragged",
+    "strings",
+    "dim",
+    "echo401",
+    "swap",
+]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -342,7 +381,9 @@ def test_a_random_sequence_of_faults_over_stage_runs_keeps_every_promise(tmp_pat
             store = AnswerStore(tmp_path / "store", {"kind": "served", "url": c.endpoint})
             for i, key in enumerate(keys):  # what is stored is model A's, whatever happened
                 if store.has(key):
-                    assert np.allclose(store.answers([key]), describe_pixels(pool[i:i + 1]), atol=1e-6), f"step {step}"
+                    assert np.allclose(store.answers([key]), describe_pixels(pool[i : i + 1]), atol=1e-6), (
+                        f"step {step}"
+                    )
             assert store.summary()["requests"] == len(s.calls), f"step {step} {faults}: ledger != server"
             assert other.calls == [] and other.other == []
             assert KEY.encode() not in written(tmp_path)
@@ -372,8 +413,12 @@ def test_a_process_killed_while_the_server_holds_its_call_has_it_on_the_ledger(t
     """Fails if the send line were written after the call: the server holds the call, the caller is killed,
     and the call must be on disk already, then counted as lost (paid for) at the next start."""
     server.script = ["hold"]
-    caller = subprocess.Popen([sys.executable, "-c", CALLER, server.url, str(tmp_path / "store")], cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE)
+    caller = subprocess.Popen(
+        [sys.executable, "-c", CALLER, server.url, str(tmp_path / "store")],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stderr=subprocess.PIPE,
+    )
     try:
         assert server.received.wait(30), "the call never reached the server"
         ledgers = list((tmp_path / "store").glob("*/ledger.jsonl"))
@@ -403,15 +448,22 @@ def _tls_server(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
     (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     s = FaultServer()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
@@ -419,11 +471,16 @@ def _tls_server(tmp_path):
     return s, s.url.replace("http://", "https://")
 
 
-@pytest.mark.parametrize("env, trusted", [
-    ({}, False), ({"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""}, False),
-    ({"REQUESTS_CA_BUNDLE": "certifi", "CURL_CA_BUNDLE": "certifi"}, False),
-    ({"REQUESTS_CA_BUNDLE": "cert"}, True), ({"CURL_CA_BUNDLE": "cert"}, True),
-])
+@pytest.mark.parametrize(
+    "env, trusted",
+    [
+        ({}, False),
+        ({"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""}, False),
+        ({"REQUESTS_CA_BUNDLE": "certifi", "CURL_CA_BUNDLE": "certifi"}, False),
+        ({"REQUESTS_CA_BUNDLE": "cert"}, True),
+        ({"CURL_CA_BUNDLE": "cert"}, True),
+    ],
+)
 def test_tls_is_verified_with_the_ca_variables_unset_and_set(tmp_path, monkeypatch, env, trusted):
     import certifi
 
@@ -452,13 +509,28 @@ def test_ranks_wait_for_a_slow_served_teacher_under_torchrun(tmp_path, server):
     the other rank waits for rank 0's calls on a group of its own, without a collective timeout."""
     teacher = tmp_path / "teacher"
     teacher.mkdir()
-    (teacher / "card.json").write_text(json.dumps({"kind": "mlflow", "url": server.url, "dim": DIM, "auth_env": "",
-                                                   "auth_header": "Authorization"}))
+    (teacher / "card.json").write_text(
+        json.dumps({"kind": "mlflow", "url": server.url, "dim": DIM, "auth_env": "", "auth_header": "Authorization"})
+    )
     server.script = ["slow"]
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(REPO / "tests/torchrun_teacher.py"), str(teacher), str(tmp_path / "store"), "2"],
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(REPO / "tests/torchrun_teacher.py"),
+            str(teacher),
+            str(tmp_path / "store"),
+            "2",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "rank 0: 2 images answered" in proc.stdout and proc.stdout.count("done") == 2
     assert len(server.calls) == 1

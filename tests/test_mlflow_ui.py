@@ -1,6 +1,7 @@
 """The MLflow UI as a user sees it: `derd ui` on 127.0.0.1, the link it prints opened in a real
 browser (Debian's Chromium, headless): the current configuration's records listed with their mAP,
 no Assistant panel over them. A screenshot is kept in test-artifacts/mlflow-ui.png."""
+
 import re
 import shutil
 import subprocess
@@ -16,8 +17,20 @@ pytestmark = pytest.mark.e2e
 def chromium(*args: str) -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     assert exe, "Chromium is missing: `apt-get install -y chromium` (`make test` installs it as root)"
-    proc = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=6000",
-                           "--window-size=1600,1000", *args], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            exe,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=6000",
+            "--window-size=1600,1000",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return proc.stdout
 
 
@@ -29,11 +42,18 @@ def test_the_ui_opens_on_the_current_configurations_runs_with_their_map(finished
 
     config = workspace_configuration(load_params(finished_repo / "params.yaml"), finished_repo / "data/code")[0]
     port = free_port()
-    ui = Served([str(BIN / "derd"), "ui", "--port", str(port)], finished_repo, tmp_path / "ui.log",
-                f"http://127.0.0.1:{port}/health")
+    ui = Served(
+        [str(BIN / "derd"), "ui", "--port", str(port)],
+        finished_repo,
+        tmp_path / "ui.log",
+        f"http://127.0.0.1:{port}/health",
+    )
     try:
-        link = re.search(r"open (http://derd\.localhost:\d+/#/experiments/\d+/runs\?workflowType=machine_learning"
-                         r"&searchFilter=\S+)", ui.log.read_text()).group(1)
+        link = re.search(
+            r"open (http://derd\.localhost:\d+/#/experiments/\d+/runs\?workflowType=machine_learning"
+            r"&searchFilter=\S+)",
+            ui.log.read_text(),
+        ).group(1)
         assert f"%27{config}%27" in link  # filtered on tags.config of params.yaml's configuration
         shot = REPO / "test-artifacts" / "mlflow-ui.png"
         shot.parent.mkdir(exist_ok=True)
@@ -41,8 +61,9 @@ def test_the_ui_opens_on_the_current_configurations_runs_with_their_map(finished
     finally:
         ui.kill()
     mlflow.set_tracking_uri(f"sqlite:///{finished_repo / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["data-efficient-ranking-distillation"],
-                              filter_string=f"tags.config = '{config}'")
+    runs = mlflow.search_runs(
+        experiment_names=["data-efficient-ranking-distillation"], filter_string=f"tags.config = '{config}'"
+    )
     names = runs.loc[runs["tags.role"].isin(["student", "teacher"]), "tags.mlflow.runName"].tolist()
     assert len(names) == 15 and all(n.startswith("mAP 0.") for n in names)
     for name in names:  # every student and the teacher, each with its mAP, in the rendered page

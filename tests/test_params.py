@@ -1,5 +1,6 @@
 """params.yaml is validated once, with messages that name the key and the fix; it is the only place
 where defaults live."""
+
 import copy
 from pathlib import Path
 
@@ -60,61 +61,96 @@ def test_every_key_must_be_in_params_yaml(key):
         parse_params(raw)
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"budgets": [10, 0]}, r"'budgets\[1\]': input should be greater than 0, got 0"),
-    ({"budgets": [10, 10]}, "'budgets' has duplicates"),
-    ({"budgets": []}, "'budgets': tuple should have at least 1 item"),
-    ({"budgets": [1.5]}, r"'budgets\[0\]': input should be a valid integer"),
-    ({"students": {"small": {"dim": 0}}}, "'students.small.dim': input should be greater than 0"),
-    ({"students": {"small": {"weights": "efficientnet-lite"}}},
-     "'students.small.weights' initialises a gem_<backbone>"),
-    ({"student": "huge"},
-     "'student' names the student size 'huge', which 'students' does not define; choose from small"),
-    ({"sizes": ["small", "large"]}, "'sizes' must include the compared size 'student'"),
-    ({"methods": ["derd", "derd-plus"]}, "'methods' lists the recommended method 'derd-plus'"),
-    ({"recommended": "best"}, "'recommended' = 'best' has no settings under 'method'"),
-    ({"full": {"method": "derd"}}, "'full.method' must name a method that learns from labels"),
-    ({"data": {"test": "roxford5k"}}, "'data.test' must be split for the fashion-mnist pool"),
-    ({"data": {"dataset": "sfm120k", "raw_dir": "x"}}, "'data.test' must name a test set"),
-    ({"data": {"dataset": "folder", "test": "revisited"}}, "'data.test_dir' must name your folder"),
-    ({"data": {"dataset": "folder", "test": "rparis6k", "distractors": 101}},
-     "'data.distractors': input should be less"),
-    ({"teacher": {"kind": "cirtorch"}}, "'teacher.weights' must give the URL or path"),
-    ({"teacher": {"kind": "gem"}}, "'teacher.kind': input should be 'train', 'cirtorch'"),
-    ({"teacher": {"kind": "mlflow"}}, "'teacher.url' must be set for teacher.kind mlflow: the server's base URL"),
-    ({"teacher": {"kind": "kserve-v2", "url": "http://127.0.0.1:8080"}}, "'teacher.model' must name the served model"),
-    ({"teacher": {"kind": "mlflow", "url": "127.0.0.1:5001"}}, "'teacher.url' must start with http"),
-    ({"teacher": {"kind": "command"}}, "'teacher.command' must be set"),
-    ({"teacher": {"kind": "precomputed"}}, "'teacher.descriptors' must be set"),
-    ({"data": {"dataset": "sfm120k", "raw_dir": "x", "test": "roxford5k"}},
-     "'teacher.kind' train learns a small CNN on an array pool and cannot read the photo pool"),
-    ({"augment": {"alpha": 0}}, "'augment.alpha': input should be greater than 0"),
-    ({"augment": {"pairing": "nearest"}}, "'augment.pairing': input should be 'random' or 'knn'"),
-    ({"method": {"derd": {"space": "pixels"}}}, "'method.derd.space': input should be"),
-    ({"method": {"derd": {"losses": {"triplet": {}}}}}, "unknown key 'method.derd.losses.triplet'; allowed: listwise"),
-    ({"method": {"derd": {"losses": {"listwise": {"tau_student": 0}}}}},
-     "'method.derd.losses.listwise.tau_student': input should be greater than 0"),
-    ({"method": {"derd": {"losses": {"listwise": {"tau": 1}}}}}, "unknown key 'method.derd.losses.listwise.tau'"),
-    ({"method": {"sup": {"space": "input", "flip_shift": False, "pool": "none",
-                         "losses": {"supcon": {"weight": 1, "temperature": 1}}}},
-      "methods": ["sup"]}, "'method.sup.space' must be none"),
-    ({"methods": ["derd", "distill"]}, "'methods' lists 'distill', which has no settings"),
-    ({"methods": ["derd", "derd"]}, "'methods' has duplicates"),
-    ({"seeds": [0, 0]}, "'seeds' must be distinct"),
-    ({"sample": {"strategy": "kcenter"}}, "'sample.strategy': input should be 'random' or 'typical'"),
-    ({"sample": {"features": "huge"}}, "'sample.features' must be pixels or a student size of 'sizes'.*medium"),
-    ({"levers": {"budgets": [60, 100]}}, "'levers.budgets' lists 100, which is not in 'budgets'"),
-    ({"ceiling": {"run": "maybe"}}, "'ceiling.run': input should be 'auto', 'true' or 'false'"),
-    ({"method": {"derd": {"pool": "all"}}}, "'method.derd.pool': input should be 'none' or 'pretrain'"),
-    ({"pretrain": {"min_scale": 0}}, "'pretrain.min_scale': input should be greater than 0"),
-    ({"data": {"pool_limit": 5000}},  # the fix that works: a smaller validation split (not "budgets <= 0")
-     "exceeds the training pool of 5000 images less the 5000 held out.*use sample.val_size <= 2000$"),
-    ({"train": {"stepz": 3}}, "unknown key 'train.stepz'; allowed: steps, batch_size"),
-    ({"teacher": "big"}, "'teacher' must be a mapping"),
-    ({"budgets": [60000]}, "'budgets' max 60000 exceeds the training pool of 60000 images less the 5000"),
-    ({"budgets": [600], "data": {"pool_limit": 1000}}, "exceeds the training pool of 1000 images"),
-    ({"data": {"test_limit": 500, "n_queries": 500}}, "'data.n_queries' .500. must be smaller than data.test_limit"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"budgets": [10, 0]}, r"'budgets\[1\]': input should be greater than 0, got 0"),
+        ({"budgets": [10, 10]}, "'budgets' has duplicates"),
+        ({"budgets": []}, "'budgets': tuple should have at least 1 item"),
+        ({"budgets": [1.5]}, r"'budgets\[0\]': input should be a valid integer"),
+        ({"students": {"small": {"dim": 0}}}, "'students.small.dim': input should be greater than 0"),
+        (
+            {"students": {"small": {"weights": "efficientnet-lite"}}},
+            "'students.small.weights' initialises a gem_<backbone>",
+        ),
+        (
+            {"student": "huge"},
+            "'student' names the student size 'huge', which 'students' does not define; choose from small",
+        ),
+        ({"sizes": ["small", "large"]}, "'sizes' must include the compared size 'student'"),
+        ({"methods": ["derd", "derd-plus"]}, "'methods' lists the recommended method 'derd-plus'"),
+        ({"recommended": "best"}, "'recommended' = 'best' has no settings under 'method'"),
+        ({"full": {"method": "derd"}}, "'full.method' must name a method that learns from labels"),
+        ({"data": {"test": "roxford5k"}}, "'data.test' must be split for the fashion-mnist pool"),
+        ({"data": {"dataset": "sfm120k", "raw_dir": "x"}}, "'data.test' must name a test set"),
+        ({"data": {"dataset": "folder", "test": "revisited"}}, "'data.test_dir' must name your folder"),
+        (
+            {"data": {"dataset": "folder", "test": "rparis6k", "distractors": 101}},
+            "'data.distractors': input should be less",
+        ),
+        ({"teacher": {"kind": "cirtorch"}}, "'teacher.weights' must give the URL or path"),
+        ({"teacher": {"kind": "gem"}}, "'teacher.kind': input should be 'train', 'cirtorch'"),
+        ({"teacher": {"kind": "mlflow"}}, "'teacher.url' must be set for teacher.kind mlflow: the server's base URL"),
+        (
+            {"teacher": {"kind": "kserve-v2", "url": "http://127.0.0.1:8080"}},
+            "'teacher.model' must name the served model",
+        ),
+        ({"teacher": {"kind": "mlflow", "url": "127.0.0.1:5001"}}, "'teacher.url' must start with http"),
+        ({"teacher": {"kind": "command"}}, "'teacher.command' must be set"),
+        ({"teacher": {"kind": "precomputed"}}, "'teacher.descriptors' must be set"),
+        (
+            {"data": {"dataset": "sfm120k", "raw_dir": "x", "test": "roxford5k"}},
+            "'teacher.kind' train learns a small CNN on an array pool and cannot read the photo pool",
+        ),
+        ({"augment": {"alpha": 0}}, "'augment.alpha': input should be greater than 0"),
+        ({"augment": {"pairing": "nearest"}}, "'augment.pairing': input should be 'random' or 'knn'"),
+        ({"method": {"derd": {"space": "pixels"}}}, "'method.derd.space': input should be"),
+        (
+            {"method": {"derd": {"losses": {"triplet": {}}}}},
+            "unknown key 'method.derd.losses.triplet'; allowed: listwise",
+        ),
+        (
+            {"method": {"derd": {"losses": {"listwise": {"tau_student": 0}}}}},
+            "'method.derd.losses.listwise.tau_student': input should be greater than 0",
+        ),
+        ({"method": {"derd": {"losses": {"listwise": {"tau": 1}}}}}, "unknown key 'method.derd.losses.listwise.tau'"),
+        (
+            {
+                "method": {
+                    "sup": {
+                        "space": "input",
+                        "flip_shift": False,
+                        "pool": "none",
+                        "losses": {"supcon": {"weight": 1, "temperature": 1}},
+                    }
+                },
+                "methods": ["sup"],
+            },
+            "'method.sup.space' must be none",
+        ),
+        ({"methods": ["derd", "distill"]}, "'methods' lists 'distill', which has no settings"),
+        ({"methods": ["derd", "derd"]}, "'methods' has duplicates"),
+        ({"seeds": [0, 0]}, "'seeds' must be distinct"),
+        ({"sample": {"strategy": "kcenter"}}, "'sample.strategy': input should be 'random' or 'typical'"),
+        ({"sample": {"features": "huge"}}, "'sample.features' must be pixels or a student size of 'sizes'.*medium"),
+        ({"levers": {"budgets": [60, 100]}}, "'levers.budgets' lists 100, which is not in 'budgets'"),
+        ({"ceiling": {"run": "maybe"}}, "'ceiling.run': input should be 'auto', 'true' or 'false'"),
+        ({"method": {"derd": {"pool": "all"}}}, "'method.derd.pool': input should be 'none' or 'pretrain'"),
+        ({"pretrain": {"min_scale": 0}}, "'pretrain.min_scale': input should be greater than 0"),
+        (
+            {"data": {"pool_limit": 5000}},  # the fix that works: a smaller validation split (not "budgets <= 0")
+            "exceeds the training pool of 5000 images less the 5000 held out.*use sample.val_size <= 2000$",
+        ),
+        ({"train": {"stepz": 3}}, "unknown key 'train.stepz'; allowed: steps, batch_size"),
+        ({"teacher": "big"}, "'teacher' must be a mapping"),
+        ({"budgets": [60000]}, "'budgets' max 60000 exceeds the training pool of 60000 images less the 5000"),
+        ({"budgets": [600], "data": {"pool_limit": 1000}}, "exceeds the training pool of 1000 images"),
+        (
+            {"data": {"test_limit": 500, "n_queries": 500}},
+            "'data.n_queries' .500. must be smaller than data.test_limit",
+        ),
+    ],
+)
 def test_invalid_values_are_named(override, message):
     with pytest.raises(ParamsError, match=message):
         parse_params(with_defaults(override))
@@ -130,8 +166,14 @@ def test_model_names_are_checked_before_a_model_is_built():
 
 def test_a_prepared_pool_bounds_the_budgets():
     with pytest.raises(ParamsError, match="exceeds the training pool of 100 images"):
-        validate(parse_params(with_defaults({"data": {"dataset": "folder", "raw_dir": "mine"}, "budgets": [50],
-                                             "levers": {"budgets": [50]}})), pool_size=100)
+        validate(
+            parse_params(
+                with_defaults(
+                    {"data": {"dataset": "folder", "raw_dir": "mine"}, "budgets": [50], "levers": {"budgets": [50]}}
+                )
+            ),
+            pool_size=100,
+        )
 
 
 def test_bad_yaml_names_the_file(tmp_path):

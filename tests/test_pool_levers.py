@@ -1,4 +1,5 @@
 """The two levers on the unqueried pool: label-free pretraining, and choosing which images to ask about."""
+
 import numpy as np
 import pytest
 import torch
@@ -6,8 +7,9 @@ import torch
 from pipeline.distill.selection import choose_subset, typical_order, typicality
 
 
-def clusters(n_per: int, centres: int, dim: int = 8, seed: int = 0,
-             spread: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+def clusters(
+    n_per: int, centres: int, dim: int = 8, seed: int = 0, spread: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
     """Tight clusters of very different sizes (cluster k holds n_per * (k + 1) points) plus a few outliers."""
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(centres, dim))
@@ -32,8 +34,9 @@ def test_a_tiny_budget_covers_the_clusters_and_skips_outliers():
     x, labels = clusters(25, 8)  # every cluster larger than the 20 neighbours typicality looks at
     picked = labels[typical_order(x, 12)]
     assert len(set(picked[:8])) >= 7 and set(picked[:10]) == set(range(8)) and -1 not in picked
-    covered = [len(set(labels[np.random.default_rng(s).choice(len(x), 10, replace=False)]) - {-1}) == 8
-               for s in range(20)]
+    covered = [
+        len(set(labels[np.random.default_rng(s).choice(len(x), 10, replace=False)]) - {-1}) == 8 for s in range(20)
+    ]
     assert sum(covered) <= 5  # random draws of 10 nearly always miss a cluster
 
 

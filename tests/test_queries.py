@@ -1,5 +1,6 @@
 """The gate and the teacher's store: answers keyed by content, calls counted before they are sent,
 budgets that bound calls made, a ledger that survives kills and torn writes."""
+
 import json
 import multiprocessing
 
@@ -52,8 +53,9 @@ def inputs(arr):
 
 
 def queries(**kw):
-    base = dict(store="unused", call_batch=3, extra_calls=0, timeout_s=5, retries=3, max_backoff_s=30, max_qps=0,
-                verify=2)
+    base = dict(
+        store="unused", call_batch=3, extra_calls=0, timeout_s=5, retries=3, max_backoff_s=30, max_qps=0, verify=2
+    )
     return QueriesParams(**{**base, **kw})
 
 
@@ -220,12 +222,15 @@ def test_a_failed_call_counts_and_is_resent_only_within_extra_calls(tmp_path):
     assert report.spent == 4 and g2.store.summary()["images_failed"] == 2
 
 
-@pytest.mark.parametrize("bad, message", [
-    (lambda d: d[:, :4], "answered 4-d descriptors, but teacher.dim is 8"),
-    (lambda d: np.where(d > 0, np.nan, d), "NaN"),
-    (lambda d: 3 * d, "not L2-normalised"),
-    (lambda d: d[:1], r"answered \(1, 8\) for 2 images"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda d: d[:, :4], "answered 4-d descriptors, but teacher.dim is 8"),
+        (lambda d: np.where(d > 0, np.nan, d), "NaN"),
+        (lambda d: 3 * d, "not L2-normalised"),
+        (lambda d: d[:1], r"answered \(1, 8\) for 2 images"),
+    ],
+)
 def test_unusable_answers_are_refused_and_earlier_answers_kept(tmp_path, bad, message):
     g, _ = gate(tmp_path)
     x = images(4)
@@ -294,7 +299,7 @@ def test_parallel_processes_share_the_store_without_sending_an_image_twice(tmp_p
     x = images(40)
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_describe_in_process, args=(tmp_path / "store", x[i:i + 30], out)) for i in (0, 10)]
+    procs = [ctx.Process(target=_describe_in_process, args=(tmp_path / "store", x[i : i + 30], out)) for i in (0, 10)]
     for p in procs:
         p.start()
     for p in procs:
@@ -326,8 +331,9 @@ def test_a_retry_never_takes_the_room_of_the_batches_after_it(tmp_path):
     the request's remaining images; the refusal says nothing more was sent, and how much to allow."""
     t = CountingTeacher(failures=[CallFailed("HTTP 500")])
     g, _ = gate(tmp_path, t)
-    with pytest.raises(BudgetExceeded,
-                       match="3 already sent for these images and 10 more needed. Nothing more was sent"):
+    with pytest.raises(
+        BudgetExceeded, match="3 already sent for these images and 10 more needed. Nothing more was sent"
+    ):
         g.describe(inputs(images(10)), "train", budget=10)
     assert g.store.summary("train")["images_spent"] == 3 and len(g.store) == 0
     g2, t2 = gate(tmp_path, extra_calls=3)
@@ -396,8 +402,9 @@ def test_a_store_read_from_its_pack_and_in_pieces_holds_what_its_files_do(tmp_pa
     more = images(7, seed=1)
     g.describe(inputs(more), "train", budget=7)  # another process adds answers: read alone on refresh
     reader.refresh()
-    assert np.array_equal(reader.answers(keys + [pixels_key(p) for p in more]),
-                          np.concatenate([want, describe_pixels(more)]))
+    assert np.array_equal(
+        reader.answers(keys + [pixels_key(p) for p in more]), np.concatenate([want, describe_pixels(more)])
+    )
     pack.write_bytes(b"damaged")  # only a copy: passed over
     assert np.array_equal(AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"}).answers(keys), want)
     pack.unlink()

@@ -1,4 +1,5 @@
 """The report's table: mean and spread over seeds, ratio to the teacher, the best method per budget."""
+
 import pandas as pd
 import pytest
 
@@ -7,10 +8,15 @@ from pipeline.report import summary_table, to_markdown
 
 
 def runs():
-    maps = {("derd", 60): [0.50, 0.54], ("derd", 300): [0.70, 0.72],
-            ("supervised", 60): [0.40, 0.42], ("supervised", 300): [0.74, 0.76]}
-    return [{"method": m, "budget": b, "seed": s, "map": v}
-            for (m, b), values in maps.items() for s, v in enumerate(values)]
+    maps = {
+        ("derd", 60): [0.50, 0.54],
+        ("derd", 300): [0.70, 0.72],
+        ("supervised", 60): [0.40, 0.42],
+        ("supervised", 300): [0.74, 0.76],
+    }
+    return [
+        {"method": m, "budget": b, "seed": s, "map": v} for (m, b), values in maps.items() for s, v in enumerate(values)
+    ]
 
 
 def test_cells_are_mean_and_sample_std_over_seeds_with_the_best_marked():
@@ -25,9 +31,16 @@ def test_cells_are_mean_and_sample_std_over_seeds_with_the_best_marked():
 
 def test_markdown_and_plot(tmp_path):
     df = summary_table(runs(), 0.8, 60000, ["derd", "supervised"])
-    efficiency = {"teacher_parameters": 300000, "student_parameters": 30000, "teacher_flops_per_image": 4.4e7,
-                  "student_flops_per_image": 3.3e6, "teacher_images_per_second": 2000.0,
-                  "student_images_per_second": 20000.0, "throughput_ratio": 10.0, "device": "cpu"}
+    efficiency = {
+        "teacher_parameters": 300000,
+        "student_parameters": 30000,
+        "teacher_flops_per_image": 4.4e7,
+        "student_flops_per_image": 3.3e6,
+        "teacher_images_per_second": 2000.0,
+        "student_images_per_second": 20000.0,
+        "throughput_ratio": 10.0,
+        "device": "cpu",
+    }
     md = to_markdown(df, 0.8, 300, 10000, efficiency)
     assert "| method | B=60 (0.1%) | B=300 (0.5%) |" in md
     assert "| derd | **0.5200 ± 0.0283 (65%)** | 0.7100 ± 0.0141 (89%) |" in md
@@ -42,19 +55,40 @@ def test_markdown_and_plot(tmp_path):
 
 def test_the_throughput_ratio_says_how_it_was_measured():
     df = summary_table(runs(), 0.8, 60000, ["derd", "supervised"])
-    built = {"teacher_parameters": 300000, "student_parameters": 30000, "teacher_flops_per_image": 4.4e7,
-             "student_flops_per_image": 3.3e6, "teacher_images_per_second": 2000.0,
-             "student_images_per_second": 12000.0, "device": "cpu", "threads": 1, "batch": 256,
-             "throughput_method": "side-by-side", "throughput_ratio": 6.0, "throughput_ratio_min": 5.6,
-             "throughput_ratio_max": 6.3, "throughput_repeats": 15, "served_teacher_images_per_second": 1500.0}
+    built = {
+        "teacher_parameters": 300000,
+        "student_parameters": 30000,
+        "teacher_flops_per_image": 4.4e7,
+        "student_flops_per_image": 3.3e6,
+        "teacher_images_per_second": 2000.0,
+        "student_images_per_second": 12000.0,
+        "device": "cpu",
+        "threads": 1,
+        "batch": 256,
+        "throughput_method": "side-by-side",
+        "throughput_ratio": 6.0,
+        "throughput_ratio_min": 5.6,
+        "throughput_ratio_max": 6.3,
+        "throughput_repeats": 15,
+        "served_teacher_images_per_second": 1500.0,
+    }
     md = to_markdown(df, 0.8, 300, 10000, built)
-    assert ("Student throughput 6.0x the teacher's (median of 15 side-by-side repeats, 5.6x to 6.3x; 10.0x fewer "
-            "parameters, 13.3x fewer FLOPs), measured on cpu with 1 thread(s): teacher and student in one process, on "
-            "the same 256 images, timed in turn.") in md
+    assert (
+        "Student throughput 6.0x the teacher's (median of 15 side-by-side repeats, 5.6x to 6.3x; 10.0x fewer "
+        "parameters, 13.3x fewer FLOPs), measured on cpu with 1 thread(s): teacher and student in one process, on "
+        "the same 256 images, timed in turn."
+    ) in md
     assert "answered calls through the gate ran at 1,500 images/s" in md and "not the ratio's" in md
-    served = dict(built, teacher_parameters=None, teacher_flops_per_image=None, throughput_method="call timings",
-                  throughput_ratio=4.0, throughput_ratio_min=None, throughput_ratio_max=None,
-                  teacher_images_per_second=3000.0)
+    served = dict(
+        built,
+        teacher_parameters=None,
+        teacher_flops_per_image=None,
+        throughput_method="call timings",
+        throughput_ratio=4.0,
+        throughput_ratio_min=None,
+        throughput_ratio_max=None,
+        teacher_images_per_second=3000.0,
+    )
     md = to_markdown(df, 0.8, 300, 10000, served)
     assert "Student throughput 4.0x the teacher's, measured on cpu, against the served teacher's call timings" in md
     assert "include the network" in md and "side-by-side repeats" not in md
@@ -69,8 +103,13 @@ def test_single_seed_has_no_spread_shown():
 
 def _runs(cells: dict, size: str = "s") -> pd.DataFrame:
     """One row per (method, budget, seed) from {(method, budget): [map per seed]}."""
-    return pd.DataFrame([{"method": m, "budget": b, "size": size, "seed": k, "map": v}
-                         for (m, b), vals in cells.items() for k, v in enumerate(vals)])
+    return pd.DataFrame(
+        [
+            {"method": m, "budget": b, "size": size, "seed": k, "map": v}
+            for (m, b), vals in cells.items()
+            for k, v in enumerate(vals)
+        ]
+    )
 
 
 EFF = {"teacher_flops_per_image": 4.0e7, "sizes": {"s": {"flops_per_image": 1.0e7, "images_per_second": 100.0}}}
@@ -80,10 +119,18 @@ def test_claims_follow_the_paired_noise_rule():
     from pipeline.claims import claims
     from pipeline.claims import to_markdown as claims_md
 
-    runs = _runs({("derd", 60): [0.52, 0.54, 0.53], ("supervised", 60): [0.40, 0.45, 0.41],  # +0.11 +- 0.03: holds
-                  ("derd", 300): [0.70, 0.72, 0.71], ("supervised", 300): [0.74, 0.69, 0.70],  # 0 +- 0.04: noise
-                  ("derd-noaug", 60): [0.50, 0.56, 0.52], ("derd-noaug", 300): [0.60, 0.61, 0.62],
-                  ("derd", 3000): [0.77, 0.78, 0.79], ("supervised-full", "all"): [0.84, 0.83, 0.85]})
+    runs = _runs(
+        {
+            ("derd", 60): [0.52, 0.54, 0.53],
+            ("supervised", 60): [0.40, 0.45, 0.41],  # +0.11 +- 0.03: holds
+            ("derd", 300): [0.70, 0.72, 0.71],
+            ("supervised", 300): [0.74, 0.69, 0.70],  # 0 +- 0.04: noise
+            ("derd-noaug", 60): [0.50, 0.56, 0.52],
+            ("derd-noaug", 300): [0.60, 0.61, 0.62],
+            ("derd", 3000): [0.77, 0.78, 0.79],
+            ("supervised-full", "all"): [0.84, 0.83, 0.85],
+        }
+    )
     found = {c.title[:3]: c for c in claims(runs, 0.8, 60000, "derd", "s", EFF, ["derd", "derd-noaug"], [60])}
     assert found["(a)"].verdict == "within noise"  # holds at B=60, within noise at B=300
     assert "B=60: derd 0.5300 ± 0.0100 vs supervised 0.4200 ± 0.0265: difference +0.1100" in found["(a)"].evidence
@@ -100,8 +147,12 @@ def test_claims_follow_the_paired_noise_rule():
 def test_best_or_within_noise_of_the_best_is_decided_as_stated():
     from pipeline.claims import claims
 
-    base = {("rec", 60): [0.60, 0.61, 0.62], ("other", 60): [0.61, 0.60, 0.635],  # behind by 0.005 +- 0.015: noise
-            ("rec", 300): [0.70, 0.71, 0.72], ("other", 300): [0.75, 0.76, 0.77]}   # behind beyond noise
+    base = {
+        ("rec", 60): [0.60, 0.61, 0.62],
+        ("other", 60): [0.61, 0.60, 0.635],  # behind by 0.005 +- 0.015: noise
+        ("rec", 300): [0.70, 0.71, 0.72],
+        ("other", 300): [0.75, 0.76, 0.77],
+    }  # behind beyond noise
     found = {c.title[:3]: c for c in claims(_runs(base), 0.8, 60000, "rec", "s", EFF, ["rec", "other"], [])}
     assert "B=60: rec 0.6100 ± 0.0100 vs the best other, other" in found["(d)"].evidence
     assert "(within noise of the best; 3 seeds)" in found["(d)"].evidence
@@ -134,8 +185,11 @@ def test_the_levers_cells_are_shown_but_never_marked_best():
 def test_the_levers_claims_and_a_single_seed_says_so():
     from pipeline.claims import claims
 
-    cells = {("rec", 60): [0.62, 0.63, 0.64], ("rec-nopool", 60): [0.58, 0.59, 0.60],  # +0.04 +- 0: holds
-             ("rec-random", 60): [0.63, 0.60, 0.66]}                                    # +0.00 +- 0.03: noise
+    cells = {
+        ("rec", 60): [0.62, 0.63, 0.64],
+        ("rec-nopool", 60): [0.58, 0.59, 0.60],  # +0.04 +- 0: holds
+        ("rec-random", 60): [0.63, 0.60, 0.66],
+    }  # +0.00 +- 0.03: noise
     found = {c.title[:3]: c for c in claims(_runs(cells), 0.8, 60000, "rec", "s", EFF, ["rec"], [60])}
     assert found["(g)"].verdict == "holds" and found["(h)"].verdict == "within noise"
     one = _runs({k: v[:1] for k, v in cells.items()})

@@ -1,4 +1,5 @@
 """The revisited Oxford/Paris protocol: known answers and the benchmark's own test vectors."""
+
 import json
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Nested subsets and virtual samples: the free training data of the method."""
+
 import numpy as np
 import pytest
 

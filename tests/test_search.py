@@ -1,5 +1,6 @@
 """Search: exact blocked ranking equals a plain matrix product and sort, with bounded memory, on
 float16 memory-mapped databases too; the IVF-PQ index's recall is measured against it."""
+
 import numpy as np
 
 from pipeline.retrieval.search import ivfpq_ranks, rank_database, recall_at, scores
@@ -20,7 +21,7 @@ def test_blocked_ranking_equals_matrix_product_and_sort():
     for got in (rank_database(db, q, block_bytes=64 * 1024), rank_database(db, q, k=25, block_bytes=64 * 1024)):
         k = got.shape[1]  # the same scores in the same order (items whose scores tie within float32 may swap)
         assert np.allclose(np.take_along_axis(s, got, 1), np.take_along_axis(s, want[:, :k], 1), atol=1e-6)
-        assert (np.mean(got == want[:, :k]) > 0.99)
+        assert np.mean(got == want[:, :k]) > 0.99
 
 
 def test_a_float16_memory_mapped_database_is_read_in_blocks(tmp_path):
@@ -28,8 +29,9 @@ def test_a_float16_memory_mapped_database_is_read_in_blocks(tmp_path):
     path = tmp_path / "db.npy"
     np.save(path, db.astype(np.float16))
     mapped = np.load(path, mmap_mode="r")
-    assert np.allclose(scores(q, mapped, block_bytes=32 * 1024), q @ db.astype(np.float16).astype(np.float32).T,
-                       atol=1e-6)
+    assert np.allclose(
+        scores(q, mapped, block_bytes=32 * 1024), q @ db.astype(np.float16).astype(np.float32).T, atol=1e-6
+    )
     ranks = rank_database(mapped, q, k=10, block_bytes=32 * 1024)
     exact = rank_database(db, q, k=10)
     assert recall_at(ranks, exact, 10) > 0.95  # float16 storage moves only near-ties

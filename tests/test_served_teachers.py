@@ -1,6 +1,7 @@
 """Teachers you can only query, for real: the default teacher behind `mlflow models serve` on
 127.0.0.1 (the same table as in-process; the server's own request count equals the ledger's; the
 server killed and restarted mid-dump), a command-line teacher and precomputed descriptors."""
+
 import json
 import subprocess
 import sys
@@ -52,8 +53,9 @@ def test_the_default_teacher_served_by_mlflow_gives_the_in_process_table(finishe
     calls = requests_in_ledger(repo)
     assert sum(c["images"] for c in calls if c["purpose"] == "train") == 50
     assert server.requests() == len(calls) > 0  # the server's own count: every request it got is on the ledger
-    status = subprocess.run([sys.executable, "-m", "stages.cli", "status"], cwd=repo, env=env(),
-                            capture_output=True, text=True)
+    status = subprocess.run(
+        [sys.executable, "-m", "stages.cli", "status"], cwd=repo, env=env(), capture_output=True, text=True
+    )
     assert f"teacher: mlflow, 128-d descriptors, at {server.url}/invocations" in status.stdout
     assert "train: 1 requests, 50 images sent (50 answered, 0 lost" in status.stdout
 
@@ -61,15 +63,39 @@ def test_the_default_teacher_served_by_mlflow_gives_the_in_process_table(finishe
 def test_server_killed_and_restarted_mid_dump(finished_repo, tmp_path):
     repo = clone(finished_repo, tmp_path / "copy")
     server = MlflowServer(repo)
-    edit_params(repo, {"budgets": [300], "levers": {"budgets": [300]}, "teacher": {"kind": "mlflow", "url": server.url},
-                       "queries": {"call_batch": 20, "max_qps": 4, "retries": 150, "max_backoff_s": 1,
-                                   "extra_calls": 20}})
+    edit_params(
+        repo,
+        {
+            "budgets": [300],
+            "levers": {"budgets": [300]},
+            "teacher": {"kind": "mlflow", "url": server.url},
+            "queries": {"call_batch": 20, "max_qps": 4, "retries": 150, "max_backoff_s": 1, "extra_calls": 20},
+        },
+    )
     run_stage(repo, "teacher")
     run_stage(repo, "sample")
-    dump = subprocess.Popen([sys.executable, "-m", "stages.dump", "--teacher", "models/teacher", "--prepared",
-                             "data/prepared", "--subsets", "data/subsets",
-                             "--out", "data/teacher/train_descriptors.npz", "--metrics", "metrics/queries.json"],
-                            cwd=repo, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    dump = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stages.dump",
+            "--teacher",
+            "models/teacher",
+            "--prepared",
+            "data/prepared",
+            "--subsets",
+            "data/subsets",
+            "--out",
+            "data/teacher/train_descriptors.npz",
+            "--metrics",
+            "metrics/queries.json",
+        ],
+        cwd=repo,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 30
     while server.requests() < 4 and time.time() < deadline and dump.poll() is None:
         time.sleep(0.05)
@@ -88,8 +114,9 @@ def test_server_killed_and_restarted_mid_dump(finished_repo, tmp_path):
     calls = requests_in_ledger(repo, purpose="train")
     outcomes = [c["outcome"] for c in calls]
     assert sum(c["images"] for c in calls if c["outcome"] == "answered") == 300
-    unreachable = [c for c in ledger_calls(repo.parent / "teacher-store", "train", "mlflow")
-                   if c["outcome"] == "unreachable"]
+    unreachable = [
+        c for c in ledger_calls(repo.parent / "teacher-store", "train", "mlflow") if c["outcome"] == "unreachable"
+    ]
     assert unreachable, "the restart should have been waited for"
     # every request the servers logged is on the ledger; a request cut by the kill is on the ledger as
     # failed (counted against the budget), whether or not the server logged it before it died
@@ -107,10 +134,15 @@ def test_a_command_teacher_is_called_with_png_files(finished_repo, tmp_path):
         "from pipeline.models.inference import describe\n"
         "files = sorted(glob.glob(sys.argv[1] + '/*.png'))\n"
         "images = np.stack([np.asarray(Image.open(f)) for f in files])\n"
-        "np.save(sys.argv[2], describe(load_model('models/teacher/weights.pt'), images, 256, 'cpu'))\n")
-    edit_params(repo, {"teacher": {"kind": "command",
-                                   "command": f"{sys.executable} my_teacher.py {{input}} {{output}}"},
-                       "queries": {"call_batch": 30}})
+        "np.save(sys.argv[2], describe(load_model('models/teacher/weights.pt'), images, 256, 'cpu'))\n"
+    )
+    edit_params(
+        repo,
+        {
+            "teacher": {"kind": "command", "command": f"{sys.executable} my_teacher.py {{input}} {{output}}"},
+            "queries": {"call_batch": 30},
+        },
+    )
     run_stage(repo, "teacher")
     out = run_stage(repo, "dump").output
     assert "50 sent this run" in out

@@ -1,6 +1,7 @@
 """Results shared the DVC way: a finished run pushed to a DVC remote (a local folder here) and pulled
 by a teammate's clone, which then has every output, up to date, without recomputing anything; its
 plots page works offline."""
+
 import shutil
 
 import pytest

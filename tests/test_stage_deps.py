@@ -1,4 +1,5 @@
 """No stale outputs: every DVC stage depends on the code it runs, through its fingerprint."""
+
 import shutil
 
 import yaml
@@ -8,8 +9,9 @@ from scripts.stage_deps import REPO, check, stage_module
 
 
 def test_every_stage_depends_on_its_own_fingerprint_and_on_no_code_file():
-    mismatches = {stage: (sorted(missing), sorted(extra)) for stage, (missing, extra) in check().items()
-                  if missing or extra}
+    mismatches = {
+        stage: (sorted(missing), sorted(extra)) for stage, (missing, extra) in check().items() if missing or extra
+    }
     assert not mismatches, f"run `python scripts/stage_deps.py --write` to fix dvc.yaml: {mismatches}"
 
 

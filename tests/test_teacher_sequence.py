@@ -5,6 +5,7 @@ agrees with the number of requests the server itself counted.
 
 The order of the steps is drawn from ``DERD_SEQUENCE_SEED`` (default 7); a failure names it.
 """
+
 import json
 import os
 import random
@@ -46,8 +47,13 @@ def setup(finished_repo, tmp_path_factory):
     models = {name: save_teacher_model(d, read_card(d), root / f"model-{name}") for name, d in teachers.items()}
     local = {name: load_model(d / "weights.pt") for name, d in teachers.items()}
     server = MLServer(root / "mlserver", models)
-    edit_params(repo, {"teacher": {"kind": "kserve-v2", "url": server.url, "model": "teacher-a"},
-                       "queries": {"call_batch": 50, "extra_calls": 50, "retries": 8}})
+    edit_params(
+        repo,
+        {
+            "teacher": {"kind": "kserve-v2", "url": server.url, "model": "teacher-a"},
+            "queries": {"call_batch": 50, "extra_calls": 50, "retries": 8},
+        },
+    )
     yield repo, server, local
     server.kill()
 
@@ -97,8 +103,9 @@ def test_randomized_edits_keep_the_teacher_honest(setup):
             edit_params(repo, {"teacher": {"model": state["model"]}})
             outs = run(repo, "teacher", "dump", "evaluate-teacher")
         elif step in ("n_queries", "split_seed"):
-            state[step] = rng.choice([v for v in ([50, 100, 200] if step == "n_queries" else [0, 1, 2])
-                                      if v != state[step]])
+            state[step] = rng.choice(
+                [v for v in ([50, 100, 200] if step == "n_queries" else [0, 1, 2]) if v != state[step]]
+            )
             edit_params(repo, {"data": {step: state[step]}})
             outs = run(repo, "prepare", "evaluate-teacher")
             if int(outs[1].split(" test images sent this run")[0].rsplit(" ", 1)[1]) != 0:
@@ -117,10 +124,27 @@ def test_randomized_edits_keep_the_teacher_honest(setup):
             edit_params(repo, {"budgets": state["budgets"], "queries": {"max_qps": 4}})
             run(repo, "sample")
             seen = server.requests(state["model"])
-            proc = subprocess.Popen([sys.executable, "-m", "stages.dump", "--teacher", "models/teacher",
-                                     "--prepared", "data/prepared", "--subsets", "data/subsets", "--out",
-                                     "data/teacher/train_descriptors.npz", "--metrics", "metrics/queries.json"],
-                                    cwd=repo, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "stages.dump",
+                    "--teacher",
+                    "models/teacher",
+                    "--prepared",
+                    "data/prepared",
+                    "--subsets",
+                    "data/subsets",
+                    "--out",
+                    "data/teacher/train_descriptors.npz",
+                    "--metrics",
+                    "metrics/queries.json",
+                ],
+                cwd=repo,
+                env=env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             deadline = time.time() + 60
             while server.requests(state["model"]) <= seen and proc.poll() is None and time.time() < deadline:
                 time.sleep(0.02)

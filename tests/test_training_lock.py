@@ -1,6 +1,7 @@
 """The suite's own rule on two cores: tests that train (marker ``trains``) are one unit of work for
 xdist's scheduler (one worker runs them in turn) and hold one lock across the workers, so that never two
 of them train at once, however the suite is started; the lock is re-entrant within a worker."""
+
 import signal
 import subprocess
 import sys
@@ -49,9 +50,11 @@ def test_the_scheduler_puts_every_test_that_trains_in_one_unit():
 
     scheduler = training_apart_scheduler()
     split = scheduler.__new__(scheduler)._split_scope  # the scope key is all the scheduler reads of a test id
-    for nodeid in ("tests/test_faults.py::test_training_resumes_bit_identical_after_a_kill[fp16]",
-                   "tests/test_e2e_folder.py::test_folder_dataset_runs_the_whole_pipeline",  # marked module-wide
-                   "tests/test_training_lock.py::test_a_test_that_trains_holds_the_lock"):
+    for nodeid in (
+        "tests/test_faults.py::test_training_resumes_bit_identical_after_a_kill[fp16]",
+        "tests/test_e2e_folder.py::test_folder_dataset_runs_the_whole_pipeline",  # marked module-wide
+        "tests/test_training_lock.py::test_a_test_that_trains_holds_the_lock",
+    ):
         assert split(nodeid) == "trains", nodeid
     alone = "tests/test_faults.py::test_dump_killed_repeatedly_resumes_to_identical_descriptors"
     assert split(alone) == alone

@@ -5,6 +5,7 @@ for rank 0 on a group whose collectives time out after ``argv[3]`` seconds, as t
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/torchrun_teacher.py TEACHER_DIR STORE SECONDS
 """
+
 import datetime
 import sys
 from pathlib import Path

@@ -9,6 +9,7 @@
 Every URL can be redirected to a mirror (``data.mirror``: the same paths under another host), which
 is also how the tests serve these formats from 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -89,7 +90,7 @@ def fetch_sfm120k(downloads: Path, mirror: str = "") -> Path:
 
 @dataclass(frozen=True)
 class RevisitedTest:
-    queries: ImageFiles     # cropped to their ``bbx``
+    queries: ImageFiles  # cropped to their ``bbx``
     database: ImageFiles
     gnd: list[dict]
     imlist: list[str]
@@ -99,8 +100,10 @@ class RevisitedTest:
 def find_gnd(folder: Path) -> Path:
     found = sorted(folder.glob("gnd*.pkl"))
     if len(found) != 1:
-        raise DatasetError(f"{folder}: expected one revisited ground-truth file gnd_<name>.pkl "
-                           f"(dict with imlist, qimlist, gnd), found {len(found)}")
+        raise DatasetError(
+            f"{folder}: expected one revisited ground-truth file gnd_<name>.pkl "
+            f"(dict with imlist, qimlist, gnd), found {len(found)}"
+        )
     return found[0]
 
 
@@ -121,8 +124,10 @@ def load_revisited(folder: Path, distractors: Path | None = None, n_distractor_a
     db_paths = [f"jpg/{name}.jpg" for name in imlist]
     missing = [p for p in db_paths + [f"jpg/{n}.jpg" for n in qimlist] if not (folder / p).exists()]
     if missing:
-        raise DatasetError(f"{folder}: {len(missing)} image(s) named in {gnd_path.name} are missing, e.g. "
-                           f"{missing[0]}; download the dataset again (delete {folder} and rerun `dvc repro`)")
+        raise DatasetError(
+            f"{folder}: {len(missing)} image(s) named in {gnd_path.name} are missing, e.g. "
+            f"{missing[0]}; download the dataset again (delete {folder} and rerun `dvc repro`)"
+        )
     if distractors is not None and n_distractor_archives:
         extra = sorted(str(p.relative_to(folder.parent)) for p in (distractors / "jpg").rglob("*.jpg"))
         db_paths = [str(Path(folder.name) / p) for p in db_paths] + extra
@@ -131,8 +136,9 @@ def load_revisited(folder: Path, distractors: Path | None = None, n_distractor_a
     else:
         q_paths = [f"jpg/{n}.jpg" for n in qimlist]
         root = folder
-    return RevisitedTest(ImageFiles(root, tuple(q_paths), boxes), ImageFiles(root, tuple(db_paths)), gnd,
-                         imlist, qimlist)
+    return RevisitedTest(
+        ImageFiles(root, tuple(q_paths), boxes), ImageFiles(root, tuple(db_paths)), gnd, imlist, qimlist
+    )
 
 
 def cid2filename(cid: str) -> str:
@@ -154,8 +160,9 @@ def load_sfm120k(root: Path) -> tuple[ImageFiles, np.ndarray]:
     paths = tuple(cid2filename(c) for c in cids)
     missing = [p for p in paths if not (root / p).exists()]
     if missing:
-        raise DatasetError(f"{root}: {len(missing)} SfM-120k image(s) missing, e.g. {missing[0]}; download "
-                           f"again (delete {root} and rerun `dvc repro`)")
+        raise DatasetError(
+            f"{root}: {len(missing)} SfM-120k image(s) missing, e.g. {missing[0]}; download "
+            f"again (delete {root} and rerun `dvc repro`)"
+        )
     _, labels = np.unique(clusters, return_inverse=True)
     return ImageFiles(root, paths), labels.astype(np.int64)
-

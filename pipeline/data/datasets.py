@@ -1,4 +1,5 @@
 """The datasets the ``prepare`` stage can turn into a pool and a retrieval test split."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,14 @@ def load_dataset(dp: DataParams) -> tuple[dict[str, np.ndarray], list[dict]]:
         n_test = max(2, int(round(dp.test_fraction * len(order))))
         test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
         names = np.array(data.paths)
-        arrays = {"train_images": data.images[train], "train_labels": data.labels[train], "train_names": names[train],
-                  "test_images": data.images[test], "test_labels": data.labels[test], "test_names": names[test]}
+        arrays = {
+            "train_images": data.images[train],
+            "train_labels": data.labels[train],
+            "train_names": names[train],
+            "test_images": data.images[test],
+            "test_labels": data.labels[test],
+            "test_names": names[test],
+        }
         skipped = data.skipped
     for split, limit in (("train", dp.pool_limit), ("test", dp.test_limit)):
         if limit:

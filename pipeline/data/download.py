@@ -3,6 +3,7 @@
 Bytes go to ``<name>.part``; a new attempt continues it with an HTTP Range request; the file is
 checked (size, SHA-256, where known) before it is renamed to its final name.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -23,12 +24,21 @@ def _check(path: Path, url: str, size: int | None, sha256: str | None) -> None:
     if size is not None and got_size != size:
         raise DatasetError(f"{url}: got {got_size} bytes, expected {size}")
     if sha256 is not None and (got := file_sha256(path)) != sha256:
-        raise DatasetError(f"{url}: checksum mismatch (sha256 {got[:16]}..., expected {sha256[:16]}...); "
-                           f"the download was refused and removed")
+        raise DatasetError(
+            f"{url}: checksum mismatch (sha256 {got[:16]}..., expected {sha256[:16]}...); "
+            f"the download was refused and removed"
+        )
 
 
-def download(url: str, dest: Path, size: int | None = None, sha256: str | None = None, retries: int = 5,
-             timeout: float = 60.0, backoff: float = 1.0) -> Path:
+def download(
+    url: str,
+    dest: Path,
+    size: int | None = None,
+    sha256: str | None = None,
+    retries: int = 5,
+    timeout: float = 60.0,
+    backoff: float = 1.0,
+) -> Path:
     dest = Path(dest)
     if dest.exists():
         _check(dest, url, size, sha256)
@@ -53,8 +63,10 @@ def download(url: str, dest: Path, size: int | None = None, sha256: str | None =
             raise DatasetError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
         except (OSError, http.client.HTTPException) as exc:  # cut connection, timeout: resume from what we have
             if attempt == retries:
-                raise DatasetError(f"{url}: download failed after {retries + 1} attempts ({exc}); run again "
-                                   f"to resume from {part.stat().st_size if part.exists() else 0} bytes") from exc
+                raise DatasetError(
+                    f"{url}: download failed after {retries + 1} attempts ({exc}); run again "
+                    f"to resume from {part.stat().st_size if part.exists() else 0} bytes"
+                ) from exc
             time.sleep(backoff * (attempt + 1))
     try:
         _check(part, url, size, sha256)

@@ -4,6 +4,7 @@ Debian ships them (package ``dataset-fashion-mnist``); elsewhere they are downlo
 dataset's official site. The Debian copies are re-compressed, so files are verified by the SHA-256
 of their *decompressed* content, which is the same from either source.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -93,7 +94,7 @@ def read_idx(path: Path) -> np.ndarray:
     ndim, dtype_code = magic & 0xFF, (magic >> 8) & 0xFF
     if magic >> 16 != 0 or dtype_code != 0x08 or len(data) < 4 + 4 * ndim:
         raise DatasetError(f"{path} is not an unsigned-byte IDX file (magic {magic:#x}); fetch it again")
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
     if len(data) - offset != int(np.prod(dims)):
         raise DatasetError(f"{path} is truncated: header says {dims}, file holds {len(data) - offset} bytes")

@@ -4,6 +4,7 @@ Images are read with Pillow, converted to greyscale and resized to a square, so 
 same networks as the default data. A corrupt or truncated image either stops the run (naming the
 file) or is skipped and recorded, as ``data.on_bad_image`` says.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,17 +20,19 @@ CSV_NAME = "labels.csv"
 
 @dataclass(frozen=True)
 class FolderData:
-    images: np.ndarray        # (N, size, size) uint8
-    labels: np.ndarray        # (N,) int64 ids of the label or group column
-    paths: list[str]          # relative paths of the images kept
-    skipped: list[dict]       # {"path", "error"} for each image skipped
+    images: np.ndarray  # (N, size, size) uint8
+    labels: np.ndarray  # (N,) int64 ids of the label or group column
+    paths: list[str]  # relative paths of the images kept
+    skipped: list[dict]  # {"path", "error"} for each image skipped
 
 
 def read_rows(root: Path) -> list[tuple[str, str]]:
     path = root / CSV_NAME
     if not path.exists():
-        raise DatasetError(f"{path} not found: a folder dataset needs {CSV_NAME} with a header 'path,label' "
-                           f"(or 'path,group') and one row per image, paths relative to {root}")
+        raise DatasetError(
+            f"{path} not found: a folder dataset needs {CSV_NAME} with a header 'path,label' "
+            f"(or 'path,group') and one row per image, paths relative to {root}"
+        )
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         cols = reader.fieldnames or []
@@ -62,8 +65,10 @@ def _scan(root: Path, on_bad_image: str, read) -> tuple[list[tuple[str, str, obj
             value = read(path)
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for unreadable images
             if on_bad_image == "stop":
-                raise DatasetError(f"{path}: cannot read this image ({exc}). Replace or remove it, or set "
-                                   f"data.on_bad_image: skip in params.yaml to skip and record it") from exc
+                raise DatasetError(
+                    f"{path}: cannot read this image ({exc}). Replace or remove it, or set "
+                    f"data.on_bad_image: skip in params.yaml to skip and record it"
+                ) from exc
             skipped.append({"path": rel, "error": str(exc)})
             continue
         kept.append((rel, label, value))

@@ -6,6 +6,7 @@ its own resolution (``ImageFiles[idx]``, PIL images), the student at a fixed squ
 (``student_arrays``). A query's box (revisited ``bbx``) is applied at decoding, so every model sees
 the same crop.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,8 @@ DECODE_WORKERS = max(2, os.cpu_count() or 2)
 @dataclass(frozen=True)
 class ImageFiles:
     root: Path
-    paths: tuple[str, ...]                 # relative to root
-    boxes: np.ndarray | None = None       # (N, 4) x1, y1, x2, y2 crop boxes (NaN row: whole image)
+    paths: tuple[str, ...]  # relative to root
+    boxes: np.ndarray | None = None  # (N, 4) x1, y1, x2, y2 crop boxes (NaN row: whole image)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -37,8 +38,9 @@ class ImageFiles:
             with Image.open(path) as im:
                 im = im.convert("RGB")
         except (OSError, ValueError, SyntaxError) as exc:
-            raise DatasetError(f"{path}: cannot read this image ({exc}); download it again "
-                               f"(delete it and rerun `dvc repro`)") from exc
+            raise DatasetError(
+                f"{path}: cannot read this image ({exc}); download it again (delete it and rerun `dvc repro`)"
+            ) from exc
         if self.boxes is not None and not np.isnan(self.boxes[i]).any():
             x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
             im = im.crop((int(np.floor(x1)), int(np.floor(y1)), int(np.ceil(x2)), int(np.ceil(y2))))

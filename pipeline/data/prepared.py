@@ -1,4 +1,5 @@
 """Reading the prepared dataset that the ``prepare`` stage writes, with errors that say what to do."""
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,7 @@ def pool_meta(root: Path) -> dict:
 
 @dataclass(frozen=True)
 class TestSplit:
-    query_images: np.ndarray | ImageFiles   # queries already cropped to their box (files: at decoding)
+    query_images: np.ndarray | ImageFiles  # queries already cropped to their box (files: at decoding)
     db_images: np.ndarray | ImageFiles
     gnd: list[dict]
     query_names: list[str]

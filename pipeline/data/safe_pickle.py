@@ -3,6 +3,7 @@
 The revisited benchmarks publish ``gnd_*.pkl``: dicts and lists of numpy arrays. This unpickler
 admits exactly the globals those need, so a malicious pickle fails instead of executing.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -11,9 +12,12 @@ from pathlib import Path
 from pipeline.errors import DatasetError
 
 _ALLOWED = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
     ("builtins", "slice"),
     ("_codecs", "encode"),  # how protocol-2 pickles (Python 2 compatible) store bytes
 }
@@ -38,4 +42,3 @@ def load_pickle(path: Path):
         raise UnsafePickleError(f"{path}: {exc}") from exc
     except (pickle.UnpicklingError, EOFError, ValueError) as exc:
         raise DatasetError(f"{path}: not a readable pickle ({exc}); download it again") from exc
-

@@ -1,4 +1,5 @@
 """Turn a labelled test set into a class-level retrieval benchmark in the revisited ``gnd`` form."""
+
 from __future__ import annotations
 
 import numpy as np

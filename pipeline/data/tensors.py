@@ -1,5 +1,6 @@
 """Image arrays to network inputs, in one place so that every model sees the same preprocessing
 (running a network over them: :mod:`pipeline.models.inference`)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ never recommended, and its teacher calls carry their own purpose on the ledger (
 The same answers serve the lever claim "selection beats random": random subsets are read from them,
 so that claim costs no query of its own.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,6 +40,8 @@ def answers_for(path: Path, indices: np.ndarray) -> np.ndarray:
     pos = np.minimum(pos, len(have) - 1)
     found = have[order][pos] == indices
     if not found.all():
-        raise ArtifactError(f"{path} has no teacher answer for {int((~found).sum())} of the {len(indices)} pool images "
-                            "asked for: rerun `dvc repro dump-pool`")
+        raise ArtifactError(
+            f"{path} has no teacher answer for {int((~found).sum())} of the {len(indices)} pool images "
+            "asked for: rerun `dvc repro dump-pool`"
+        )
     return descriptors[order[pos]].astype(np.float32)

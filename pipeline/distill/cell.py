@@ -3,6 +3,7 @@ full-supervision baseline, or the distillation ceiling. What it learns from, the
 trained, and its run parameters: what its MLflow run shows, hashed with its input files into the
 key of its resumable checkpoint (:func:`pipeline.checkpoint.inputs_key`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,11 +44,13 @@ class Cell:
         if budget is not None and budget not in params.budgets:
             raise ParamsError(f"budget {budget} is not in params.yaml's budgets {list(params.budgets)}")
         if self.method not in params.method:
-            raise ParamsError(f"method {self.method!r} has no settings under 'method'; choose from "
-                              f"{', '.join(params.method)}")
+            raise ParamsError(
+                f"method {self.method!r} has no settings under 'method'; choose from {', '.join(params.method)}"
+            )
         if self.size not in params.students:
-            raise ParamsError(f"student size {self.size!r} is not under 'students'; choose from "
-                              f"{', '.join(params.students)}")
+            raise ParamsError(
+                f"student size {self.size!r} is not under 'students'; choose from {', '.join(params.students)}"
+            )
         seeds_key, seeds = ("ceiling.seeds", params.ceiling.seeds) if self.ceiling else ("seeds", params.seeds)
         if self.seed not in seeds:
             raise ParamsError(f"seed {self.seed} is not in params.yaml's {seeds_key} {list(seeds)}")
@@ -77,14 +80,22 @@ def check_inputs(cell: Cell, subset: Path | None, augmented: Path | None, target
 
 @dataclass(frozen=True)
 class CellInputs:
-    indices: np.ndarray   # the pool images the student sees
-    data: TrainingData    # their pixels and, per method, teacher answers and virtual samples, or labels
-    files: list[Path]     # every file read: their bytes are part of the checkpoint key
+    indices: np.ndarray  # the pool images the student sees
+    data: TrainingData  # their pixels and, per method, teacher answers and virtual samples, or labels
+    files: list[Path]  # every file read: their bytes are part of the checkpoint key
     pool_size: int
 
 
-def training_inputs(cell: Cell, m: MethodParams, params: Params, prepared: Path, subset: Path | None,
-                    augmented: Path | None, targets: Path | None, pretrained: Path) -> CellInputs:
+def training_inputs(
+    cell: Cell,
+    m: MethodParams,
+    params: Params,
+    prepared: Path,
+    subset: Path | None,
+    augmented: Path | None,
+    targets: Path | None,
+    pretrained: Path,
+) -> CellInputs:
     """What the student of ``cell`` (trained by ``m``, see :meth:`Cell.method_params`) learns from:
 
     - the baseline: every training-pool image (the validation split left out) with its label;
@@ -113,15 +124,21 @@ def training_inputs(cell: Cell, m: MethodParams, params: Params, prepared: Path,
     else:
         from pipeline.distill.ceiling import answers_for
 
-        indices = (training_pool(pool_size, params.sample.val_size, params.sample.seed) if cell.ceiling
-                   else np.load(subset))
+        indices = (
+            training_pool(pool_size, params.sample.val_size, params.sample.seed) if cell.ceiling else np.load(subset)
+        )
         answers = answers_for(targets, indices)
         a = params.augment
-        triples, virtual_targets = virtual_samples(answers, a.ratio, a.alpha, a.pairing, a.knn, cell.seed,
-                                                   len(indices))
+        triples, virtual_targets = virtual_samples(answers, a.ratio, a.alpha, a.pairing, a.knn, cell.seed, len(indices))
         files += [targets] + ([subset] if subset is not None else [])
-    data = TrainingData.for_method(m, student_arrays(pool, params.data.image_size, indices), answers, triples,
-                                   virtual_targets, lambda: prepared_data.pool_labels(prepared)[indices])
+    data = TrainingData.for_method(
+        m,
+        student_arrays(pool, params.data.image_size, indices),
+        answers,
+        triples,
+        virtual_targets,
+        lambda: prepared_data.pool_labels(prepared)[indices],
+    )
     if m.pool == "pretrain":
         files.append(pretrained)
     return CellInputs(indices, data, files, pool_size)
@@ -135,11 +152,17 @@ def run_params(cell: Cell, m: MethodParams, params: Params, inputs: CellInputs) 
     return {
         "budget": "all" if cell.full else "pool" if cell.ceiling else cell.budget,
         "teacher_queries": cell.budget if m.uses_teacher and cell.budget is not None else n if cell.ceiling else 0,
-        "train_images": n, "pool_fraction": n / inputs.pool_size,
-        "method": cell.label, "seed": cell.seed, "uses_labels": m.uses_labels,
-        "size": cell.size, "image_size": params.data.image_size, "student": params.size(cell.size).model_dump(),
+        "train_images": n,
+        "pool_fraction": n / inputs.pool_size,
+        "method": cell.label,
+        "seed": cell.seed,
+        "uses_labels": m.uses_labels,
+        "size": cell.size,
+        "image_size": params.data.image_size,
+        "student": params.size(cell.size).model_dump(),
         "train": params.train.model_dump(),
-        "schedule": {"steps": steps, "lr": lr}, "method_params": m.as_dict(),
+        "schedule": {"steps": steps, "lr": lr},
+        "method_params": m.as_dict(),
         "pretrain": params.pretrain.model_dump() if m.pool == "pretrain" else {},
         "subset": "random" if cell.lever == "random" else params.sample.strategy if cell.budget is not None else "all",
         "augment": params.augment.model_dump() if virtual else {},
@@ -155,8 +178,9 @@ def pretrained_init(path: Path, sp: StudentParams):
         raise ArtifactError(f"{path} not found: run `dvc repro pretrain` (the method sets pool: pretrain)")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if (ckpt["arch"], ckpt["dim"]) != (sp.arch, sp.dim):
-        raise ArtifactError(f"{path} holds a {ckpt['arch']}-{ckpt['dim']}d student, not {sp.arch}-{sp.dim}d: "
-                            "rerun `dvc repro pretrain`")
+        raise ArtifactError(
+            f"{path} holds a {ckpt['arch']}-{ckpt['dim']}d student, not {sp.arch}-{sp.dim}d: rerun `dvc repro pretrain`"
+        )
     return lambda model: model.load_state_dict(ckpt["state_dict"])
 
 

@@ -3,6 +3,7 @@
 A virtual sample is a triple ``(i, j, lam)`` of two subset positions and a mixing weight; its
 teacher target is ``normalize(lam * t_i + (1 - lam) * t_j)``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Triples:
-    i: np.ndarray    # (K,) int64 positions in the subset
-    j: np.ndarray    # (K,) int64
+    i: np.ndarray  # (K,) int64 positions in the subset
+    j: np.ndarray  # (K,) int64
     lam: np.ndarray  # (K,) float32 in [0, 1]
 
     def __len__(self) -> int:
@@ -29,9 +30,10 @@ def interpolate(descriptors: np.ndarray, triples: Triples, chunk: int = 1 << 16)
     triples there are (each row is computed on its own, so the chunks do not change it)."""
     out = np.empty((len(triples), *descriptors.shape[1:]), np.float32)
     for s in range(0, len(triples), chunk):
-        lam = triples.lam[s:s + chunk, None].astype(descriptors.dtype)
-        out[s:s + chunk] = normalize_rows(lam * descriptors[triples.i[s:s + chunk]] +
-                                          (1 - lam) * descriptors[triples.j[s:s + chunk]])
+        lam = triples.lam[s : s + chunk, None].astype(descriptors.dtype)
+        out[s : s + chunk] = normalize_rows(
+            lam * descriptors[triples.i[s : s + chunk]] + (1 - lam) * descriptors[triples.j[s : s + chunk]]
+        )
     return out
 
 
@@ -43,8 +45,9 @@ def knn_partners(descriptors: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-sims, axis=1, kind="stable")[:, :k]
 
 
-def sample_triples(descriptors: np.ndarray, ratio: float, alpha: float, pairing: str, knn: int,
-                   rng: np.random.Generator) -> Triples:
+def sample_triples(
+    descriptors: np.ndarray, ratio: float, alpha: float, pairing: str, knn: int, rng: np.random.Generator
+) -> Triples:
     """``round(ratio * n)`` triples over the ``n`` subset members; ``lam ~ Beta(alpha, alpha)``."""
     n = len(descriptors)
     k = int(round(ratio * n)) if n > 1 else 0
@@ -60,8 +63,9 @@ def sample_triples(descriptors: np.ndarray, ratio: float, alpha: float, pairing:
     return Triples(i.astype(np.int64), np.asarray(j, dtype=np.int64), lam)
 
 
-def virtual_samples(descriptors: np.ndarray, ratio: float, alpha: float, pairing: str, knn: int, seed: int,
-                    budget: int) -> tuple[Triples, np.ndarray]:
+def virtual_samples(
+    descriptors: np.ndarray, ratio: float, alpha: float, pairing: str, knn: int, seed: int, budget: int
+) -> tuple[Triples, np.ndarray]:
     """The triples and interpolated targets of one (budget, seed) cell: the same wherever they are made."""
     triples = sample_triples(descriptors, ratio, alpha, pairing, knn, np.random.default_rng([seed, budget]))
     return triples, interpolate(descriptors, triples)

@@ -4,6 +4,7 @@ Distillation terms compare the teacher's and the student's *similarity structure
 set of real and virtual samples, so the two descriptor sizes may differ; only ``regression`` needs
 a learned projection. Label terms are the supervised baseline's and see the real samples only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ def _off_diagonal(m: torch.Tensor) -> torch.Tensor:
     return m.flatten()[1:].view(n - 1, n + 1)[:, :-1].reshape(n, n - 1)
 
 
-def listwise_ranking_loss(teacher: torch.Tensor, student: torch.Tensor, tau_teacher: float,
-                          tau_student: float) -> torch.Tensor:
+def listwise_ranking_loss(
+    teacher: torch.Tensor, student: torch.Tensor, tau_teacher: float, tau_student: float
+) -> torch.Tensor:
     """Mean over anchors a of KL(softmax(G_T[a, -a] / tau_T) || softmax(G_S[a, -a] / tau_S)).
 
     ``G = X X^T`` over the joint set; each row leaves out the anchor itself. Both inputs are
@@ -89,10 +91,10 @@ def _check_pair(teacher: torch.Tensor, student: torch.Tensor, minimum: int) -> N
 class JointBatch:
     """What every term may look at: descriptors of the joint set (real first) and the real samples' labels."""
 
-    student: torch.Tensor                  # (n_real + n_virtual, d_S)
-    teacher: torch.Tensor | None           # (n_real + n_virtual, d_T); None for label-only methods
+    student: torch.Tensor  # (n_real + n_virtual, d_S)
+    teacher: torch.Tensor | None  # (n_real + n_virtual, d_T); None for label-only methods
     n_real: int
-    labels: torch.Tensor | None = None     # (n_real,); only for label terms
+    labels: torch.Tensor | None = None  # (n_real,); only for label terms
 
 
 class Listwise(nn.Module):
@@ -140,7 +142,7 @@ class NormSoftmax(nn.Module):
         self.weight = nn.Parameter(torch.randn(n_classes, student_dim) * 0.01)
 
     def forward(self, b: JointBatch) -> torch.Tensor:
-        cos = b.student[:b.n_real] @ F.normalize(self.weight, dim=-1).T
+        cos = b.student[: b.n_real] @ F.normalize(self.weight, dim=-1).T
         margin = self.k.margin * F.one_hot(b.labels, cos.shape[1]).to(cos.dtype)
         return F.cross_entropy(self.k.scale * (cos - margin), b.labels)
 
@@ -151,7 +153,7 @@ class SupCon(nn.Module):
         self.k = k
 
     def forward(self, b: JointBatch) -> torch.Tensor:
-        return supcon_loss(b.student[:b.n_real], b.labels, self.k.temperature)
+        return supcon_loss(b.student[: b.n_real], b.labels, self.k.temperature)
 
 
 # each registered term's module, by the name pipeline/distill/terms.py registers it under
@@ -167,8 +169,10 @@ class Objective(nn.Module):
             raise ValueError("a label loss needs the number of classes")
         self.names = [name for name, _ in method.losses.items()]
         self.weights = [knobs.weight for _, knobs in method.losses.items()]
-        self.terms = nn.ModuleList(MODULES[name](knobs, student_dim=student_dim, teacher_dim=teacher_dim,
-                                               n_classes=n_classes) for name, knobs in method.losses.items())
+        self.terms = nn.ModuleList(
+            MODULES[name](knobs, student_dim=student_dim, teacher_dim=teacher_dim, n_classes=n_classes)
+            for name, knobs in method.losses.items()
+        )
 
     def forward(self, batch: JointBatch) -> tuple[torch.Tensor, dict[str, float]]:
         values = [term(batch) for term in self.terms]

@@ -3,6 +3,7 @@ so every student size first learns from all of them (SimCLR's contrastive object
 views of one image close, views of other images apart), then distils the teacher's rankings from
 the few answered images. No label and no teacher answer is read here.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,9 +55,16 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tenso
     return F.cross_entropy(logits, target)
 
 
-def pretrain_student(images: np.ndarray, sp: StudentParams, pp: PretrainParams, seed: int, device: torch.device,
-                     on_step: Callable[[int, float], None] | None = None, checkpointer: Checkpointer | None = None,
-                     init: Callable[[torch.nn.Module], None] | None = None) -> tuple[torch.nn.Module, list]:
+def pretrain_student(
+    images: np.ndarray,
+    sp: StudentParams,
+    pp: PretrainParams,
+    seed: int,
+    device: torch.device,
+    on_step: Callable[[int, float], None] | None = None,
+    checkpointer: Checkpointer | None = None,
+    init: Callable[[torch.nn.Module], None] | None = None,
+) -> tuple[torch.nn.Module, list]:
     """One student size pretrained on ``images`` (the unlabelled pool); returns (model, loss curve).
     Resumable like distillation: a killed run continues from its last checkpoint, bit-identical."""
     torch.manual_seed(seed)
@@ -86,8 +94,9 @@ def pretrain_student(images: np.ndarray, sp: StudentParams, pp: PretrainParams, 
     for step in range(start, pp.steps):
         idx = np.sort(rng.choice(len(images), size=batch, replace=False))
         x = to_input(images[idx], device)
-        loss = nt_xent(model(random_views(x, pp.min_scale, gen)), model(random_views(x, pp.min_scale, gen)),
-                       pp.temperature)
+        loss = nt_xent(
+            model(random_views(x, pp.min_scale, gen)), model(random_views(x, pp.min_scale, gen)), pp.temperature
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -99,8 +108,17 @@ def pretrain_student(images: np.ndarray, sp: StudentParams, pp: PretrainParams, 
         if on_step:
             on_step(step, window[-1] if window else curve[-1][1])
         if checkpointer and ((step + 1) % checkpointer.every == 0 or step + 1 == pp.steps):
-            checkpointer.save({"step": step + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "scheduler": sched.state_dict(), "numpy_rng": rng.bit_generator.state,
-                               "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                               "curve": curve, "window": window})
+            checkpointer.save(
+                {
+                    "step": step + 1,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "numpy_rng": rng.bit_generator.state,
+                    "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "curve": curve,
+                    "window": window,
+                }
+            )
     return model.eval(), curve

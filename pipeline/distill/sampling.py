@@ -2,6 +2,7 @@
 
 Nesting is what lets one teacher dump (of the largest subset) serve every budget.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,12 +18,13 @@ def validation_split(pool_size: int, val_size: int, val_queries: int, seed: int)
     """Pool indices held out for choosing defaults: the *end* of the same permutation, so no budget
     subset (a prefix no longer than ``pool_size - val_size``) ever contains one. Returns (queries, database)."""
     if not 0 < val_queries < val_size < pool_size:
-        raise ValueError(f"validation split: need 0 < val_queries ({val_queries}) < val_size ({val_size}) "
-                         f"< pool size ({pool_size})")
-    held_out = np.random.default_rng(seed).permutation(pool_size)[pool_size - val_size:].astype(np.int64)
+        raise ValueError(
+            f"validation split: need 0 < val_queries ({val_queries}) < val_size ({val_size}) < pool size ({pool_size})"
+        )
+    held_out = np.random.default_rng(seed).permutation(pool_size)[pool_size - val_size :].astype(np.int64)
     return held_out[:val_queries], held_out[val_queries:]
 
 
 def training_pool(pool_size: int, val_size: int, seed: int) -> np.ndarray:
     """Every pool index outside the validation split: what the full-supervision baseline learns from."""
-    return np.sort(np.random.default_rng(seed).permutation(pool_size)[:pool_size - val_size]).astype(np.int64)
+    return np.sort(np.random.default_rng(seed).permutation(pool_size)[: pool_size - val_size]).astype(np.int64)

@@ -6,6 +6,7 @@ similarity to its nearest neighbours). Pure farthest-point (k-center) order pick
 which hurts at tiny budgets; pure typicality picks near-duplicates. The order is computed once, so
 every budget is a prefix of it: raising the largest budget asks only about new images.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,17 +20,17 @@ def pixel_features(images: np.ndarray, dim: int = 64, side: int = 32, chunk: int
     never need a covariance of their full pixel count."""
     x = None
     for start in range(0, len(images), chunk):  # into one array: the pixels are held once, never twice
-        part = torch.as_tensor(images[start:start + chunk], dtype=torch.float32) / 255.0
+        part = torch.as_tensor(images[start : start + chunk], dtype=torch.float32) / 255.0
         part = part.unsqueeze(1) if part.ndim == 3 else part.permute(0, 3, 1, 2)
         if max(part.shape[2:]) > side:
             part = F.adaptive_avg_pool2d(part, side)
         if x is None:
             x = torch.empty(len(images), part[0].numel())
-        x[start:start + len(part)] = part.flatten(1)
+        x[start : start + len(part)] = part.flatten(1)
     x -= x.mean(0, keepdim=True)
     cov = x.T @ x / max(len(x) - 1, 1)
     _, vecs = torch.linalg.eigh(cov.double())
-    basis = vecs[:, -min(dim, vecs.shape[1]):].float()
+    basis = vecs[:, -min(dim, vecs.shape[1]) :].float()
     return F.normalize(x @ basis, dim=1).numpy()
 
 
@@ -47,12 +48,12 @@ def typicality(features: torch.Tensor, knn: int = 20, block: int = 4096, columns
     columns = max(columns, k + 1)
     density = torch.empty(n)
     for start in range(0, n, block):
-        rows, top = features[start:start + block], None
+        rows, top = features[start : start + block], None
         for first in range(0, n, columns):
-            sims = rows @ features[first:first + columns].T
+            sims = rows @ features[first : first + columns].T
             best = sims.topk(min(k + 1, sims.shape[1]), dim=1).values
             top = best if top is None else torch.cat([top, best], 1).topk(k + 1, dim=1).values
-        density[start:start + block] = top[:, 1:].mean(1)  # the first is the row itself
+        density[start : start + block] = top[:, 1:].mean(1)  # the first is the row itself
     ranks = density.argsort().argsort().float()
     return (ranks + 1) / n
 
@@ -77,8 +78,18 @@ def typical_order(features: np.ndarray, count: int, knn: int = 20) -> np.ndarray
     return order
 
 
-def choose_subset(strategy: str, features: str, pool, pool_size: int, budget: int, image_size: int, val_size: int,
-                  seed: int, pretrained_dir, device: torch.device | str = "cpu") -> np.ndarray:
+def choose_subset(
+    strategy: str,
+    features: str,
+    pool,
+    pool_size: int,
+    budget: int,
+    image_size: int,
+    val_size: int,
+    seed: int,
+    pretrained_dir,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
     """The budget's pool indices: a prefix of the seeded permutation (``random``), or of the typical
     order of the training pool in the view ``features`` ("pixels", or a size whose pretrained
     student in ``pretrained_dir`` embeds the images)."""

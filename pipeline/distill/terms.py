@@ -7,6 +7,7 @@ Everything else is derived from :data:`TERMS`: the ``losses`` schema and ``LABEL
 A new term is its ``nn.Module`` in losses.py and one :func:`register` call here. This module
 imports no torch, so that validating params.yaml does not either.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ class Knobs(BaseModel):
 @dataclass(frozen=True)
 class Term:
     knobs: type[Knobs]
-    module: str         # the nn.Module of pipeline.distill.losses that computes it
+    module: str  # the nn.Module of pipeline.distill.losses that computes it
     reads_labels: bool  # a label term (the supervised baseline): sees the real samples' labels, no teacher
 
 
@@ -56,9 +57,9 @@ class SupConKnobs(Knobs):
     temperature: PositiveFloat
 
 
-register("listwise", ListwiseKnobs, "Listwise")   # the paper's listwise ranking loss
-register("rkd_distance", Knobs, "RkdDistance")    # relational KD (Park et al. 2019): distances
-register("rkd_angle", Knobs, "RkdAngle")          # and angles
-register("regression", Knobs, "Regression")       # a learned projection to the teacher's space, cosine loss
+register("listwise", ListwiseKnobs, "Listwise")  # the paper's listwise ranking loss
+register("rkd_distance", Knobs, "RkdDistance")  # relational KD (Park et al. 2019): distances
+register("rkd_angle", Knobs, "RkdAngle")  # and angles
+register("regression", Knobs, "Regression")  # a learned projection to the teacher's space, cosine loss
 register("normsoftmax", NormSoftmaxKnobs, "NormSoftmax", reads_labels=True)  # CosFace on the labels
-register("supcon", SupConKnobs, "SupCon", reads_labels=True)                 # supervised contrastive
+register("supcon", SupConKnobs, "SupCon", reads_labels=True)  # supervised contrastive

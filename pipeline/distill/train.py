@@ -6,6 +6,7 @@ each in the batch, fill up with other real samples. The joint set J = real + vir
 teacher targets for every member (stored, never queried) and student representations computed
 from the batch alone.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,14 +27,13 @@ from pipeline.params import MethodParams, StudentParams, TrainParams
 
 @dataclass(frozen=True)
 class Batch:
-    real: np.ndarray      # subset positions of the real samples
-    virtual: np.ndarray   # indices into the triples
-    vi: np.ndarray        # positions of each virtual sample's endpoints within ``real``
+    real: np.ndarray  # subset positions of the real samples
+    virtual: np.ndarray  # indices into the triples
+    vi: np.ndarray  # positions of each virtual sample's endpoints within ``real``
     vj: np.ndarray
 
 
-def make_batch(n: int, triples: Triples, batch_size: int, virtual_per_batch: int,
-               rng: np.random.Generator) -> Batch:
+def make_batch(n: int, triples: Triples, batch_size: int, virtual_per_batch: int, rng: np.random.Generator) -> Batch:
     """Real samples always include both endpoints of every virtual sample in the batch."""
     m = min(virtual_per_batch, len(triples), max(batch_size // 2, 1)) if len(triples) else 0
     virtual = rng.choice(len(triples), size=m, replace=False) if m else np.zeros(0, np.int64)
@@ -71,7 +71,7 @@ class Checkpointer(Protocol):
 class TrainResult:
     model: torch.nn.Module
     curve: list[tuple[int, float]]  # (step, mean loss over the last ``log_every`` steps)
-    resumed_from: int               # 0 for a fresh start
+    resumed_from: int  # 0 for a fresh start
     projection: torch.nn.Linear | None = None  # the learned map to the teacher's space (regression term)
 
 
@@ -79,19 +79,31 @@ class TrainResult:
 class TrainingData:
     """What one student may learn from: the B subset images and, per method, teacher targets or labels."""
 
-    images: np.ndarray                      # (B, H, W) greyscale or (B, H, W, 3) colour, uint8
-    targets: np.ndarray | None = None       # (B, d_T) teacher descriptors (distillation methods)
-    triples: Triples | None = None          # virtual samples over the subset
+    images: np.ndarray  # (B, H, W) greyscale or (B, H, W, 3) colour, uint8
+    targets: np.ndarray | None = None  # (B, d_T) teacher descriptors (distillation methods)
+    triples: Triples | None = None  # virtual samples over the subset
     virtual_targets: np.ndarray | None = None
-    labels: np.ndarray | None = None        # (B,) only for the supervised baseline
+    labels: np.ndarray | None = None  # (B,) only for the supervised baseline
 
     @classmethod
-    def for_method(cls, method: MethodParams, images: np.ndarray, targets: np.ndarray, triples: Triples,
-                   virtual_targets: np.ndarray, labels: "Callable[[], np.ndarray]") -> "TrainingData":
+    def for_method(
+        cls,
+        method: MethodParams,
+        images: np.ndarray,
+        targets: np.ndarray,
+        triples: Triples,
+        virtual_targets: np.ndarray,
+        labels: "Callable[[], np.ndarray]",
+    ) -> "TrainingData":
         """Only what ``method`` may see: teacher targets for distillation, labels (read lazily) for supervision."""
         virtual = method.space != "none"
-        return cls(images, targets if method.uses_teacher else None, triples if virtual else None,
-                   virtual_targets if virtual else None, labels() if method.uses_labels else None)
+        return cls(
+            images,
+            targets if method.uses_teacher else None,
+            triples if virtual else None,
+            virtual_targets if virtual else None,
+            labels() if method.uses_labels else None,
+        )
 
     @property
     def teacher_dim(self) -> int:
@@ -118,22 +130,30 @@ def flip_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
 class Training:
     """Everything a training step updates, built by :func:`build` (or restored, :func:`restore`)."""
 
-    model: torch.nn.Module                # the student (its weights are what training returns)
+    model: torch.nn.Module  # the student (its weights are what training returns)
     forward: Callable[[torch.Tensor], torch.Tensor]  # the student's forward pass (compiled, or sharded over ranks)
-    objective: Objective                  # the method's loss terms, with their own parameters
+    objective: Objective  # the method's loss terms, with their own parameters
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler          # float16 only: its loss scale
-    rng: np.random.Generator              # draws the batches
+    scaler: torch.amp.GradScaler  # float16 only: its loss scale
+    rng: np.random.Generator  # draws the batches
     steps: int
     curve: list[tuple[int, float]] = field(default_factory=list)
     window: list[float] = field(default_factory=list)  # losses since the curve's last point
-    start: int = 0                        # the first step to run (> 0 when resumed)
+    start: int = 0  # the first step to run (> 0 when resumed)
 
 
-def build(data: TrainingData, sp: StudentParams, tp: TrainParams, method: MethodParams, seed: int,
-          device: torch.device, init: Callable[[torch.nn.Module], None] | None = None, precision: str = "fp32",
-          compiled: bool = False) -> Training:
+def build(
+    data: TrainingData,
+    sp: StudentParams,
+    tp: TrainParams,
+    method: MethodParams,
+    seed: int,
+    device: torch.device,
+    init: Callable[[torch.nn.Module], None] | None = None,
+    precision: str = "fp32",
+    compiled: bool = False,
+) -> Training:
     """A fresh student of size ``sp`` (``init`` puts pretrained weights into it), the method's
     objective and its optimiser, all seeded by ``seed``. Under torchrun each rank runs its share of a
     batch's rows and the joint batch is gathered with its gradients."""
@@ -159,9 +179,11 @@ def build(data: TrainingData, sp: StudentParams, tp: TrainParams, method: Method
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             return distributed.gather_rows(ddp(x[distributed.shard(len(x))]), len(x))
+
     objective = Objective(method, sp.dim, data.teacher_dim, n_classes).to(device)
-    opt = torch.optim.AdamW(list(model.parameters()) + list(objective.parameters()), lr=lr,
-                            weight_decay=tp.weight_decay)
+    opt = torch.optim.AdamW(
+        list(model.parameters()) + list(objective.parameters()), lr=lr, weight_decay=tp.weight_decay
+    )
     warmup = max(steps // 20, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, steps, warmup))
     return Training(model, forward, objective, opt, sched, accel.grad_scaler(precision, device), rng, steps)
@@ -185,11 +207,17 @@ def restore(t: Training, state: dict, device: torch.device) -> None:
 def checkpoint(t: Training, step: int, device: torch.device) -> dict:
     """The full state after ``step`` steps: a run resumed from it ends bit-identical to an uninterrupted one."""
     return {
-        "step": step, "model": t.model.state_dict(), "objective": t.objective.state_dict(),
-        "optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict(), "scaler": t.scaler.state_dict(),
-        "numpy_rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        "step": step,
+        "model": t.model.state_dict(),
+        "objective": t.objective.state_dict(),
+        "optimizer": t.opt.state_dict(),
+        "scheduler": t.sched.state_dict(),
+        "scaler": t.scaler.state_dict(),
+        "numpy_rng": t.rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "curve": t.curve, "window": t.window,
+        "curve": t.curve,
+        "window": t.window,
     }
 
 
@@ -200,7 +228,7 @@ class OnDevice:
         self.n, self.device = len(data.images), device
         self.triples = data.triples if method.space != "none" and data.triples is not None else _NO_TRIPLES
         self.x = to_input(data.images, device).contiguous(memory_format=torch.channels_last)
-        tensor = (lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float32, device=device))
+        tensor = lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float32, device=device)
         self.targets, self.lam = tensor(data.targets), tensor(self.triples.lam)
         self.virtual_targets = tensor(data.virtual_targets) if len(self.triples) else None
         self.labels = None if data.labels is None else torch.as_tensor(data.labels, dtype=torch.int64, device=device)
@@ -213,7 +241,7 @@ class StepBatch:
     teacher targets (real first) and the real samples' labels."""
 
     x: torch.Tensor
-    lam: torch.Tensor      # (n_virtual, 1)
+    lam: torch.Tensor  # (n_virtual, 1)
     vi: torch.Tensor
     vj: torch.Tensor
     targets: torch.Tensor | None
@@ -234,8 +262,13 @@ def draw_batch(d: OnDevice, tp: TrainParams, method: MethodParams, rng: np.rando
         x = flip_shift(x)
     lam = d.lam[virtual][:, None]
     vi, vj = torch.as_tensor(b.vi, device=d.device), torch.as_tensor(b.vj, device=d.device)
-    targets = (None if d.targets is None else d.targets[real] if d.virtual_targets is None
-               else torch.cat([d.targets[real], d.virtual_targets[virtual]]))
+    targets = (
+        None
+        if d.targets is None
+        else d.targets[real]
+        if d.virtual_targets is None
+        else torch.cat([d.targets[real], d.virtual_targets[virtual]])
+    )
     return StepBatch(x, lam, vi, vj, targets, None if d.labels is None else d.labels[real])
 
 

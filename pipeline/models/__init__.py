@@ -3,5 +3,6 @@
 Importing the package fills the registry (timm-style): the small CNNs register themselves on import;
 ``gem_<torchvision model>`` and EfficientNet-Lite are resolved on demand (importing torchvision
 costs seconds that stages which never build one should not pay)."""
+
 from pipeline.models import cnn, students  # noqa: F401  (register on import)
 from pipeline.models.registry import available, create, is_known  # noqa: F401

@@ -2,6 +2,7 @@
 the default teacher. All end in GeM pooling, a linear projection to the descriptor size, and L2
 normalisation. The students live in ``students.py``, so adding one never retrains the teacher.
 """
+
 from __future__ import annotations
 
 import torch
@@ -13,16 +14,23 @@ from pipeline.models.registry import register
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class DescriptorCNN(nn.Module):
     """Stages of 3x3 conv blocks (``blocks`` per stage, default two), 2x2 max-pool between stages, GeM,
     projection, L2 norm."""
 
-    def __init__(self, widths: tuple[int, ...], dim: int, in_channels: int = 1, blocks: tuple[int, ...] = (),
-                 stem_stride: int = 1):
+    def __init__(
+        self,
+        widths: tuple[int, ...],
+        dim: int,
+        in_channels: int = 1,
+        blocks: tuple[int, ...] = (),
+        stem_stride: int = 1,
+    ):
         super().__init__()
         blocks = blocks or (2,) * len(widths)
         layers: list[nn.Module] = []

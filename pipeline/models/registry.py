@@ -3,6 +3,7 @@
 Every network returns L2-normalised descriptors of the requested size, so teacher and student are
 interchangeable in the retrieval code and the descriptor size is a free parameter.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -57,7 +58,10 @@ def check_names(params) -> None:
     archs = [(f"students.{name}.arch", sp.arch) for name, sp in params.students.items()]
     if not params.teacher.queried:
         archs.append(("teacher.arch", params.teacher.arch))
-    errors = [f"'{key}' = {arch!r} is not a known model; choose from {', '.join(available())}"
-              for key, arch in archs if not is_known(arch)]
+    errors = [
+        f"'{key}' = {arch!r} is not a known model; choose from {', '.join(available())}"
+        for key, arch in archs
+        if not is_known(arch)
+    ]
     if errors:
         raise ParamsError("params.yaml is invalid:\n  - " + "\n  - ".join(errors))

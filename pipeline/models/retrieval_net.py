@@ -7,6 +7,7 @@ EfficientNets, VGG, ...) and for EfficientNet-Lite; resolved on demand by the re
 stages that build one pay for importing torchvision. As a student, a descriptor size other than the
 trunk's width adds the linear layer (a projection); as a teacher, ``whitening`` adds it at full width.
 """
+
 from __future__ import annotations
 
 import torch

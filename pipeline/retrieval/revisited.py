@@ -4,6 +4,7 @@ This mirrors the benchmark's published ``compute_map``: junk images are removed 
 AP integrates precision over *all* positives with the trapezoid rule (a positive never retrieved
 adds nothing), and a query with no positives is left out of the means.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

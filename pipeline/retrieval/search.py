@@ -10,6 +10,7 @@
   positive beyond them counts as never retrieved. Its recall against the exact ranking is measured
   and reported next to the mAP it gives.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -39,13 +40,14 @@ def scores(queries: np.ndarray, database: np.ndarray, block_bytes: int = DEFAULT
     out = torch.empty((len(q), len(database)), dtype=torch.float32)
     rows = max(1, block_bytes // (4 * database.shape[1]))
     for start in range(0, len(database), rows):
-        block = torch.from_numpy(np.ascontiguousarray(database[start:start + rows], dtype=np.float32))
-        out[:, start:start + len(block)] = q @ block.T
+        block = torch.from_numpy(np.ascontiguousarray(database[start : start + rows], dtype=np.float32))
+        out[:, start : start + len(block)] = q @ block.T
     return out
 
 
-def rank_database(database: np.ndarray, queries: np.ndarray, k: int | None = None,
-                  block_bytes: int = DEFAULT_BLOCK_BYTES) -> np.ndarray:
+def rank_database(
+    database: np.ndarray, queries: np.ndarray, k: int | None = None, block_bytes: int = DEFAULT_BLOCK_BYTES
+) -> np.ndarray:
     """Database indices ranked best-first for each query, (n_queries, k) int32; ``k`` defaults to the
     whole database (the revisited protocol needs every positive's rank). Ties keep database order."""
     _check(database, queries)
@@ -63,12 +65,12 @@ def rank_database(database: np.ndarray, queries: np.ndarray, k: int | None = Non
     # a block of queries at a time: its scores (4 bytes each) and their sort (12) within block_bytes
     per_block = max(1, block_bytes // (16 * n))
     for start in range(0, len(queries), per_block):
-        s = scores(queries[start:start + per_block], database, block_bytes)
+        s = scores(queries[start : start + per_block], database, block_bytes)
         if k < n:
             top = torch.topk(s, k, dim=1, sorted=True).indices
         else:
             top = torch.sort(s, dim=1, descending=True, stable=True).indices
-        out[start:start + len(s)] = top.numpy()
+        out[start : start + len(s)] = top.numpy()
     return out
 
 
@@ -80,8 +82,16 @@ def _gpu() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
-def ivfpq_ranks(database: np.ndarray, queries: np.ndarray, k: int, nlist: int, m: int, nprobe: int,
-                seed: int = 0, train_size: int = 100_000) -> np.ndarray:
+def ivfpq_ranks(
+    database: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    nlist: int,
+    m: int,
+    nprobe: int,
+    seed: int = 0,
+    train_size: int = 100_000,
+) -> np.ndarray:
     """Each query's approximate top ``k`` from a faiss IVF-PQ index (``m`` sub-quantisers of 8 bits,
     ``nlist`` lists, ``nprobe`` of them searched), trained on a seeded sample of the database."""
     import faiss
@@ -93,16 +103,18 @@ def ivfpq_ranks(database: np.ndarray, queries: np.ndarray, k: int, nlist: int, m
     if d % m:
         raise ParamsError(f"'eval.pq_m' = {m} must divide the descriptor size {d}")
     if nlist > len(database):
-        raise ParamsError(f"'eval.ivf_lists' = {nlist} is more than the {len(database)} database descriptors "
-                          f"it would partition: use at most {len(database)} (about sqrt(n) = "
-                          f"{max(1, int(len(database) ** 0.5))} is usual), or eval.index: exact")
+        raise ParamsError(
+            f"'eval.ivf_lists' = {nlist} is more than the {len(database)} database descriptors "
+            f"it would partition: use at most {len(database)} (about sqrt(n) = "
+            f"{max(1, int(len(database) ** 0.5))} is usual), or eval.index: exact"
+        )
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(database), min(train_size, len(database)), replace=False))
     index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
     index.train(np.ascontiguousarray(database[sample], dtype=np.float32))
     rows = 65536
     for start in range(0, len(database), rows):
-        index.add(np.ascontiguousarray(database[start:start + rows], dtype=np.float32))
+        index.add(np.ascontiguousarray(database[start : start + rows], dtype=np.float32))
     index.nprobe = nprobe
     _, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(database)))
     return ids.astype(np.int32)  # -1 fills a row whose probed lists hold fewer than k descriptors

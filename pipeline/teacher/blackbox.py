@@ -5,6 +5,7 @@ the teacher stage) to its answers: built teachers run in-process, served ones ov
 as a program; all of them behind the same gate, store and ledger. Precomputed descriptors are
 looked up by name and never counted (nothing is queried).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,8 +41,9 @@ class GatedTeacher:
         self.store = gate.store
         self._ranks_waiting = ranks_waiting  # the group the other ranks wait on until rank 0 is done
 
-    def describe(self, inputs: TeacherInputs, purpose: str, budget: int,
-                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, dict]:
+    def describe(
+        self, inputs: TeacherInputs, purpose: str, budget: int, progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, dict]:
         try:
             descriptors, report = self.gate.describe(inputs, purpose, budget, progress)
         finally:
@@ -52,8 +54,12 @@ class GatedTeacher:
 
                 dist.barrier(group=self._ranks_waiting)
                 self._ranks_waiting = None
-        stats = {**dataclasses.asdict(report), "teacher": self.gate.client.endpoint, "store": str(self.store.dir),
-                 "ledger": {"this_purpose": self.store.summary(purpose), "all": self.store.summary()}}
+        stats = {
+            **dataclasses.asdict(report),
+            "teacher": self.gate.client.endpoint,
+            "store": str(self.store.dir),
+            "ledger": {"this_purpose": self.store.summary(purpose), "all": self.store.summary()},
+        }
         return descriptors, stats
 
 
@@ -63,14 +69,24 @@ class PrecomputedTeacher:
     def __init__(self, descriptors):
         self.descriptors = descriptors
 
-    def describe(self, inputs: TeacherInputs, purpose: str, budget: int,
-                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, dict]:
+    def describe(
+        self, inputs: TeacherInputs, purpose: str, budget: int, progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, dict]:
         out = self.descriptors.describe(inputs)
         if progress:
             progress(len(inputs))
-        return out, {"purpose": purpose, "images": len(inputs), "unique": len(set(inputs.names)), "sent": 0,
-                     "stored_before": len(inputs), "spent": 0, "budget": budget,
-                     "teacher": f"{self.descriptors.path} (precomputed)", "store": None, "ledger": None}
+        return out, {
+            "purpose": purpose,
+            "images": len(inputs),
+            "unique": len(set(inputs.names)),
+            "sent": 0,
+            "stored_before": len(inputs),
+            "spent": 0,
+            "budget": budget,
+            "teacher": f"{self.descriptors.path} (precomputed)",
+            "store": None,
+            "ledger": None,
+        }
 
 
 def identity_of(card: dict) -> dict:
@@ -88,8 +104,12 @@ def identity_of(card: dict) -> dict:
     if kind == "command":
         from pipeline.teacher.clients import CommandTeacher
 
-        return {"kind": kind, "command": card["command"], "dim": card["dim"],
-                "files": CommandTeacher(card["command"], 1.0).named_files()}
+        return {
+            "kind": kind,
+            "command": card["command"],
+            "dim": card["dim"],
+            "files": CommandTeacher(card["command"], 1.0).named_files(),
+        }
     raise ValueError(f"a {kind} teacher has no store")
 
 
@@ -102,8 +122,10 @@ def open_store(card: dict, queries: QueriesParams):
 def _unchanged(card: dict, key: str, now, what: str, teacher_dir: Path) -> None:
     """The teacher's files must be what its card was written for: DVC does not watch them."""
     if card.get(key) != now:
-        raise ArtifactError(f"{what} changed since the teacher stage wrote {Path(teacher_dir) / CARD}: run "
-                            "`dvc repro -f teacher` so that every stage after it sees the new teacher")
+        raise ArtifactError(
+            f"{what} changed since the teacher stage wrote {Path(teacher_dir) / CARD}: run "
+            "`dvc repro -f teacher` so that every stage after it sees the new teacher"
+        )
 
 
 def client_for(card: dict, teacher_dir: Path, queries: QueriesParams, device):
@@ -117,14 +139,19 @@ def client_for(card: dict, teacher_dir: Path, queries: QueriesParams, device):
         from pipeline.io import file_sha256
 
         if not weights.exists() or file_sha256(weights) != card["weights_sha256"]:
-            raise ArtifactError(f"{weights} is missing or not the weights its card {Path(teacher_dir) / CARD} was "
-                                "written for: rerun `dvc repro teacher`")
+            raise ArtifactError(
+                f"{weights} is missing or not the weights its card {Path(teacher_dir) / CARD} was "
+                "written for: rerun `dvc repro teacher`"
+            )
         return clients.LocalTeacher(weights, device, queries.call_batch)
     if kind == "command":
         return clients.CommandTeacher(card["command"], queries.timeout_s)
     http = HttpEndpoint(card["url"], queries.timeout_s, card["auth_env"], card["auth_header"])
-    client = (clients.MlflowTeacher(card["url"], http) if kind == "mlflow"
-              else clients.KServeTeacher(card["url"], card["model"], http))
+    client = (
+        clients.MlflowTeacher(card["url"], http)
+        if kind == "mlflow"
+        else clients.KServeTeacher(card["url"], card["model"], http)
+    )
     client.check()
     return client
 

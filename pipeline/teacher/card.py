@@ -6,6 +6,7 @@
 - A teacher you can only query (mlflow, kserve-v2, command, precomputed): its card says where it is,
   checked to answer without sending an image (:func:`queried_card`).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,11 +22,11 @@ from pipeline.params import QueriesParams, TeacherParams
 
 @dataclass
 class BuiltTeacher:
-    model: nn.Module              # on the CPU, in eval mode
+    model: nn.Module  # on the CPU, in eval mode
     arch: str
     input_shape: tuple[int, ...]  # one input, for counting FLOPs
-    summary: dict                 # the stage's metrics (``history``: per-epoch training loss and accuracy)
-    logged: dict                  # MLflow params beside the card
+    summary: dict  # the stage's metrics (``history``: per-epoch training loss and accuracy)
+    logged: dict  # MLflow params beside the card
     extra: dict = field(default_factory=dict)  # saved with the weights (a published teacher's preprocessing)
 
 
@@ -39,31 +40,46 @@ def input_shape(tp: TeacherParams, pool_images: np.ndarray | None) -> tuple[int,
 
 def training_set(tp: TeacherParams, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What ``teacher.kind: train`` learns from: the labelled pool, or its first ``teacher.train_images``."""
-    return (images[:tp.train_images], labels[:tp.train_images]) if tp.train_images else (images, labels)
+    return (images[: tp.train_images], labels[: tp.train_images]) if tp.train_images else (images, labels)
 
 
 def training_steps(tp: TeacherParams, n_images: int) -> int:
     return tp.epochs * math.ceil(n_images / tp.batch_size)
 
 
-def build(tp: TeacherParams, device, downloads: Path, images: np.ndarray | None = None,
-          labels: np.ndarray | None = None, on_step: Callable[[int, int], None] | None = None,
-          precision: str = "fp32") -> BuiltTeacher:
+def build(
+    tp: TeacherParams,
+    device,
+    downloads: Path,
+    images: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    precision: str = "fp32",
+) -> BuiltTeacher:
     """The teacher of ``teacher.kind``: trained on ``images`` and ``labels`` (kind train; see
     :func:`training_set`), else built from its published weights (downloaded to ``downloads``)."""
     if tp.kind == "train":
         from pipeline.teacher.train import train_teacher
 
         model, history = train_teacher(images, labels, tp, tp.seed, device, on_step=on_step, precision=precision)
-        return BuiltTeacher(model.cpu().eval(), tp.arch, input_shape(tp, images),
-                            summary={"history": [h.__dict__ for h in history]},
-                            logged={"train_images": len(images), "device": str(device), "precision": precision})
+        return BuiltTeacher(
+            model.cpu().eval(),
+            tp.arch,
+            input_shape(tp, images),
+            summary={"history": [h.__dict__ for h in history]},
+            logged={"train_images": len(images), "device": str(device), "precision": precision},
+        )
     from pipeline.teacher import pretrained
 
     model, pre, source = pretrained.build(tp, downloads)
-    return BuiltTeacher(model.cpu().eval(), source["architecture"], input_shape(tp, None),
-                        summary={"pretrained": source}, logged={"source": source, "preprocess": pre.as_dict()},
-                        extra={"preprocess": pre.as_dict()})
+    return BuiltTeacher(
+        model.cpu().eval(),
+        source["architecture"],
+        input_shape(tp, None),
+        summary={"pretrained": source},
+        logged={"source": source, "preprocess": pre.as_dict()},
+        extra={"preprocess": pre.as_dict()},
+    )
 
 
 def built_card(tp: TeacherParams, built: BuiltTeacher, weights: Path) -> dict:
@@ -71,17 +87,32 @@ def built_card(tp: TeacherParams, built: BuiltTeacher, weights: Path) -> dict:
     from pipeline.efficiency import flops_per_image, parameter_count
     from pipeline.io import file_sha256
 
-    return {"kind": tp.kind, "arch": built.arch, "dim": built.model.dim, "weights": weights.name,
-            "weights_sha256": file_sha256(weights), "parameters": parameter_count(built.model),
-            "flops_per_image": flops_per_image(built.model, built.input_shape), "input_shape": list(built.input_shape)}
+    return {
+        "kind": tp.kind,
+        "arch": built.arch,
+        "dim": built.model.dim,
+        "weights": weights.name,
+        "weights_sha256": file_sha256(weights),
+        "parameters": parameter_count(built.model),
+        "flops_per_image": flops_per_image(built.model, built.input_shape),
+        "input_shape": list(built.input_shape),
+    }
 
 
 def queried_card(tp: TeacherParams, queries: QueriesParams, device) -> dict:
     """Where the teacher is, checked to answer (a ping, its metadata, its file), without sending an image."""
     from pipeline.teacher.blackbox import client_for
 
-    card = {"kind": tp.kind, "dim": tp.dim, "url": tp.url, "model": tp.model, "command": tp.command,
-            "descriptors": tp.descriptors, "auth_env": tp.auth_env, "auth_header": tp.auth_header}
+    card = {
+        "kind": tp.kind,
+        "dim": tp.dim,
+        "url": tp.url,
+        "model": tp.model,
+        "command": tp.command,
+        "descriptors": tp.descriptors,
+        "auth_env": tp.auth_env,
+        "auth_header": tp.auth_header,
+    }
     if tp.kind == "precomputed":
         from pipeline.teacher.precomputed import PrecomputedDescriptors
 

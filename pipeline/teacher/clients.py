@@ -11,6 +11,7 @@ Each reports a failed call as one of :mod:`pipeline.teacher.outcomes`, so that t
 whether it may have been billed. Pixels travel losslessly (JSON integers, PNG files), so a served
 teacher receives exactly the bytes the answer is keyed by.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -69,16 +70,20 @@ class MlflowTeacher:
         try:
             self.http.request("GET", "/ping", expect_json=False)
         except CallError as exc:
-            raise TeacherError(f"no MLflow scoring server answers at {self.url} ({exc.detail}); start one with "
-                               "`derd serve-teacher` (or `mlflow models serve -m <model> --host 127.0.0.1 --port "
-                               "<port>`) and set teacher.url to its address") from None
+            raise TeacherError(
+                f"no MLflow scoring server answers at {self.url} ({exc.detail}); start one with "
+                "`derd serve-teacher` (or `mlflow models serve -m <model> --host 127.0.0.1 --port "
+                "<port>`) and set teacher.url to its address"
+            ) from None
 
     def __call__(self, pixels) -> np.ndarray:
         body = self.http.request("POST", "/invocations", {"inputs": _one_array(pixels).tolist()})
         if not isinstance(body, dict) or "predictions" not in body:
             what = f"keys: {sorted(map(str, body))[:5]}" if isinstance(body, dict) else f"a JSON {type(body).__name__}"
-            raise CallInvalid(f"answered without 'predictions' ({self.http.scrub(what)}); MLflow's scoring server "
-                              "answers {\"predictions\": [[...], ...]}: is teacher.kind mlflow right for this service?")
+            raise CallInvalid(
+                f"answered without 'predictions' ({self.http.scrub(what)}); MLflow's scoring server "
+                'answers {"predictions": [[...], ...]}: is teacher.kind mlflow right for this service?'
+            )
         return _descriptor_array(body["predictions"], "'predictions'")
 
 
@@ -97,17 +102,27 @@ class KServeTeacher:
         try:
             meta = self.http.request("GET", f"/v2/models/{self.model}")
         except CallError as exc:
-            hint = (f"check teacher.model (the served models: {self._served()})" if "HTTP 404" in exc.detail else
-                    "is the server running, and is teacher.url its address?")
-            raise TeacherError(f"the Open Inference Protocol server at {self.url} has no usable model "
-                               f"{self.model!r} ({exc.detail}); {hint}") from None
+            hint = (
+                f"check teacher.model (the served models: {self._served()})"
+                if "HTTP 404" in exc.detail
+                else "is the server running, and is teacher.url its address?"
+            )
+            raise TeacherError(
+                f"the Open Inference Protocol server at {self.url} has no usable model "
+                f"{self.model!r} ({exc.detail}); {hint}"
+            ) from None
         inputs = meta.get("inputs") if isinstance(meta, dict) else None
-        if (not isinstance(meta, dict) or not isinstance(inputs or [], list)
-                or not all(isinstance(i, dict) for i in inputs or [])):
-            raise TeacherError(f"the Open Inference Protocol server at {self.url} answered GET /v2/models/{self.model} "
-                               f"with a JSON {type(meta).__name__} that is not the model's metadata (an object whose "
-                               "'inputs' is a list of tensors); is teacher.url that server's base address and "
-                               "teacher.kind kserve-v2 its protocol?")
+        if (
+            not isinstance(meta, dict)
+            or not isinstance(inputs or [], list)
+            or not all(isinstance(i, dict) for i in inputs or [])
+        ):
+            raise TeacherError(
+                f"the Open Inference Protocol server at {self.url} answered GET /v2/models/{self.model} "
+                f"with a JSON {type(meta).__name__} that is not the model's metadata (an object whose "
+                "'inputs' is a list of tensors); is teacher.url that server's base address and "
+                "teacher.kind kserve-v2 its protocol?"
+            )
         if inputs:
             self.input_name = str(inputs[0].get("name", self.input_name))
 
@@ -120,21 +135,28 @@ class KServeTeacher:
 
     def __call__(self, pixels) -> np.ndarray:
         a = _one_array(pixels)
-        body = {"inputs": [{"name": self.input_name, "shape": list(a.shape), "datatype": "UINT8",
-                            "data": a.ravel().tolist()}]}
+        body = {
+            "inputs": [
+                {"name": self.input_name, "shape": list(a.shape), "datatype": "UINT8", "data": a.ravel().tolist()}
+            ]
+        }
         answer = self.http.request("POST", f"/v2/models/{self.model}/infer", body)
         try:
             out = answer["outputs"][0]
             data, shape = out["data"], [int(n) for n in out["shape"]]
         except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:  # its text may echo the key
-            raise CallInvalid(f"answered without a usable 'outputs' tensor ({type(exc).__name__}: "
-                              f"{self.http.scrub(str(exc))[:200]}); the Open "
-                              "Inference Protocol answers {\"outputs\": [{\"shape\": [n, dim], \"data\": [...]}]}: "
-                              "is teacher.kind kserve-v2 right for this service?") from None
+            raise CallInvalid(
+                f"answered without a usable 'outputs' tensor ({type(exc).__name__}: "
+                f"{self.http.scrub(str(exc))[:200]}); the Open "
+                'Inference Protocol answers {"outputs": [{"shape": [n, dim], "data": [...]}]}: '
+                "is teacher.kind kserve-v2 right for this service?"
+            ) from None
         a = _descriptor_array(data, "'outputs'")
         if a.ndim != 1 or a.size != int(np.prod(shape)) or min(shape, default=1) < 0:
-            raise CallInvalid(f"answered an 'outputs' tensor whose data ({a.size} values) does not fill its shape "
-                              f"{shape}; the service must send flat data of that shape")
+            raise CallInvalid(
+                f"answered an 'outputs' tensor whose data ({a.size} values) does not fill its shape "
+                f"{shape}; the service must send flat data of that shape"
+            )
         return a.reshape(shape)
 
 
@@ -150,8 +172,10 @@ class CommandTeacher:
         try:
             self.argv = shlex.split(command)
         except ValueError as e:  # an unbalanced quote
-            raise TeacherError(f"teacher.command {command!r} cannot be split into arguments ({e}): quote it as "
-                               "a shell would, e.g. python \"my teacher.py\" {input} {output}") from None
+            raise TeacherError(
+                f"teacher.command {command!r} cannot be split into arguments ({e}): quote it as "
+                'a shell would, e.g. python "my teacher.py" {input} {output}'
+            ) from None
         if not self.argv:
             raise TeacherError("teacher.command is empty")
         if "{input}" not in command and "{output}" not in command:
@@ -178,8 +202,9 @@ class CommandTeacher:
             except subprocess.TimeoutExpired:
                 raise CallFailed(f"did not finish within queries.timeout_s = {self.timeout:g} s") from None
             except OSError as exc:
-                raise CallNeverSent(f"cannot start teacher.command `{self.command}` ({exc}); "
-                                    "fix teacher.command") from None
+                raise CallNeverSent(
+                    f"cannot start teacher.command `{self.command}` ({exc}); fix teacher.command"
+                ) from None
             if proc.returncode != 0:
                 raise CallFailed(f"exited with code {proc.returncode}: {proc.stderr.strip()[-300:]}")
             if not out.exists():
@@ -191,15 +216,20 @@ def _descriptor_array(values, what: str) -> np.ndarray:
     """A service's descriptors as float32, or the reason they are not descriptors (CallInvalid)."""
     rows = values if isinstance(values, list) else []
     if rows and all(isinstance(r, dict) for r in rows) or isinstance(values, dict):
-        raise CallInvalid(f"answered {what} as records (a DataFrame's rows or columns); the model's predict must "
-                          "return an array of descriptors (a NumPy array or list of lists), one row per image")
+        raise CallInvalid(
+            f"answered {what} as records (a DataFrame's rows or columns); the model's predict must "
+            "return an array of descriptors (a NumPy array or list of lists), one row per image"
+        )
     try:
         return np.asarray(values, dtype=np.float32)
     except (ValueError, TypeError, OverflowError) as exc:
         ragged = "inhomogeneous" in str(exc) or "sequence" in str(exc)
-        raise CallInvalid(f"answered {what} that " + ("are ragged (rows of different lengths)" if ragged else
-                          "are not all numbers") + "; the service must return one descriptor of teacher.dim "
-                          "numbers per image") from None
+        raise CallInvalid(
+            f"answered {what} that "
+            + ("are ragged (rows of different lengths)" if ragged else "are not all numbers")
+            + "; the service must return one descriptor of teacher.dim "
+            "numbers per image"
+        ) from None
 
 
 def _read_descriptors(path: Path) -> np.ndarray:
@@ -208,7 +238,8 @@ def _read_descriptors(path: Path) -> np.ndarray:
     try:
         if magic == b"\x93NUMPY":
             return np.load(path, allow_pickle=False).astype(np.float32)
-        return np.atleast_2d(np.loadtxt(path, delimiter=None if b"," not in path.read_bytes()[:4096] else ",",
-                                        dtype=np.float32))
+        return np.atleast_2d(
+            np.loadtxt(path, delimiter=None if b"," not in path.read_bytes()[:4096] else ",", dtype=np.float32)
+        )
     except ValueError as exc:
         raise CallInvalid(f"wrote descriptors that cannot be read as .npy or text ({exc})") from None

@@ -10,6 +10,7 @@ A served teacher's identity is its address, and a service can swap its model beh
 request, a few fixed images answered first (the store's canaries) are re-asked and compared, and a
 different answer stops the run before anything new is stored.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,13 +25,13 @@ from pipeline.teacher.inputs import TeacherInputs
 from pipeline.teacher.outcomes import CallError
 from pipeline.teacher.store import AnswerStore
 
-NORM_TOLERANCE = 1e-3      # |1 - ||d|||: the teacher's descriptors must be L2-normalised
-CHANGED_TOLERANCE = 1e-3   # max |stored - new| for a re-asked image before the teacher counts as changed
+NORM_TOLERANCE = 1e-3  # |1 - ||d|||: the teacher's descriptors must be L2-normalised
+CHANGED_TOLERANCE = 1e-3  # max |stored - new| for a re-asked image before the teacher counts as changed
 
 
 class TeacherClient(Protocol):
-    endpoint: str    # where the calls go, for messages (never holds a secret)
-    remote: bool     # a service whose model can change behind it: re-ask a few stored images
+    endpoint: str  # where the calls go, for messages (never holds a secret)
+    remote: bool  # a service whose model can change behind it: re-ask a few stored images
 
     def __call__(self, pixels) -> np.ndarray: ...
 
@@ -38,23 +39,31 @@ class TeacherClient(Protocol):
 @dataclass
 class RequestReport:
     purpose: str
-    images: int           # images asked for (duplicates included)
-    unique: int           # distinct inputs among them
-    sent: int             # images sent by this request's answered calls
-    stored_before: int    # distinct inputs already answered
-    spent: int            # images sent for these inputs, ever, by spent calls of this purpose
+    images: int  # images asked for (duplicates included)
+    unique: int  # distinct inputs among them
+    sent: int  # images sent by this request's answered calls
+    stored_before: int  # distinct inputs already answered
+    spent: int  # images sent for these inputs, ever, by spent calls of this purpose
     budget: int
 
 
 class QueryGate:
-    def __init__(self, client: TeacherClient, store: AnswerStore, queries: QueriesParams, dim: int,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        client: TeacherClient,
+        store: AnswerStore,
+        queries: QueriesParams,
+        dim: int,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ):
         self.client, self.store, self.q, self.dim = client, store, queries, dim
         self._sleep, self._clock = sleep, clock
         self._last_call = -float("inf")
 
-    def describe(self, inputs: TeacherInputs, purpose: str, budget: int,
-                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, RequestReport]:
+    def describe(
+        self, inputs: TeacherInputs, purpose: str, budget: int, progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, RequestReport]:
         """Descriptors of ``inputs`` in order, asking the teacher only for inputs never answered."""
         keys = inputs.keys()
         first: dict[bytes, int] = {}
@@ -72,9 +81,18 @@ class QueryGate:
             size = self.q.call_batch if inputs.same_size or not self.client.remote else 1
             sent = 0
             for start in range(0, len(missing), size):
-                batch = missing[start:start + size]
-                spent = self._call(inputs, [first[k] for k in batch], batch, purpose, budget, spent, wanted,
-                                   remaining=len(missing) - start, sent_before=start > 0)
+                batch = missing[start : start + size]
+                spent = self._call(
+                    inputs,
+                    [first[k] for k in batch],
+                    batch,
+                    purpose,
+                    budget,
+                    spent,
+                    wanted,
+                    remaining=len(missing) - start,
+                    sent_before=start > 0,
+                )
                 sent += len(batch)
                 if progress:
                     progress(len(batch))
@@ -83,8 +101,18 @@ class QueryGate:
         return descriptors, report
 
     # -- one call, with retries --------------------------------------------------------------
-    def _call(self, inputs: TeacherInputs, idx: list[int], keys: list[bytes], purpose: str, budget: int,
-              spent: int, wanted: set[bytes], remaining: int, sent_before: bool) -> int:
+    def _call(
+        self,
+        inputs: TeacherInputs,
+        idx: list[int],
+        keys: list[bytes],
+        purpose: str,
+        budget: int,
+        spent: int,
+        wanted: set[bytes],
+        remaining: int,
+        sent_before: bool,
+    ) -> int:
         """Send one batch until it is answered; returns the images spent on ``wanted`` so far.
         ``remaining``: the request's images not answered yet, this batch's included: an attempt is made
         only while all of them still fit in the budget, so a retry never eats the room of later batches."""
@@ -113,9 +141,11 @@ class QueryGate:
             problem = self._check_answer(answer, len(keys))
             if problem:
                 self.store.failed(call, "invalid", problem)
-                raise TeacherError(f"the teacher at {self.client.endpoint} {problem}. Nothing of this call was "
-                                   f"stored; the {len(self.store)} answers stored before it are kept "
-                                   f"({self.store.dir})")
+                raise TeacherError(
+                    f"the teacher at {self.client.endpoint} {problem}. Nothing of this call was "
+                    f"stored; the {len(self.store)} answers stored before it are kept "
+                    f"({self.store.dir})"
+                )
             self.store.answered(call, keys, np.asarray(answer, dtype=np.float32), seconds)
             if self.client.remote and self.q.verify and self.store.canaries() is None:
                 self._choose_canaries(inputs, idx, keys)
@@ -149,14 +179,18 @@ class QueryGate:
         if a.ndim != 2 or a.shape[0] != n:
             return f"answered {a.shape} for {n} images (expected ({n}, {self.dim}))"
         if a.shape[1] != self.dim:
-            return (f"answered {a.shape[1]}-d descriptors, but teacher.dim is {self.dim}: set teacher.dim: "
-                    f"{a.shape[1]} if this is the right teacher")
+            return (
+                f"answered {a.shape[1]}-d descriptors, but teacher.dim is {self.dim}: set teacher.dim: "
+                f"{a.shape[1]} if this is the right teacher"
+            )
         if not np.isfinite(a).all():
             return "answered descriptors with NaN or infinite values"
         norms = np.linalg.norm(a.astype(np.float64), axis=1)
         if np.abs(norms - 1).max() > NORM_TOLERANCE:
-            return (f"answered descriptors that are not L2-normalised (norms {norms.min():.4g} to {norms.max():.4g}); "
-                    "a retrieval teacher must return unit vectors: normalise them in the service")
+            return (
+                f"answered descriptors that are not L2-normalised (norms {norms.min():.4g} to {norms.max():.4g}); "
+                "a retrieval teacher must return unit vectors: normalise them in the service"
+            )
         return ""
 
     def _failure_message(self, exc: CallError, attempts: int) -> str:
@@ -164,33 +198,49 @@ class QueryGate:
         if exc.outcome == "unreachable" and not exc.retry:
             return f"nothing could be sent to the teacher at {where}: {exc.detail}"
         if exc.outcome == "unreachable":
-            return (f"cannot reach the teacher at {where} ({exc.detail}) after {attempts} attempts: is the server "
-                    "running? (`derd serve-teacher` serves the default teacher); teacher.url sets the address")
+            return (
+                f"cannot reach the teacher at {where} ({exc.detail}) after {attempts} attempts: is the server "
+                "running? (`derd serve-teacher` serves the default teacher); teacher.url sets the address"
+            )
         if exc.outcome == "invalid":
-            return (f"the teacher at {where} {exc.detail}. Nothing of this call was stored; the "
-                    f"{len(self.store)} answers stored before it are kept ({self.store.dir})")
+            return (
+                f"the teacher at {where} {exc.detail}. Nothing of this call was stored; the "
+                f"{len(self.store)} answers stored before it are kept ({self.store.dir})"
+            )
         if exc.outcome == "rejected":
-            return (f"the teacher at {where} rejected the call: {exc.detail}. Check teacher.model (a 404), the key "
-                    "in the variable teacher.auth_env names (a 401 or 403), or teacher.dim and the images' size")
+            return (
+                f"the teacher at {where} rejected the call: {exc.detail}. Check teacher.model (a 404), the key "
+                "in the variable teacher.auth_env names (a 401 or 403), or teacher.dim and the images' size"
+            )
         return f"the teacher at {where} failed {attempts} times, the last: {exc.detail}"
 
     # -- budget and identity -------------------------------------------------------------------
-    def _check_budget(self, purpose: str, budget: int, spent: int, needed: int, wanted: set[bytes],
-                      sent_before: bool = False) -> None:
+    def _check_budget(
+        self, purpose: str, budget: int, spent: int, needed: int, wanted: set[bytes], sent_before: bool = False
+    ) -> None:
         limit = budget + self.q.extra_calls
         if needed == 0 or spent + needed <= limit:  # nothing to send is never refused
             return
-        lost = [c for c in self.store.calls(purpose) if c.spent and c.outcome != "answered"
-                and self.store.call_keys(c.id) & wanted]
+        lost = [
+            c
+            for c in self.store.calls(purpose)
+            if c.spent and c.outcome != "answered" and self.store.call_keys(c.id) & wanted
+        ]
         lost_images = sum(len(self.store.call_keys(c.id) & wanted) for c in lost)
-        why = (f"; {lost_images} of those images went in {len(lost)} call(s) that were never answered "
-               f"({', '.join(sorted({c.outcome for c in lost}))}, see {self.store.ledger_path}). To pay for "
-               f"them again, allow it with queries.extra_calls: {spent + needed - budget}") if lost else (
-               "; raise the budget or ask for fewer images")
+        why = (
+            (
+                f"; {lost_images} of those images went in {len(lost)} call(s) that were never answered "
+                f"({', '.join(sorted({c.outcome for c in lost}))}, see {self.store.ledger_path}). To pay for "
+                f"them again, allow it with queries.extra_calls: {spent + needed - budget}"
+            )
+            if lost
+            else ("; raise the budget or ask for fewer images")
+        )
         raise BudgetExceeded(
             f"{purpose} teacher budget is {budget} images (+ queries.extra_calls {self.q.extra_calls}): "
             f"{spent} already sent for these images and {needed} more needed. Nothing "
-            f"{'more ' if sent_before else ''}was sent{why}")
+            f"{'more ' if sent_before else ''}was sent{why}"
+        )
 
     def _choose_canaries(self, inputs: TeacherInputs, idx: list[int], keys: list[bytes]) -> None:
         """Keep the pixels of a few answered images, once per identity, to re-ask before later requests."""
@@ -204,7 +254,7 @@ class QueryGate:
         if canaries is None:
             if not stored:
                 return  # nothing answered yet: the first answered call chooses the canaries
-            keys = stored[:self.q.verify] if inputs.same_size else stored[:1]
+            keys = stored[: self.q.verify] if inputs.same_size else stored[:1]
             self._verify(keys, list(inputs.batch([first[k] for k in keys])))
             self._choose_canaries(inputs, [first[k] for k in keys], keys)
             return
@@ -245,4 +295,5 @@ class QueryGate:
                 f"(max difference {diff:.3g}): it is not the model whose {len(self.store)} answers are stored in "
                 f"{self.store.dir}. Those answers are kept and nothing new was stored. If the new model is "
                 "intended, give it its own store: change teacher.url or teacher.model (e.g. a versioned name), or "
-                "start a fresh queries.store")
+                "start a fresh queries.store"
+            )

@@ -8,6 +8,7 @@ every text a failure carries, whatever the server echoes; a request has one dead
 sending and receiving the whole body (``queries.timeout_s``), so a server that drips its answer cannot
 hold a call past it; ``Retry-After`` is read safely, as seconds or an HTTP date.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -26,16 +27,17 @@ import urllib3
 from pipeline.errors import TeacherError
 from pipeline.teacher.outcomes import CallFailed, CallNeverSent, CallRefused, CallRejected, CallUnreachable
 
-BODY_CHARS = 200             # of an error response, in a failure's detail (after the key is scrubbed)
+BODY_CHARS = 200  # of an error response, in a failure's detail (after the key is scrubbed)
 # Connecting must give up before the whole request's deadline does: a connection never made is
 # "unreachable" (nothing sent, not counted), which only requests' ConnectTimeout can tell.
 CONNECT_SHARE = 0.9
 REDACTED = "<the key from teacher.auth_env>"
-_BAD_HEADER_VALUE = re.compile(r"[\x00-\x1f\x7f]")   # CR, LF and other control characters
+_BAD_HEADER_VALUE = re.compile(r"[\x00-\x1f\x7f]")  # CR, LF and other control characters
 
 
 class CallInvalid(CallFailed):
     """A 200 answer that is not what the protocol promises: counted, not retried."""
+
     outcome = "invalid"
     retry = False
 
@@ -75,15 +77,22 @@ def check_url(url: str) -> str:
         parts = urllib.parse.urlsplit(base)
         parts.port  # noqa: B018 -- raises for a port out of range
         requests.Request("GET", base + "/").prepare()
-        problem = ("it must start with http:// or https://" if parts.scheme not in ("http", "https") else
-                   "it names no host" if not parts.hostname else
-                   "it holds a user name or password: pass a key with teacher.auth_env instead" if parts.username
-                   else "")
+        problem = (
+            "it must start with http:// or https://"
+            if parts.scheme not in ("http", "https")
+            else "it names no host"
+            if not parts.hostname
+            else "it holds a user name or password: pass a key with teacher.auth_env instead"
+            if parts.username
+            else ""
+        )
     except (ValueError, requests.exceptions.RequestException) as exc:
         problem = str(exc)
     if problem:
-        raise TeacherError(f"teacher.url {base!r} cannot be used ({problem}); set teacher.url to the service's "
-                           "base address, e.g. http://127.0.0.1:5001 or https://teacher.example.org") from None
+        raise TeacherError(
+            f"teacher.url {base!r} cannot be used ({problem}); set teacher.url to the service's "
+            "base address, e.g. http://127.0.0.1:5001 or https://teacher.example.org"
+        ) from None
     return base
 
 
@@ -97,13 +106,17 @@ class HttpEndpoint:
         if auth_env:
             value = os.environ.get(auth_env)
             if not value:
-                raise TeacherError(f"teacher.auth_env names the environment variable {auth_env}, which is not set: "
-                                   f"export {auth_env}='<the key or token the service expects>'")
+                raise TeacherError(
+                    f"teacher.auth_env names the environment variable {auth_env}, which is not set: "
+                    f"export {auth_env}='<the key or token the service expects>'"
+                )
             if _BAD_HEADER_VALUE.search(value) or value != value.strip():
-                raise TeacherError(f"the key in the environment variable {auth_env} (teacher.auth_env) holds a line "
-                                   "break, a control character or surrounding spaces, which cannot go in an HTTP "
-                                   f"header: export {auth_env} again without them "
-                                   "(e.g. \"$(tr -d '\\r\\n' < keyfile)\")")
+                raise TeacherError(
+                    f"the key in the environment variable {auth_env} (teacher.auth_env) holds a line "
+                    "break, a control character or surrounding spaces, which cannot go in an HTTP "
+                    f"header: export {auth_env} again without them "
+                    "(e.g. \"$(tr -d '\\r\\n' < keyfile)\")"
+                )
             self._headers[auth_header] = value
             self._secrets = _forms(value)
 
@@ -130,26 +143,32 @@ class HttpEndpoint:
         r = self._send(method, url, json_body)
         if r.is_redirect or 300 <= r.status_code < 400:
             where = self.scrub(r.headers.get("Location", "nowhere said"))
-            raise CallRejected(f"HTTP {r.status_code} from {url}: the service redirects to {where}, and redirects are "
-                               "not followed (the key goes only to teacher.url, and only its answers are stored "
-                               "under its name); set teacher.url to the address that answers")
+            raise CallRejected(
+                f"HTTP {r.status_code} from {url}: the service redirects to {where}, and redirects are "
+                "not followed (the key goes only to teacher.url, and only its answers are stored "
+                "under its name); set teacher.url to the address that answers"
+            )
         if r.status_code in (429, 503):
-            raise CallRefused(f"HTTP {r.status_code} from {url}: {self._body(r)}",
-                              retry_after(r.headers.get("Retry-After")))
+            raise CallRefused(
+                f"HTTP {r.status_code} from {url}: {self._body(r)}", retry_after(r.headers.get("Retry-After"))
+            )
         if 400 <= r.status_code < 500:
             raise CallRejected(f"HTTP {r.status_code} from {url}: {self._body(r)}")
         if r.status_code >= 500:
-            raise CallFailed(f"HTTP {r.status_code} from {url}: {self._body(r)}",
-                             retry_after(r.headers.get("Retry-After")))
+            raise CallFailed(
+                f"HTTP {r.status_code} from {url}: {self._body(r)}", retry_after(r.headers.get("Retry-After"))
+            )
         if not expect_json:
             return r.text
         try:
             return r.json()
         except (ValueError, RecursionError):
             kind = self.scrub(r.headers.get("Content-Type", "no Content-Type").split(";")[0])[:100]
-            raise CallInvalid(f"answered HTTP {r.status_code} from {url} with a body that is not JSON ({kind}, "
-                              f"{len(r.content)} bytes); is teacher.url the service's base address and "
-                              "teacher.kind its protocol?") from None
+            raise CallInvalid(
+                f"answered HTTP {r.status_code} from {url} with a body that is not JSON ({kind}, "
+                f"{len(r.content)} bytes); is teacher.url the service's base address and "
+                "teacher.kind its protocol?"
+            ) from None
 
     def _send(self, method: str, url: str, json_body) -> requests.Response:
         """One request under one deadline: connect, send and the whole body within ``timeout`` seconds.
@@ -160,8 +179,14 @@ class HttpEndpoint:
 
         def attempt():
             try:
-                box["response"] = session.request(method, url, json=json_body, headers=self._headers,
-                                                  timeout=(connect_s, self.timeout), allow_redirects=False)
+                box["response"] = session.request(
+                    method,
+                    url,
+                    json=json_body,
+                    headers=self._headers,
+                    timeout=(connect_s, self.timeout),
+                    allow_redirects=False,
+                )
             except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread below
                 box["error"] = exc
 
@@ -170,14 +195,18 @@ class HttpEndpoint:
         worker.join(self.timeout)
         if worker.is_alive():  # the late answer, if it ever comes, is dropped with its connection
             self.session = self._new_session()
-            raise CallFailed(f"no answer from {url} within queries.timeout_s = {self.timeout:g} s (the whole "
-                             "request: connecting, sending and receiving the body)")
+            raise CallFailed(
+                f"no answer from {url} within queries.timeout_s = {self.timeout:g} s (the whole "
+                "request: connecting, sending and receiving the body)"
+            )
         if "response" in box:
             return box["response"]
         exc = box["error"]
         if isinstance(exc, requests.exceptions.SSLError):
-            raise CallNeverSent(f"TLS verification failed for {url} ({type(exc).__name__}); fix the server's "
-                                "certificate or point REQUESTS_CA_BUNDLE at its CA") from None
+            raise CallNeverSent(
+                f"TLS verification failed for {url} ({type(exc).__name__}); fix the server's "
+                "certificate or point REQUESTS_CA_BUNDLE at its CA"
+            ) from None
         if isinstance(exc, requests.exceptions.ConnectTimeout):
             raise CallUnreachable(f"no connection to {url} within {connect_s:g} s") from None
         if isinstance(exc, requests.exceptions.Timeout):
@@ -187,12 +216,22 @@ class HttpEndpoint:
                 raise CallUnreachable(f"connection to {url} refused") from None
             raise CallFailed(f"the connection to {url} broke during the call ({type(exc).__name__})") from None
         if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
-            raise CallFailed(f"the answer from {url} was cut off or garbled while it was received "
-                             f"({type(exc).__name__}); the call may have been billed") from None
-        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader,
-                            requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema)):
-            raise CallNeverSent(f"the request to {url} cannot be made ({type(exc).__name__}: "
-                                f"{self.scrub(str(exc))}); fix teacher.url") from None
+            raise CallFailed(
+                f"the answer from {url} was cut off or garbled while it was received "
+                f"({type(exc).__name__}); the call may have been billed"
+            ) from None
+        if isinstance(
+            exc,
+            (
+                requests.exceptions.InvalidURL,
+                requests.exceptions.InvalidHeader,
+                requests.exceptions.InvalidSchema,
+                requests.exceptions.MissingSchema,
+            ),
+        ):
+            raise CallNeverSent(
+                f"the request to {url} cannot be made ({type(exc).__name__}: {self.scrub(str(exc))}); fix teacher.url"
+            ) from None
         raise exc
 
 

@@ -4,6 +4,7 @@ An answer is keyed by a hash of those pixels (a query's crop applied, shape and 
 any change of split, order, pool or test set either finds the answer of the very same input or
 asks anew: no stored answer can ever be returned for another image.
 """
+
 from __future__ import annotations
 
 import hashlib

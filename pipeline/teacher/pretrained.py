@@ -9,6 +9,7 @@ Descriptors follow cnnimageretrieval's extraction: the (query-cropped) image shr
 longest side is at most ``image_size``, normalised, described at each scale, and the scales
 averaged with the GeM power (``p``) when several are used without whitening.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,12 @@ class Preprocess:
     std: tuple[float, ...]
 
     def as_dict(self) -> dict:
-        return {"image_size": self.image_size, "scales": list(self.scales), "mean": list(self.mean),
-                "std": list(self.std)}
+        return {
+            "image_size": self.image_size,
+            "scales": list(self.scales),
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
 
 
 def cirtorch_teacher(ckpt: dict, path: Path, whitening: bool) -> RetrievalNet:
@@ -43,8 +48,9 @@ def cirtorch_teacher(ckpt: dict, path: Path, whitening: bool) -> RetrievalNet:
         meta, state = ckpt["meta"], dict(ckpt["state_dict"])
         arch = meta["architecture"]
     except (KeyError, TypeError) as exc:
-        raise WeightsError(f"{path}: expected a cnnimageretrieval checkpoint {{'meta': {{'architecture', ...}}, "
-                           f"'state_dict'}}") from exc
+        raise WeightsError(
+            f"{path}: expected a cnnimageretrieval checkpoint {{'meta': {{'architecture', ...}}, 'state_dict'}}"
+        ) from exc
     if meta.get("pooling", "gem") != "gem":
         raise WeightsError(f"{path}: pooling {meta['pooling']!r}; only GeM retrieval networks are supported")
     has_whiten = "whiten.weight" in state
@@ -58,8 +64,9 @@ def cirtorch_teacher(ckpt: dict, path: Path, whitening: bool) -> RetrievalNet:
         state["pool.p"] = state["pool.p"].reshape(())
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise WeightsError(f"{path}: weights do not fit gem_{arch} (missing {missing[:3]}, "
-                           f"unexpected {unexpected[:3]})")
+        raise WeightsError(
+            f"{path}: weights do not fit gem_{arch} (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model
 
 
@@ -83,12 +90,14 @@ def _build(tp: TeacherParams, downloads: Path) -> tuple[RetrievalNet, Preprocess
         ckpt = torch_load(path)
         model = cirtorch_teacher(ckpt, path, tp.whitening)
         meta = ckpt["meta"]
-        pre = Preprocess(tp.image_size, tp.scales, tuple(meta.get("mean", IMAGENET_MEAN)),
-                         tuple(meta.get("std", IMAGENET_STD)))
+        pre = Preprocess(
+            tp.image_size, tp.scales, tuple(meta.get("mean", IMAGENET_MEAN)), tuple(meta.get("std", IMAGENET_STD))
+        )
         arch = f"gem_{meta['architecture']}"
         if tp.arch != arch:
-            raise WeightsError(f"{path}: this checkpoint is {arch}, but params.yaml teacher.arch is {tp.arch!r}; "
-                               f"set it to {arch}")
+            raise WeightsError(
+                f"{path}: this checkpoint is {arch}, but params.yaml teacher.arch is {tp.arch!r}; set it to {arch}"
+            )
         return model, pre, {"weights": tp.weights, "architecture": arch}
     if tp.kind == "torchvision":
         path = None if tp.weights == "none" else weights_file(tp.weights, downloads, tp.sha256)

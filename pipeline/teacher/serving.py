@@ -6,6 +6,7 @@ The model takes uint8 images, exactly what the gate sends: ``(n, H, W)`` greysca
 the published teachers (which resize and normalise as they always do), and returns one
 L2-normalised descriptor per image.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,8 +45,10 @@ def signature(card: dict):
 
     shape = card.get("input_shape") or [1, -1, -1]
     image = (-1, -1, 3) if card["kind"] != "train" else ((*shape[1:],) if shape[0] == 1 else (*shape[1:], 3))
-    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *image))]),
-                          outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, card["dim"]))]))
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *image))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, card["dim"]))]),
+    )
 
 
 def input_example(card: dict) -> np.ndarray:
@@ -59,17 +62,26 @@ def input_example(card: dict) -> np.ndarray:
 def log_teacher_model(teacher_dir: Path, card: dict, name: str = "model"):
     """Log the teacher of ``teacher_dir`` as an MLflow model in the active run; returns its info."""
     package = Path(__file__).resolve().parents[1]
-    return mlflow.pyfunc.log_model(name=name, python_model=TeacherModel(),
-                                   artifacts={"weights": str(Path(teacher_dir) / card["weights"])},
-                                   code_paths=[str(package)], signature=signature(card),
-                                   input_example=input_example(card), pip_requirements=PIP_REQUIREMENTS)
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=TeacherModel(),
+        artifacts={"weights": str(Path(teacher_dir) / card["weights"])},
+        code_paths=[str(package)],
+        signature=signature(card),
+        input_example=input_example(card),
+        pip_requirements=PIP_REQUIREMENTS,
+    )
 
 
 def save_teacher_model(teacher_dir: Path, card: dict, path: Path) -> Path:
     """The same model as a folder (for servers that load a path, e.g. MLServer's MLflow runtime)."""
     package = Path(__file__).resolve().parents[1]
-    mlflow.pyfunc.save_model(path=str(path), python_model=TeacherModel(),
-                             artifacts={"weights": str(Path(teacher_dir) / card["weights"])},
-                             code_paths=[str(package)], signature=signature(card),
-                             pip_requirements=PIP_REQUIREMENTS)
+    mlflow.pyfunc.save_model(
+        path=str(path),
+        python_model=TeacherModel(),
+        artifacts={"weights": str(Path(teacher_dir) / card["weights"])},
+        code_paths=[str(package)],
+        signature=signature(card),
+        pip_requirements=PIP_REQUIREMENTS,
+    )
     return Path(path)

@@ -1,6 +1,7 @@
 """A teacher built here, described by every rank (``runtime.processes`` > 1): rank 0 keeps the gate,
 the store and the ledger, so each call is still asked and counted once; each call's images are split
 across the ranks and the descriptors merged in order."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """What a user wants to know about the teacher before spending more on it: which teacher, where
 its answers are, and how many calls each purpose has made and has left (from the ledger)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,10 @@ def _read(path: Path) -> dict | None:
 
 
 def teacher_status(params: Params, teacher_dir: Path, metrics_dir: Path = Path("metrics")) -> str:
-    lines = [f"budgets: {', '.join(map(str, params.budgets))} (the teacher answers at most max = "
-             f"{params.max_budget} training images; queries.extra_calls {params.queries.extra_calls})"]
+    lines = [
+        f"budgets: {', '.join(map(str, params.budgets))} (the teacher answers at most max = "
+        f"{params.max_budget} training images; queries.extra_calls {params.queries.extra_calls})"
+    ]
     if not (teacher_dir / "card.json").exists():
         return "\n".join(lines + [f"teacher: not built yet ({teacher_dir}/card.json; run `dvc repro`)"])
     card = read_card(teacher_dir)
@@ -28,16 +31,22 @@ def teacher_status(params: Params, teacher_dir: Path, metrics_dir: Path = Path("
     for purpose in ("train", "test", "verify"):
         s = store.summary(purpose)
         if s["requests"] or s["images_refused"] or s["images_unreachable"]:
-            lines.append(f"  {purpose}: {s['requests']} requests, {s['images_sent']} images sent "
-                         f"({s['images_answered']} answered, {s['images_lost']} lost to kills, {s['images_failed']} "
-                         f"failed, {s['images_invalid']} invalid; {s['images_refused']} refused, not counted)")
+            lines.append(
+                f"  {purpose}: {s['requests']} requests, {s['images_sent']} images sent "
+                f"({s['images_answered']} answered, {s['images_lost']} lost to kills, {s['images_failed']} "
+                f"failed, {s['images_invalid']} invalid; {s['images_refused']} refused, not counted)"
+            )
     dump, test = _read(metrics_dir / "queries.json"), _read(metrics_dir / "teacher.json")
     if dump:
         left = dump["budget"] + params.queries.extra_calls - dump["spent"]
-        lines.append(f"training set of the last dump: {dump['spent']} images sent for its {dump['unique']} images, "
-                     f"budget {dump['budget']}: {max(left, 0)} calls left")
+        lines.append(
+            f"training set of the last dump: {dump['spent']} images sent for its {dump['unique']} images, "
+            f"budget {dump['budget']}: {max(left, 0)} calls left"
+        )
     if test:
-        lines.append(f"test set of the last evaluation: {test['test_queries']} images sent for its "
-                     f"{test['test_images']} images (counted apart from the training budget)")
+        lines.append(
+            f"test set of the last evaluation: {test['test_queries']} images sent for its "
+            f"{test['test_images']} images (counted apart from the training budget)"
+        )
     lines.append(f"ledger: {store.ledger_path}")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ answered, failed, invalid, lost) or not (refused with 429/503, rejected with ano
 server was unreachable). A ``send`` with no outcome is a call lost to a kill; it is found and
 recorded as ``lost`` the next time the store is opened under its lock.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -48,12 +49,12 @@ from filelock import FileLock, Timeout
 from pipeline.errors import ArtifactError, TeacherError
 from pipeline.io import atomic_write_bytes, save_npz_atomic
 
-SPENT = ("answered", "failed", "invalid", "lost")       # may have reached the teacher: counted against budgets
-NOT_SPENT = ("refused", "rejected", "unreachable")      # refused by HTTP status, or never reached it
-NOT_A_REQUEST = ("unreachable",)                        # no request reached the server
-PACK = "answers.pack.npz"   # a copy of the first answer files' answers: opening reads one file, not thousands
-PACK_MIN = 64               # answer files outside the pack before it is written anew (and a quarter of those in it)
-BLOCK_BYTES = 64 << 20     # the largest block of answers added after opening
+SPENT = ("answered", "failed", "invalid", "lost")  # may have reached the teacher: counted against budgets
+NOT_SPENT = ("refused", "rejected", "unreachable")  # refused by HTTP status, or never reached it
+NOT_A_REQUEST = ("unreachable",)  # no request reached the server
+PACK = "answers.pack.npz"  # a copy of the first answer files' answers: opening reads one file, not thousands
+PACK_MIN = 64  # answer files outside the pack before it is written anew (and a quarter of those in it)
+BLOCK_BYTES = 64 << 20  # the largest block of answers added after opening
 
 
 def identity_id(identity: dict) -> str:
@@ -66,7 +67,7 @@ class Call:
     purpose: str
     images: int
     time: str
-    outcome: str | None = None   # None: in flight (another process holds the lock) or lost
+    outcome: str | None = None  # None: in flight (another process holds the lock) or lost
     seconds: float | None = None
     detail: str = ""
 
@@ -82,7 +83,7 @@ def _is_entry(raw: bytes) -> bool:
         return False
 
 
-_HEADERS: dict[bytes, tuple] = {}   # .npy headers seen (one per call size): parsed once
+_HEADERS: dict[bytes, tuple] = {}  # .npy headers seen (one per call size): parsed once
 
 
 def read_answers(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -95,16 +96,19 @@ def read_answers(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         for info in zf.infolist():
             start = info.header_offset
-            if info.compress_type != zipfile.ZIP_STORED or data[start:start + 4] != b"PK\x03\x04":
+            if info.compress_type != zipfile.ZIP_STORED or data[start : start + 4] != b"PK\x03\x04":
                 break
             start += 30 + sum(struct.unpack_from("<HH", data, start + 26))  # past the local header
-            member = memoryview(data)[start:start + info.file_size]
+            member = memoryview(data)[start : start + info.file_size]
             if len(member) != info.file_size or zlib.crc32(member) != info.CRC:
                 raise zipfile.BadZipFile(f"bad CRC-32 for {info.filename}")
             if bytes(member[6:8]) not in (b"\x01\x00", b"\x02\x00"):  # .npy versions 1.0, 2.0
                 break
-            size = 10 + struct.unpack_from("<H", member, 8)[0] if member[6] == 1 else 12 + struct.unpack_from(
-                "<I", member, 8)[0]
+            size = (
+                10 + struct.unpack_from("<H", member, 8)[0]
+                if member[6] == 1
+                else 12 + struct.unpack_from("<I", member, 8)[0]
+            )
             raw = bytes(member[:size])
             if raw not in _HEADERS:
                 f = io.BytesIO(raw)
@@ -135,9 +139,11 @@ class AnswerStore:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except PermissionError:
-            raise ArtifactError(f"cannot create the teacher's answer store {self.dir}: no permission; set "
-                                "queries.store in params.yaml to a folder you can write, e.g. "
-                                "~/.cache/derd/teachers") from None
+            raise ArtifactError(
+                f"cannot create the teacher's answer store {self.dir}: no permission; set "
+                "queries.store in params.yaml to a folder you can write, e.g. "
+                "~/.cache/derd/teachers"
+            ) from None
         card = self.dir / "teacher.json"
         if card.exists():
             try:
@@ -145,8 +151,10 @@ class AnswerStore:
             except ValueError:
                 stored = None
             if stored != identity:
-                raise ArtifactError(f"{card} describes another teacher than the one asked for; the store is damaged: "
-                                    f"move {self.dir} aside")
+                raise ArtifactError(
+                    f"{card} describes another teacher than the one asked for; the store is damaged: "
+                    f"move {self.dir} aside"
+                )
         else:
             atomic_write_bytes(card, (json.dumps(identity, indent=1, sort_keys=True) + "\n").encode())
         self._lock = FileLock(str(self.dir / ".lock"))
@@ -159,13 +167,13 @@ class AnswerStore:
         return self.dir / "ledger.jsonl"
 
     def _reset(self) -> None:
-        self._files: list[str] = []             # the answer files read, in name order
+        self._files: list[str] = []  # the answer files read, in name order
         self._ranges: dict[str, tuple[int, int]] = {}  # each one's rows
-        self._packed = 0                        # how many of them the pack holds
-        self._keys: dict[bytes, int] = {}       # key -> row of its (first) answer
-        self._row_keys: list[np.ndarray] = []   # every row's key, in row order (to write a pack)
-        self._blocks: list[np.ndarray] = []     # the rows, in blocks: adding rows never copies those held
-        self._starts: list[int] = []            # the first row of each block
+        self._packed = 0  # how many of them the pack holds
+        self._keys: dict[bytes, int] = {}  # key -> row of its (first) answer
+        self._row_keys: list[np.ndarray] = []  # every row's key, in row order (to write a pack)
+        self._blocks: list[np.ndarray] = []  # the rows, in blocks: adding rows never copies those held
+        self._starts: list[int] = []  # the first row of each block
         self._rows = 0
         self._call_keys: dict[str, set[bytes]] = {}
 
@@ -177,7 +185,7 @@ class AnswerStore:
         keeps the first answer read."""
         self._calls = self._read_ledger()
         names = sorted(p.name for p in (self.dir / "answers").glob("*.npz"))
-        if names[:len(self._files)] != self._files:
+        if names[: len(self._files)] != self._files:
             self._reset()
         keys, parts = ([], []) if self._files else self._read_pack(names)
         done = len(self._files) if self._files else self._packed
@@ -187,12 +195,16 @@ class AnswerStore:
             try:
                 k, desc = read_answers(path)
             except Exception as e:  # answers are written atomically: a bad file was damaged afterwards
-                raise ArtifactError(f"{path} cannot be read ({type(e).__name__}); the store is damaged: move "
-                                    f"{self.dir} aside (its ledger still says what was spent)") from None
+                raise ArtifactError(
+                    f"{path} cannot be read ({type(e).__name__}); the store is damaged: move "
+                    f"{self.dir} aside (its ledger still says what was spent)"
+                ) from None
             width = parts[0].shape[1:] if parts else self._blocks[0].shape[1:] if self._blocks else None
             if width is not None and desc.shape[1:] != width:
-                raise ArtifactError(f"{path} holds {desc.shape[1:]} descriptors where the store's others are "
-                                    f"{width}; the store is damaged: move {self.dir} aside")
+                raise ArtifactError(
+                    f"{path} holds {desc.shape[1:]} descriptors where the store's others are "
+                    f"{width}; the store is damaged: move {self.dir} aside"
+                )
             keys.append(k)
             parts.append(desc)
             self._ranges[name] = (row, row + len(k))
@@ -207,7 +219,7 @@ class AnswerStore:
         try:
             with np.load(self.dir / PACK) as z:
                 files = [f.decode() for f in z["files"].tolist()]
-                if not files or files != names[:len(files)]:
+                if not files or files != names[: len(files)]:
                     return [], []
                 keys, desc, counts = z["keys"], z["descriptors"], z["counts"]
             if len(keys) != len(desc) or len(counts) != len(files) or counts.sum() != len(keys):
@@ -229,16 +241,16 @@ class AnswerStore:
         if self._blocks and base - self._starts[-1] < len(self._blocks[-1]):
             last = self._blocks[-1]
             fill = min(len(new), len(last) - (base - self._starts[-1]))
-            last[base - self._starts[-1]:base - self._starts[-1] + fill] = new[:fill]
+            last[base - self._starts[-1] : base - self._starts[-1] + fill] = new[:fill]
             new = new[fill:]
             self._rows += fill
         if len(new):
             if adopt and new.dtype == np.float32 and new.flags.writeable and new.flags.c_contiguous:
-                block = new   # read from the pack or joined from files: no room to spare
+                block = new  # read from the pack or joined from files: no room to spare
             else:
                 most = max(1, BLOCK_BYTES // max(1, 4 * math.prod(new.shape[1:])))
                 block = np.empty((max(len(new), min(most, max(self._rows, 64))), *new.shape[1:]), np.float32)
-                block[:len(new)] = new
+                block[: len(new)] = new
             self._blocks.append(block)
             self._starts.append(self._rows)
             self._rows += len(new)
@@ -283,8 +295,10 @@ class AnswerStore:
                     c = calls[e["call"]]
                     c.outcome, c.seconds, c.detail = e["event"], e.get("seconds"), e.get("detail", "")
             except (ValueError, KeyError, TypeError):
-                raise ArtifactError(f"{self.ledger_path}, line {n}: not a ledger entry; the ledger is damaged. "
-                                    "Keep a copy and remove that line to go on") from None
+                raise ArtifactError(
+                    f"{self.ledger_path}, line {n}: not a ledger entry; the ledger is damaged. "
+                    "Keep a copy and remove that line to go on"
+                ) from None
         self._torn = torn
         return calls
 
@@ -316,12 +330,14 @@ class AnswerStore:
         by["lost"] += sum(c.images for c in calls if c.outcome is None)
         answered = [c for c in calls if c.outcome == "answered" and c.seconds]
         seconds = sum(c.seconds for c in answered)
-        return {"requests": sum(1 for c in calls if c.outcome not in NOT_A_REQUEST),
-                "images_sent": sum(c.images for c in calls if c.outcome not in NOT_A_REQUEST),
-                "images_spent": sum(c.images for c in calls if c.spent),
-                **{f"images_{o}": n for o, n in by.items()},
-                "answered_seconds": round(seconds, 3),
-                "answered_images_per_second": round(sum(c.images for c in answered) / seconds, 1) if seconds else None}
+        return {
+            "requests": sum(1 for c in calls if c.outcome not in NOT_A_REQUEST),
+            "images_sent": sum(c.images for c in calls if c.outcome not in NOT_A_REQUEST),
+            "images_spent": sum(c.images for c in calls if c.spent),
+            **{f"images_{o}": n for o, n in by.items()},
+            "answered_seconds": round(seconds, 3),
+            "answered_images_per_second": round(sum(c.images for c in answered) / seconds, 1) if seconds else None,
+        }
 
     # -- writing (only while holding the lock) ----------------------------------------------------
     @contextmanager
@@ -333,9 +349,20 @@ class AnswerStore:
         with a TeacherError when it has shown none for longer. ``stall_s`` None: wait for ever."""
         self._acquire(stall_s, say or (lambda line: print(line, file=sys.stderr, flush=True)))
         try:
-            atomic_write_bytes(self.dir / "lock.json", (json.dumps(
-                {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:300],
-                 "since": _now()}) + "\n").encode())
+            atomic_write_bytes(
+                self.dir / "lock.json",
+                (
+                    json.dumps(
+                        {
+                            "pid": os.getpid(),
+                            "host": socket.gethostname(),
+                            "command": " ".join(sys.argv)[:300],
+                            "since": _now(),
+                        }
+                    )
+                    + "\n"
+                ).encode(),
+            )
             self.refresh()
             self._repair()
             yield self
@@ -355,9 +382,13 @@ class AnswerStore:
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{PACK}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, files=np.array([n.encode() for n in self._files], dtype=bytes),
-                         counts=np.array([b - a for a, b in ranges], np.int64),
-                         keys=np.concatenate(self._row_keys)[order], descriptors=self._take(order))
+                np.savez(
+                    f,
+                    files=np.array([n.encode() for n in self._files], dtype=bytes),
+                    counts=np.array([b - a for a, b in ranges], np.int64),
+                    keys=np.concatenate(self._row_keys)[order],
+                    descriptors=self._take(order),
+                )
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.dir / PACK)
@@ -390,7 +421,8 @@ class AnswerStore:
                     f"the teacher's store {self.dir} is held by {self._holder()}, which has recorded no call for "
                     f"{quiet:.0f} s, longer than one call may take (queries.timeout_s plus a wait of "
                     "queries.max_backoff_s, twice): it seems stuck. Stop that process (its answers stored so far "
-                    "are kept) or let it finish, then rerun this one")
+                    "are kept) or let it finish, then rerun this one"
+                )
 
     def _holder(self) -> str:
         try:
@@ -427,8 +459,11 @@ class AnswerStore:
 
     def set_canaries(self, keys: list[bytes], pixels: list[np.ndarray]) -> None:
         """Chosen once per identity: answered images whose pixels are kept to be re-asked."""
-        save_npz_atomic(self.dir / "canaries.npz", keys=np.array(keys, dtype="S64"),
-                        **{f"pixels_{i}": np.asarray(p, dtype=np.uint8) for i, p in enumerate(pixels)})
+        save_npz_atomic(
+            self.dir / "canaries.npz",
+            keys=np.array(keys, dtype="S64"),
+            **{f"pixels_{i}": np.asarray(p, dtype=np.uint8) for i, p in enumerate(pixels)},
+        )
 
     def _repair(self) -> None:
         if self._unterminated:  # the last line is whole, only its newline is missing: nothing is dropped
@@ -459,8 +494,11 @@ class AnswerStore:
         return call
 
     def answered(self, call: Call, keys: list[bytes], descriptors: np.ndarray, seconds: float) -> None:
-        save_npz_atomic(self.dir / "answers" / f"{call.id}.npz", keys=np.array(keys, dtype="S64"),
-                        descriptors=np.asarray(descriptors, dtype=np.float32))
+        save_npz_atomic(
+            self.dir / "answers" / f"{call.id}.npz",
+            keys=np.array(keys, dtype="S64"),
+            descriptors=np.asarray(descriptors, dtype=np.float32),
+        )
         if len(keys):
             self._add(keys, [np.asarray(descriptors, dtype=np.float32)])
         name = f"{call.id}.npz"

@@ -4,6 +4,7 @@ It stands in for a retrieval model someone else owns. A cosine-softmax (normalis
 classifier on top of the L2-normalised descriptor makes the descriptor itself class-discriminative
 under inner product, which is what retrieval mAP measures.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ def train_teacher(
         order = rng.permutation(len(images))
         total_loss = correct = 0.0
         for b in range(steps_per_epoch):
-            idx = order[b * p.batch_size:(b + 1) * p.batch_size]
+            idx = order[b * p.batch_size : (b + 1) * p.batch_size]
             x = to_input(images[idx], device).contiguous(memory_format=torch.channels_last)
             y = torch.as_tensor(labels[idx], device=device)
             with accel.autocast(precision, device):
