@@ -233,7 +233,7 @@ def test_mlflow_keeps_every_configurations_figures_through_an_edit_and_its_rever
     out = dvc(repo, "repro").stdout  # DVC reruns (or restores) a stage only when its inputs changed
     redone = set(ran_stages(out)) | {line.split("'")[1] for line in out.splitlines() if "is cached - skipping" in line}
     assert {"prepare", "evaluate-teacher", "evaluate"} <= redone, out
-    assert not {s for s in redone if s.startswith(("sample", "train", "frontier", "full", "dump", "augment"))}, out
+    assert not {s for s in redone if s.startswith(("sample", "train", "full", "dump", "augment"))}, out
     second, second_config = _workspace_figures(repo), config()
     assert second_config != first_config and second["teacher"] != first["teacher"]
     # the first configuration's records deleted: only the revert's own `track` can bring them back
@@ -271,7 +271,7 @@ def test_a_new_budget_queries_only_new_images_and_retrains_only_new_cells(finish
     cells = [f"train@{b}-derd-0" for b in (20, 50, 70)]
     out = dvc(repo, "repro", *cells).stdout  # every student and what it needs (not their evaluation)
     ran = ran_stages(out)
-    trained = {name for name in ran if name.startswith(("train@", "frontier@", "full@"))}
+    trained = {name for name in ran if name.startswith(("train@", "train-sizes@", "full@"))}
     # the old budgets' subsets and targets come out byte-identical, so their students are not retrained
     assert trained == {"train@70-derd-0"}
     assert not {"prepare", "teacher", "evaluate-teacher"} & set(ran)
@@ -381,7 +381,7 @@ def test_the_pool_setting_or_the_strategy_makes_only_what_depends_on_it_stale(fi
     assert _stale(repo) == {"train@20-derd-0", "train@50-derd-0", "report", "track"}
     edit_params(repo, {"method": {"derd": {"pool": "pretrain"}}, "sample": {"strategy": "random"}})
     stale = _stale(repo)
-    assert {"sample", "train@20-derd-0", "frontier@50-tiny-0", "lever-nopool@20-0"} <= stale
+    assert {"sample", "train@20-derd-0", "train-sizes@50-tiny-0", "lever-nopool@20-0"} <= stale
     untouched = (
         "prepare",
         "teacher",
