@@ -50,6 +50,18 @@ def test_checksum_failure_is_refused(server, tmp_path):
         download(server.url + "/missing.bin", tmp_path / "m.bin")
 
 
+def test_weights_that_fail_to_download_are_a_weights_error_not_a_dataset_one(server, tmp_path):
+    from pipeline.errors import WeightsError
+    from pipeline.models.weights import weights_file
+
+    server.files["/w.pth"] = b"tampered weights"
+    for url, message in [(server.url + "/w.pth", "checksum mismatch"), (server.url + "/gone.pth", "HTTP 404")]:
+        with pytest.raises(WeightsError, match=message) as info:
+            weights_file(url, tmp_path, hashlib.sha256(b"original").hexdigest())
+        assert not isinstance(info.value, DatasetError) and url in str(info.value)
+    assert not list((tmp_path / "weights").glob("w.pth*"))  # the refused file is not kept
+
+
 def test_safe_extraction(tmp_path):
     good = tmp_path / "good.tgz"
     good.write_bytes(tar_gz({"jpg/a.jpg": b"x", "jpg/b.jpg": b"y"}))

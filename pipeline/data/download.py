@@ -15,16 +15,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pipeline.errors import DatasetError
+from pipeline.errors import DatasetError, DerdError
 from pipeline.io import file_sha256
 
 
-def _check(path: Path, url: str, size: int | None, sha256: str | None) -> None:
+def _check(path: Path, url: str, size: int | None, sha256: str | None, error: type[DerdError]) -> None:
     got_size = path.stat().st_size
     if size is not None and got_size != size:
-        raise DatasetError(f"{url}: got {got_size} bytes, expected {size}")
+        raise error(f"{url}: got {got_size} bytes, expected {size}")
     if sha256 is not None and (got := file_sha256(path)) != sha256:
-        raise DatasetError(
+        raise error(
             f"{url}: checksum mismatch (sha256 {got[:16]}..., expected {sha256[:16]}...); "
             f"the download was refused and removed"
         )
@@ -38,10 +38,13 @@ def download(
     retries: int = 5,
     timeout: float = 60.0,
     backoff: float = 1.0,
+    error: type[DerdError] = DatasetError,
 ) -> Path:
+    """``url`` to ``dest``, resumed after a cut and verified (size, sha256); a failure raises ``error``
+    (a dataset's files by default; weights pass ``WeightsError``)."""
     dest = Path(dest)
     if dest.exists():
-        _check(dest, url, size, sha256)
+        _check(dest, url, size, sha256, error)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -60,17 +63,17 @@ def download(
         except urllib.error.HTTPError as exc:
             if exc.code == 416 and have:  # nothing left to fetch: the .part file is complete
                 break
-            raise DatasetError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            raise error(f"{url}: HTTP {exc.code} {exc.reason}") from exc
         except (OSError, http.client.HTTPException) as exc:  # cut connection, timeout: resume from what we have
             if attempt == retries:
-                raise DatasetError(
+                raise error(
                     f"{url}: download failed after {retries + 1} attempts ({exc}); run again "
                     f"to resume from {part.stat().st_size if part.exists() else 0} bytes"
                 ) from exc
             time.sleep(backoff * (attempt + 1))
     try:
-        _check(part, url, size, sha256)
-    except DatasetError:
+        _check(part, url, size, sha256, error)
+    except error:
         part.unlink(missing_ok=True)
         raise
     os.replace(part, dest)

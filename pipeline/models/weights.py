@@ -17,7 +17,9 @@ from pipeline.errors import WeightsError
 
 def weights_file(spec: str, downloads: Path, sha256: str) -> Path:
     if urlsplit(spec).scheme in ("http", "https"):
-        return download(spec, downloads / "weights" / Path(urlsplit(spec).path).name, sha256=sha256 or None)
+        return download(
+            spec, downloads / "weights" / Path(urlsplit(spec).path).name, sha256=sha256 or None, error=WeightsError
+        )
     path = Path(spec)
     if not path.exists():
         raise WeightsError(
