@@ -116,7 +116,7 @@ def record_teacher(e: Evaluated, config: str, settings: dict, card: dict, traini
     """The teacher's record: its card, its training curve (a teacher trained here) and its evaluation."""
     tags = {"role": "teacher", "record": e.digest, "config": config, "teacher.kind": card["kind"]}
     with mlflow.start_run(run_name=tracking.display_name(e.who, e.metrics), tags=tags) as run:
-        summary = {k: v for k, v in training.items() if k not in ("history", "epochs")}
+        summary = {k: v for k, v in training.items() if k != "history"}
         mlflow.log_params({**tracking.flatten({"teacher": card, **summary}), **tracking.configuration_params(settings)})
         for h in training.get("history", []):
             mlflow.log_metrics({"train_loss": h["loss"], "train_accuracy": h["accuracy"]}, step=h["epoch"])

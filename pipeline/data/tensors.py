@@ -36,15 +36,5 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def __getattr__(name: str):
-    """``describe`` moved to :mod:`pipeline.models.inference` (it runs a model); this alias is kept only
-    until pipeline/efficiency.py and scripts/bench_stages.py import it from there. Nothing else may use it."""
-    if name == "describe":
-        import importlib
-
-        return importlib.import_module("pipeline.models.inference").describe
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def input_channels(images: np.ndarray) -> int:
     return 3 if images.ndim == 4 and images.shape[-1] == 3 else 1
