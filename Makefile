@@ -24,9 +24,10 @@ test:
 	ruff format --check .
 	python -m pytest -q -n 2 --dist loadgroup
 
-# the edit-test loop: everything but the tests that run the real pipeline (the e2e marker)
+# the edit-test loop: everything but the tests that run the real pipeline (the e2e marker; the browser
+# test is one of them, so this needs no Chromium)
 test-unit:
-	@./scripts/setup.sh test
+	@./scripts/setup.sh
 	ruff check .
 	ruff format --check .
 	python -m pytest -q -m "not e2e"

@@ -20,15 +20,9 @@ if [ ! -f "$DEBIAN_DATA/train-images-idx3-ubyte.gz" ]; then
   fi
 fi
 
-# 1b. `setup.sh test`: Debian's Chromium, for the test that opens the MLflow UI in a browser.
-if [ "${1:-}" = test ] && ! command -v chromium >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing Debian's chromium (the MLflow UI test opens it headless)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    echo "setup: the MLflow UI test needs Chromium: install your distribution's chromium package" >&2; exit 1
-  fi
-fi
+# 1b. `setup.sh test`: Debian's Chromium, for the test that opens the MLflow UI in a browser
+#     (or one line saying what to install, where set-up may not install it)
+if [ "${1:-}" = test ]; then ./scripts/chromium.sh; fi
 
 # 2. Virtual environment with the pinned dependencies (reinstalled only when pyproject.toml changes).
 if [ ! -x .venv/bin/python ]; then
