@@ -281,6 +281,19 @@ def claims(
     return out
 
 
+def levers_not_measured(params, skipped: list[str]) -> dict[str, str]:
+    """The levers whose claims cannot be measured in this configuration, each with why (the claims
+    say so instead of a verdict): ``skipped`` holds the reasons cells were not trained."""
+    rec, off = params.recommended, {}
+    if params.sample.strategy == "random":
+        off["random"] = "sample.strategy is random: the subsets are random already (the lever is off)"
+    elif skipped:
+        off["random"] = f"its random subsets' answers come from the ceiling's, which were not asked for ({skipped[0]})"
+    if params.method[rec].pool == "none":
+        off["nopool"] = f"method.{rec}.pool is none: it does not use the pool (the lever is off)"
+    return off
+
+
 def _combine(verdicts: list[str]) -> str:
     if not verdicts or all(v == "not measured" for v in verdicts):
         return "not measured"

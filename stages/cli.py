@@ -31,9 +31,6 @@ def main():
     os.environ.setdefault("DO_NOT_TRACK", "true")
 
 
-SERVED_MODEL = "derd-teacher"  # the registered model that `serve-teacher` serves
-
-
 @main.command("serve-teacher")
 @click.option("--port", default=5001, show_default=True, help="port on 127.0.0.1")
 @click.option(
@@ -60,9 +57,10 @@ def serve_teacher(port: int, teacher_dir: Path, model_uri: str, workers: int):
       dvc exp run -S teacher.kind=mlflow -S teacher.url=http://127.0.0.1:5001
     """
     from pipeline import tracking
+    from pipeline.teacher.serving import registered_teacher_uri
 
     tracking.connect(Path.cwd())
-    uri, what = model_uri or _register_teacher(teacher_dir), model_uri or "the teacher"
+    uri, what = model_uri or registered_teacher_uri(teacher_dir), model_uri or "the teacher"
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking.tracking_uri(Path.cwd()))
     argv = [
         tool("mlflow"),
@@ -85,59 +83,6 @@ def serve_teacher(port: int, teacher_dir: Path, model_uri: str, workers: int):
         err=True,
     )
     sys.exit(subprocess.call(argv, env=env))
-
-
-def _register_teacher(teacher_dir: Path) -> str:
-    """The model URI of the teacher in ``teacher_dir``: logged in its run and registered, once."""
-    import mlflow
-
-    from pipeline import tracking
-    from pipeline.errors import TeacherError
-    from pipeline.teacher.blackbox import read_card
-    from pipeline.teacher.serving import log_teacher_model
-
-    card = read_card(teacher_dir)
-    client = mlflow.tracking.MlflowClient()
-    if "weights" not in card:  # the pipeline points at a server now: serve the teacher registered before
-        versions = client.search_model_versions(f"name='{SERVED_MODEL}'") if _registered(client) else []
-        if not versions:
-            raise TeacherError(
-                f"{teacher_dir} describes a {card['kind']} teacher at {card.get('endpoint')}, and no "
-                f"teacher was registered as {SERVED_MODEL} yet: run `derd serve-teacher` while "
-                "teacher.kind is a built one, or pass --model-uri"
-            )
-        latest = max(versions, key=lambda v: int(v.version))
-        return f"models:/{SERVED_MODEL}/{latest.version}"
-    exp_id = mlflow.get_experiment_by_name(tracking.experiment_name()).experiment_id
-    found = client.search_runs(
-        [exp_id], f"tags.role = 'teacher-model' and tags.weights = '{card['weights_sha256']}'", max_results=1
-    )
-    if found:
-        run = found[0]
-    else:  # logged once per teacher's weights
-        with mlflow.start_run(
-            run_name=f"teacher model ({card['arch']})",
-            tags={"role": "teacher-model", "weights": card["weights_sha256"]},
-        ) as run:
-            log_teacher_model(teacher_dir, card)
-    run_uri = f"runs:/{run.info.run_id}/model"
-    existing = [
-        v
-        for v in (client.search_model_versions(f"name='{SERVED_MODEL}'") if _registered(client) else [])
-        if v.run_id == run.info.run_id
-    ]
-    version = existing[0].version if existing else mlflow.register_model(run_uri, SERVED_MODEL).version
-    return f"models:/{SERVED_MODEL}/{version}"
-
-
-def _registered(client) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_registered_model(SERVED_MODEL)
-        return True
-    except MlflowException:
-        return False
 
 
 @main.command()

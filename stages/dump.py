@@ -8,37 +8,8 @@ only images it has never answered; the budget bounds the images sent for this su
 from pathlib import Path
 
 import click
-import numpy as np
 
 from stages.common import params_option, path_option, progress, setup, stage
-
-
-def load_subsets(folder: Path, budgets) -> dict[int, np.ndarray]:
-    from pipeline.errors import ArtifactError
-
-    subsets = {}
-    for b in budgets:
-        path = folder / f"{b}.npy"
-        if not path.exists():
-            raise ArtifactError(f"{path} not found: run `dvc repro sample` first")
-        subsets[b] = np.load(path)
-    largest = subsets[max(budgets)]
-    for b, s in subsets.items():
-        if not np.array_equal(s, largest[: len(s)]):
-            raise ArtifactError(
-                f"{folder / f'{b}.npy'} is not a prefix of the largest subset: rerun `dvc repro -f sample`"
-            )
-    return subsets
-
-
-def pool_inputs(prepared: Path, subset: np.ndarray):
-    """The subset's images as the teacher receives them, with their names."""
-    from pipeline.data import prepared as prepared_data
-    from pipeline.teacher.inputs import TeacherInputs
-
-    pool, names = prepared_data.pool_images(prepared), prepared_data.pool_names(prepared)
-    images = pool[subset] if isinstance(pool, np.ndarray) else pool.take(subset)
-    return TeacherInputs(images, [names[i] for i in subset])
 
 
 @click.command()
@@ -51,13 +22,15 @@ def pool_inputs(prepared: Path, subset: np.ndarray):
 @stage
 def dump(params_path: Path, teacher: Path, prepared: Path, subsets: Path, out: Path, metrics: Path):
     from pipeline import distributed
+    from pipeline.distill.sampling import nested_subsets
     from pipeline.io import save_npz_atomic, write_json_atomic
     from pipeline.teacher.blackbox import open_teacher
+    from pipeline.teacher.inputs import pool_inputs
 
     params, device = setup(params_path)
     distributed.relaunch(params.runtime.processes)  # under torchrun when runtime.processes > 1
     device = distributed.start(device)
-    subset = load_subsets(subsets, params.budgets)[params.max_budget]
+    subset = nested_subsets(subsets, params.budgets)[params.max_budget]
     access = open_teacher(teacher, params.queries, device)
     if access is None:  # another rank: it described its share of rank 0's calls
         return distributed.stop()

@@ -28,7 +28,7 @@ def dump_pool(params_path: Path, teacher: Path, prepared: Path, after: Path, out
     from pipeline.distill.sampling import training_pool
     from pipeline.io import save_npz_atomic
     from pipeline.teacher.blackbox import open_teacher, read_card
-    from stages.dump import pool_inputs
+    from pipeline.teacher.inputs import pool_inputs
 
     params, device = setup(params_path)
     card = read_card(teacher)

@@ -56,7 +56,7 @@ def report(
     import torch
 
     from pipeline import pictures
-    from pipeline.claims import claims
+    from pipeline.claims import claims, levers_not_measured
     from pipeline.claims import to_markdown as claims_markdown
     from pipeline.data import prepared as prepared_data
     from pipeline.grid import grid
@@ -88,15 +88,6 @@ def report(
         rec,
     )
     distillers = [m for m in (rec, *params.methods) if params.method[m].uses_teacher]
-    levers_off = {}
-    if params.sample.strategy == "random":
-        levers_off["random"] = "sample.strategy is random: the subsets are random already (the lever is off)"
-    elif skipped:
-        levers_off["random"] = (
-            f"its random subsets' answers come from the ceiling's, which were not asked for ({skipped[0]})"
-        )
-    if params.method[rec].pool == "none":
-        levers_off["nopool"] = f"method.{rec}.pool is none: it does not use the pool (the lever is off)"
     found = claims(
         pd.DataFrame(list(metrics.values())),
         teacher_map["map"],
@@ -107,7 +98,7 @@ def report(
         distillers,
         list(params.levers.budgets),
         contenders,
-        levers_off,
+        levers_not_measured(params, skipped),
     )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "summary.csv", df.assign(size=params.student).round(4).to_csv(index=False).encode())

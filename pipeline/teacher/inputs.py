@@ -8,6 +8,7 @@ asks anew: no stored answer can ever be returned for another image.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -53,3 +54,12 @@ class TeacherInputs:
         if isinstance(self.images, np.ndarray):
             return self.images[np.asarray(idx, dtype=np.int64)]
         return self.images.map(lambda im: np.asarray(im, dtype=np.uint8), idx)
+
+
+def pool_inputs(prepared: Path, subset: np.ndarray) -> "TeacherInputs":
+    """The subset's images as the teacher receives them, with their names."""
+    from pipeline.data import prepared as prepared_data
+
+    pool, names = prepared_data.pool_images(prepared), prepared_data.pool_names(prepared)
+    images = pool[subset] if isinstance(pool, np.ndarray) else pool.take(subset)
+    return TeacherInputs(images, [names[i] for i in subset])

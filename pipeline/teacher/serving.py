@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow.pyfunc
 import numpy as np
 
+SERVED_MODEL = "derd-teacher"  # the registered model that `derd serve-teacher` serves
 PIP_REQUIREMENTS = ["torch", "torchvision", "numpy", "pillow"]  # the serving env is this one (--env-manager local)
 
 
@@ -85,3 +86,55 @@ def save_teacher_model(teacher_dir: Path, card: dict, path: Path) -> Path:
         pip_requirements=PIP_REQUIREMENTS,
     )
     return Path(path)
+
+
+def registered_teacher_uri(teacher_dir: Path) -> str:
+    """The model URI of the teacher in ``teacher_dir``: logged in its run and registered, once."""
+    import mlflow.tracking
+
+    from pipeline import tracking
+    from pipeline.errors import TeacherError
+    from pipeline.teacher.blackbox import read_card
+
+    card = read_card(teacher_dir)
+    client = mlflow.tracking.MlflowClient()
+    if "weights" not in card:  # the pipeline points at a server now: serve the teacher registered before
+        versions = client.search_model_versions(f"name='{SERVED_MODEL}'") if _is_registered(client) else []
+        if not versions:
+            raise TeacherError(
+                f"{teacher_dir} describes a {card['kind']} teacher at {card.get('endpoint')}, and no "
+                f"teacher was registered as {SERVED_MODEL} yet: run `derd serve-teacher` while "
+                "teacher.kind is a built one, or pass --model-uri"
+            )
+        latest = max(versions, key=lambda v: int(v.version))
+        return f"models:/{SERVED_MODEL}/{latest.version}"
+    exp_id = mlflow.get_experiment_by_name(tracking.experiment_name()).experiment_id
+    found = client.search_runs(
+        [exp_id], f"tags.role = 'teacher-model' and tags.weights = '{card['weights_sha256']}'", max_results=1
+    )
+    if found:
+        run = found[0]
+    else:  # logged once per teacher's weights
+        with mlflow.start_run(
+            run_name=f"teacher model ({card['arch']})",
+            tags={"role": "teacher-model", "weights": card["weights_sha256"]},
+        ) as run:
+            log_teacher_model(teacher_dir, card)
+    run_uri = f"runs:/{run.info.run_id}/model"
+    existing = [
+        v
+        for v in (client.search_model_versions(f"name='{SERVED_MODEL}'") if _is_registered(client) else [])
+        if v.run_id == run.info.run_id
+    ]
+    version = existing[0].version if existing else mlflow.register_model(run_uri, SERVED_MODEL).version
+    return f"models:/{SERVED_MODEL}/{version}"
+
+
+def _is_registered(client) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(SERVED_MODEL)
+        return True
+    except MlflowException:
+        return False
