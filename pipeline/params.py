@@ -387,7 +387,10 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
             )
         )
     if not p.sample.val_queries < p.sample.val_size:
-        errors.append(f"'sample.val_queries' must be between 1 and sample.val_size - 1, got {p.sample.val_queries}")
+        errors.append(
+            f"'sample.val_queries' must be between 1 and sample.val_size - 1 ({p.sample.val_size - 1}), got "
+            f"{p.sample.val_queries}; e.g. sample.val_queries: {max(p.sample.val_size // 10, 1)}"
+        )
     if p.sample.features != "pixels" and p.sample.features not in p.sizes:
         errors.append(
             "'sample.features' must be pixels or a student size of 'sizes' (its pretraining embeds the "
@@ -463,6 +466,14 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
             f"'data.n_queries' ({d.n_queries}) must be smaller than data.test_limit ({d.test_limit}): "
             "the rest of the test images are the database"
         )
+    if p.eval.index == "ivfpq":  # every descriptor it indexes: the teacher's and each student size's
+        dims = sorted({p.teacher.dim, *(p.students[n].dim for n in p.sizes if n in p.students)})
+        if any(dim % p.eval.pq_m for dim in dims):
+            fits = [m for m in range(1, min(dims) + 1) if all(dim % m == 0 for dim in dims)]
+            errors.append(
+                f"'eval.pq_m' = {p.eval.pq_m} must divide every descriptor size the index holds ({dims}); "
+                f"choose one of {fits[-4:]}"
+            )
     errors += _teacher_errors(p)
     for name, sp in p.students.items():
         if sp.weights and not sp.arch.startswith("gem_"):

@@ -149,6 +149,16 @@ def test_every_key_must_be_in_params_yaml(key):
             {"data": {"test_limit": 500, "n_queries": 500}},
             "'data.n_queries' .500. must be smaller than data.test_limit",
         ),
+        (  # each range error names a value that works
+            {"sample": {"val_queries": 5000}},
+            r"'sample.val_queries' must be between 1 and sample.val_size - 1 .4999., got 5000; "
+            r"e.g. sample.val_queries: 500$",
+        ),
+        (  # checked before any training, not when the evaluation builds its index
+            {"eval": {"index": "ivfpq", "pq_m": 48}},
+            r"'eval.pq_m' = 48 must divide every descriptor size the index holds .\[128\].; choose one of "
+            r"\[16, 32, 64, 128\]$",
+        ),
     ],
 )
 def test_invalid_values_are_named(override, message):
