@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from pipeline.data.download import download, extract_tar
+from pipeline.data.download import HAS_DATA_FILTER, download, extract_tar
 from pipeline.errors import DatasetError
 from tests.benchmark_files import tar_gz
 from tests.http_server import Server
@@ -62,7 +62,12 @@ def test_weights_that_fail_to_download_are_a_weights_error_not_a_dataset_one(ser
     assert not list((tmp_path / "weights").glob("w.pth*"))  # the refused file is not kept
 
 
-def test_safe_extraction(tmp_path):
+# tarfile's data filter where this Python has it (3.11.4+), and the equivalent for older ones everywhere
+@pytest.mark.parametrize("data_filter", [True, False] if HAS_DATA_FILTER else [False])
+def test_safe_extraction(tmp_path, monkeypatch, data_filter):
+    import pipeline.data.download as download_module
+
+    monkeypatch.setattr(download_module, "HAS_DATA_FILTER", data_filter)
     good = tmp_path / "good.tgz"
     good.write_bytes(tar_gz({"jpg/a.jpg": b"x", "jpg/b.jpg": b"y"}))
     assert sorted(extract_tar(good, tmp_path / "out")) == ["jpg/a.jpg", "jpg/b.jpg"]

@@ -80,15 +80,54 @@ def download(
     return dest
 
 
+# tarfile's ``data`` filter arrived in Python 3.11.4; Debian 12's python3 is 3.11.2
+HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
+
+
+class _Refused(Exception):
+    pass
+
+
+def _inside(root: str, path: str) -> bool:
+    return os.path.commonpath([root, os.path.realpath(path)]) == root
+
+
+def _safe_members(tar: tarfile.TarFile, dest: Path) -> list[tarfile.TarInfo]:
+    """What the ``data`` filter admits, for Pythons without it: absolute names made relative; a member or
+    a link target outside ``dest``, an absolute symlink or a device file refused."""
+    root = os.path.realpath(dest)
+    members = []
+    for member in tar.getmembers():
+        name = member.name.lstrip("/")
+        target = os.path.join(root, name)
+        if not _inside(root, target):
+            raise _Refused(f"{member.name!r} would be extracted outside the destination")
+        if member.isdev() or member.isfifo():
+            raise _Refused(f"{member.name!r} is a special file")
+        if member.issym() and (
+            os.path.isabs(member.linkname) or not _inside(root, os.path.join(os.path.dirname(target), member.linkname))
+        ):
+            raise _Refused(f"{member.name!r} is a link to {member.linkname!r}, outside the destination")
+        if member.islnk() and not _inside(root, os.path.join(root, member.linkname.lstrip("/"))):
+            raise _Refused(f"{member.name!r} is a hard link to {member.linkname!r}, outside the destination")
+        member.name = name
+        members.append(member)
+    return members
+
+
 def extract_tar(archive: Path, dest: Path) -> list[str]:
-    """Extract with tarfile's ``data`` filter: no member may land outside ``dest`` (no absolute
-    paths, ``..``, or links pointing out), no device files; refused archives name the member."""
+    """Extract with tarfile's ``data`` filter (or its equivalent, :func:`_safe_members`, where Python is
+    older than 3.11.4): no member may land outside ``dest`` (no absolute paths, ``..``, or links
+    pointing out), no device files; refused archives name the member."""
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive) as tar:
             names = tar.getnames()
-            tar.extractall(dest, filter="data")
-    except tarfile.FilterError as exc:
+            if HAS_DATA_FILTER:
+                tar.extractall(dest, filter="data")
+            else:
+                tar.extractall(dest, members=_safe_members(tar, dest))
+    except (_Refused, *((tarfile.FilterError,) if HAS_DATA_FILTER else ())) as exc:
         raise DatasetError(f"{archive}: refused to extract ({exc}); the archive tries to write outside {dest}") from exc
     except tarfile.TarError as exc:
         raise DatasetError(f"{archive}: not a readable tar archive ({exc}); delete it and download again") from exc
