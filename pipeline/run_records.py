@@ -28,6 +28,18 @@ class RunFiles:
     efficiency: Path
     reports: Path
 
+    def check(self) -> None:
+        """Every file the records read is there (before any MLflow work: a missing one names itself)."""
+        for path in (
+            self.teacher / "card.json",
+            self.teacher_metrics,
+            self.teacher_training,
+            self.queries,
+            self.efficiency,
+            self.reports / "summary.csv",
+        ):
+            existing(path)
+
 
 def existing(path: Path) -> Path:
     if not path.exists():

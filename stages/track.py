@@ -39,12 +39,13 @@ def track(
     import pandas as pd
 
     from pipeline import tracking
-    from pipeline.run_records import RunFiles, existing, record_run, register_best
+    from pipeline.run_records import RunFiles, record_run, register_best
 
     params = load(params_path)
     config, settings = tracking.workspace_configuration(params, code)
     files = RunFiles(students, models, teacher, teacher_metrics, teacher_training, queries, efficiency_path, reports)
-    summary = pd.read_csv(existing(reports / "summary.csv"))
+    files.check()
+    summary = pd.read_csv(reports / "summary.csv")
     exp_id = tracking.connect(Path.cwd())
     cells, made = record_run(params, config, settings, tracking.recorded(exp_id, config), files)
     registered = register_best(params, config, summary, cells, models, prepared)

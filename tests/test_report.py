@@ -212,3 +212,20 @@ def test_targets_are_decided_on_unrounded_values():
     runs = _runs({("derd", 300): [0.8 * 0.94996]})
     found = {c.title[:3]: c for c in claims(runs, 0.8, 60000, "derd", "s", eff, ["derd"], [])}
     assert found["(e)"].verdict == "does not hold"
+
+
+@pytest.mark.parametrize(
+    "override, skipped, off",
+    [
+        ({}, [], {}),
+        ({"sample": {"strategy": "random"}}, [], {"random": "subsets are random already"}),
+        ({}, ["ceiling: run is false"], {"random": "which were not asked for (ceiling: run is false)"}),
+        ({"method": {"derd-plus": {"pool": "none"}}}, [], {"nopool": "method.derd-plus.pool is none"}),
+    ],
+)
+def test_a_lever_that_cannot_be_measured_says_why(override, skipped, off):
+    from pipeline.claims import levers_not_measured
+    from tests.pipeline_copy import repo_params
+
+    found = levers_not_measured(repo_params(override), skipped)
+    assert sorted(found) == sorted(off) and all(text in found[k] for k, text in off.items())

@@ -65,3 +65,19 @@ def test_batch_is_whole_subset_when_budget_is_small():
     tr = sample_triples(unit(10, 4), 4.0, 0.4, "random", 5, np.random.default_rng(1))
     b = make_batch(10, tr, batch_size=128, virtual_per_batch=64, rng=np.random.default_rng(2))
     assert sorted(b.real.tolist()) == list(range(10))
+
+
+def test_the_subset_files_are_read_as_prefixes_of_the_largest_or_refused_by_name(tmp_path):
+    from pipeline.distill.sampling import nested_subsets
+    from pipeline.errors import ArtifactError
+
+    order = np.array([7, 3, 9, 1, 4])
+    np.save(tmp_path / "2.npy", order[:2])
+    np.save(tmp_path / "5.npy", order)
+    subsets = nested_subsets(tmp_path, [2, 5])
+    assert subsets[2].tolist() == [7, 3] and subsets[5].tolist() == order.tolist()
+    with pytest.raises(ArtifactError, match=r"3.npy not found: run `dvc repro sample`"):
+        nested_subsets(tmp_path, [2, 3, 5])
+    np.save(tmp_path / "2.npy", np.array([3, 7]))  # the same images, not a prefix: answers would not be shared
+    with pytest.raises(ArtifactError, match=r"2.npy is not a prefix of the largest subset"):
+        nested_subsets(tmp_path, [2, 5])

@@ -44,12 +44,30 @@ def test_as_root_apt_installs_it(tmp_path):
     assert (tmp_path / "apt.log").read_text().splitlines() == ["update -qq", "install -y -qq chromium"]
 
 
-@pytest.mark.parametrize("case", ["not root", "root, apt fails", "root, no apt"])
+@pytest.mark.parametrize("case", ["not root", "root, apt fails", "root, apt installs no browser", "root, no apt"])
 def test_otherwise_one_line_says_what_to_install(tmp_path, case):
     stub(tmp_path, "id", "echo 1000" if case == "not root" else "echo 0")
     if case != "root, no apt":
-        stub(tmp_path, "apt-get", "exit 100")
+        status = 0 if case == "root, apt installs no browser" else 100
+        stub(tmp_path, "apt-get", f'echo "$@" >> {tmp_path}/apt.log\nexit {status}')
     result = run(tmp_path)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and HINT in lines[0] and "make test" in lines[0], result.stderr
+    asked = (tmp_path / "apt.log").read_text().splitlines() if (tmp_path / "apt.log").exists() else []
+    assert asked == (
+        []
+        if case in ("not root", "root, no apt")
+        else ["update -qq"]
+        if status
+        else ["update -qq", "install -y -qq chromium"]
+    )  # never apt without root
+
+
+def test_make_test_runs_it_and_make_run_does_not():
+    """`setup.sh test` (make test) calls the script; plain set-up (make run, make test-unit) does not."""
+    setup = (SCRIPT.parent / "setup.sh").read_text()
+    calls = [line.strip() for line in setup.splitlines() if "chromium.sh" in line and not line.lstrip().startswith("#")]
+    assert calls == ['if [ "${1:-}" = test ]; then ./scripts/chromium.sh; fi']
+    makefile = (SCRIPT.parents[1] / "Makefile").read_text()
+    assert "test:\n\t@./scripts/setup.sh test\n" in makefile and "test-unit:\n\t@./scripts/setup.sh\n" in makefile
