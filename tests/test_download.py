@@ -1,6 +1,7 @@
 """Downloads from a local HTTP server on 127.0.0.1: resume after a cut, checksums, safe extraction."""
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -89,6 +90,60 @@ def test_safe_extraction(tmp_path, monkeypatch, data_filter):
     absolute.write_bytes(tar_gz({"/abs/evil.txt": b"!"}))
     extract_tar(absolute, tmp_path / "out_abs")
     assert (tmp_path / "out_abs/abs/evil.txt").exists()
+
+
+def _tar(entries) -> bytes:
+    """An archive of (name, type, linkname, mode, data) entries, in order."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, kind, linkname, mode, data in entries:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.mode, info.size = kind, linkname, mode, len(data)
+            info.uid = 1234
+            tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+    return buf.getvalue()
+
+
+def test_without_the_data_filter_links_chains_and_special_files_are_refused(tmp_path, monkeypatch):
+    """The hand-written checks for Pythons before 3.11.4: what the data filter refuses is refused too
+    (links created earlier in the same archive included), and modes and owners are made safe."""
+    import stat
+    import tarfile
+
+    import pipeline.data.download as download_module
+
+    monkeypatch.setattr(download_module, "HAS_DATA_FILTER", False)
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"keep")
+    cases = {
+        "chained links": [
+            ("l2", tarfile.SYMTYPE, ".", 0o777, b""),
+            ("l1", tarfile.SYMTYPE, "l2/..", 0o777, b""),
+            ("l1/evil", tarfile.REGTYPE, "", 0o644, b"!"),
+        ],
+        "absolute hard link": [
+            ("h", tarfile.LNKTYPE, str(outside), 0o644, b""),
+            ("h", tarfile.REGTYPE, "", 0o644, b"overwritten"),
+        ],
+        "device": [("dev", tarfile.CHRTYPE, "", 0o644, b"")],
+    }
+    for i, (case, entries) in enumerate(cases.items()):
+        archive = tmp_path / f"bad{i}.tgz"
+        archive.write_bytes(_tar(entries))
+        with pytest.raises(DatasetError, match="refused to extract"):
+            extract_tar(archive, tmp_path / f"sub{i}" / "out")
+        assert outside.read_bytes() == b"keep" and not (tmp_path / f"sub{i}" / "evil").exists(), case
+    archive = tmp_path / "modes.tgz"
+    archive.write_bytes(
+        _tar([("run.sh", tarfile.REGTYPE, "", 0o6777, b"x"), ("a.jpg", tarfile.REGTYPE, "", 0o666, b"y")])
+    )
+    extract_tar(archive, tmp_path / "modes")
+    assert stat.S_IMODE((tmp_path / "modes/run.sh").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "modes/a.jpg").stat().st_mode) == 0o644
+    assert (tmp_path / "modes/a.jpg").stat().st_uid == os.getuid()
 
 
 def test_fashion_mnist_download_path_verifies_content(server, tmp_path, monkeypatch):

@@ -93,31 +93,33 @@ def _inside(root: str, path: str) -> bool:
 
 
 def _safe_members(tar: tarfile.TarFile, dest: Path) -> list[tarfile.TarInfo]:
-    """What the ``data`` filter admits, for Pythons without it: absolute names made relative; a member or
-    a link target outside ``dest``, an absolute symlink or a device file refused."""
+    """Stricter than the ``data`` filter, for Pythons without it: only directories and regular files
+    (the archives here hold images), absolute names made relative, a name outside ``dest`` refused,
+    no link (so no member can write through one), no special file; modes without setuid/setgid/sticky
+    bits or group/other write, and no owner, as the filter does."""
     root = os.path.realpath(dest)
     members = []
     for member in tar.getmembers():
         name = member.name.lstrip("/")
-        target = os.path.join(root, name)
-        if not _inside(root, target):
+        if not _inside(root, os.path.join(root, name)):
             raise _Refused(f"{member.name!r} would be extracted outside the destination")
-        if member.isdev() or member.isfifo():
+        if member.issym() or member.islnk():
+            raise _Refused(
+                f"{member.name!r} is a link to {member.linkname!r}: links could point outside the destination"
+            )
+        if not (member.isfile() or member.isdir()):
             raise _Refused(f"{member.name!r} is a special file")
-        if member.issym() and (
-            os.path.isabs(member.linkname) or not _inside(root, os.path.join(os.path.dirname(target), member.linkname))
-        ):
-            raise _Refused(f"{member.name!r} is a link to {member.linkname!r}, outside the destination")
-        if member.islnk() and not _inside(root, os.path.join(root, member.linkname.lstrip("/"))):
-            raise _Refused(f"{member.name!r} is a hard link to {member.linkname!r}, outside the destination")
         member.name = name
+        member.mode &= 0o755 if member.isdir() or member.mode & 0o100 else 0o644
+        member.uid = member.gid = 0
+        member.uname = member.gname = ""
         members.append(member)
     return members
 
 
 def extract_tar(archive: Path, dest: Path) -> list[str]:
-    """Extract with tarfile's ``data`` filter (or its equivalent, :func:`_safe_members`, where Python is
-    older than 3.11.4): no member may land outside ``dest`` (no absolute paths, ``..``, or links
+    """Extract with tarfile's ``data`` filter (where Python is older than 3.11.4, the stricter
+    :func:`_safe_members`): no member may land outside ``dest`` (no absolute paths, ``..``, or links
     pointing out), no device files; refused archives name the member."""
     dest.mkdir(parents=True, exist_ok=True)
     try:
@@ -126,9 +128,12 @@ def extract_tar(archive: Path, dest: Path) -> list[str]:
             if HAS_DATA_FILTER:
                 tar.extractall(dest, filter="data")
             else:
-                tar.extractall(dest, members=_safe_members(tar, dest))
+                tar.extractall(dest, members=_safe_members(tar, dest), numeric_owner=True)
     except (_Refused, *((tarfile.FilterError,) if HAS_DATA_FILTER else ())) as exc:
-        raise DatasetError(f"{archive}: refused to extract ({exc}); the archive tries to write outside {dest}") from exc
+        raise DatasetError(
+            f"{archive}: refused to extract ({exc}): an archive may not write outside {dest}, link out of it "
+            "or hold special files"
+        ) from exc
     except tarfile.TarError as exc:
         raise DatasetError(f"{archive}: not a readable tar archive ({exc}); delete it and download again") from exc
     return names
