@@ -386,7 +386,12 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
                 f"(e.g. sample.val_size: {max(size // 10, p.sample.val_queries + 1)})"
             )
         )
-    if not p.sample.val_queries < p.sample.val_size:
+    if p.sample.val_size < 2:
+        errors.append(
+            f"'sample.val_size' must be at least 2 (its queries and a database to search), got "
+            f"{p.sample.val_size}; e.g. sample.val_size: 5000, or 10% of a small pool"
+        )
+    elif not p.sample.val_queries < p.sample.val_size:
         errors.append(
             f"'sample.val_queries' must be between 1 and sample.val_size - 1 ({p.sample.val_size - 1}), got "
             f"{p.sample.val_queries}; e.g. sample.val_queries: {max(p.sample.val_size // 10, 1)}"
@@ -466,8 +471,12 @@ def validate(p: Params, pool_size: int | None = None) -> Params:
             f"'data.n_queries' ({d.n_queries}) must be smaller than data.test_limit ({d.test_limit}): "
             "the rest of the test images are the database"
         )
-    if p.eval.index == "ivfpq":  # every descriptor it indexes: the teacher's and each student size's
-        dims = sorted({p.teacher.dim, *(p.students[n].dim for n in p.sizes if n in p.students)})
+    if p.eval.index == "ivfpq":  # every descriptor it indexes: each student size's, and the teacher's where
+        # params.yaml fixes it (a published teacher's comes from its weights: the evaluation checks that one)
+        published = p.teacher.kind in BUILT_TEACHERS and p.teacher.kind != "train"
+        dims = sorted(
+            {*(() if published else (p.teacher.dim,)), *(p.students[n].dim for n in p.sizes if n in p.students)}
+        )
         if any(dim % p.eval.pq_m for dim in dims):
             fits = [m for m in range(1, min(dims) + 1) if all(dim % m == 0 for dim in dims)]
             errors.append(

@@ -154,6 +154,7 @@ def test_every_key_must_be_in_params_yaml(key):
             r"'sample.val_queries' must be between 1 and sample.val_size - 1 .4999., got 5000; "
             r"e.g. sample.val_queries: 500$",
         ),
+        ({"sample": {"val_size": 1}}, r"'sample.val_size' must be at least 2 .*, got 1; e.g. sample.val_size: 5000"),
         (  # checked before any training, not when the evaluation builds its index
             {"eval": {"index": "ivfpq", "pq_m": 48}},
             r"'eval.pq_m' = 48 must divide every descriptor size the index holds .\[128\].; choose one of "
@@ -214,3 +215,18 @@ def test_presets_are_valid_and_pass_through_dvc_set_params_unchanged(preset):
     parsed = {a.split("=", 1)[0]: yaml.safe_load(a.split("=", 1)[1]) for a in args if a != "-S"}
     assert parsed == dict(preset_leaves(values))
     assert merged(values)["data"]["test"] in ("roxford5k", "rparis6k")
+
+
+def test_a_published_teachers_descriptor_size_is_not_guessed_from_teacher_dim():
+    """cirtorch / torchvision / efficientnet-lite teachers take their size from the weights, so only
+    the students' sizes bound eval.pq_m here (a 2048-d teacher with 256-d students and pq_m 256 is valid)."""
+    settings = {
+        "eval": {"index": "ivfpq", "pq_m": 256},
+        "teacher": {"kind": "cirtorch", "arch": "gem_resnet101", "weights": "w.pth"},
+        "students": {"medium": {"dim": 256}},
+    }
+    parse_params(with_defaults(settings))
+    with pytest.raises(
+        ParamsError, match=r"'eval.pq_m' = 256 must divide every descriptor size the index holds .\[128, 256\]"
+    ):
+        parse_params(with_defaults({**settings, "teacher": {"kind": "train"}}))
