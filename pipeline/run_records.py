@@ -28,17 +28,28 @@ class RunFiles:
     efficiency: Path
     reports: Path
 
-    def check(self) -> None:
-        """Every file the records read is there (before any MLflow work: a missing one names itself)."""
-        for path in (
-            self.teacher / "card.json",
-            self.teacher_metrics,
-            self.teacher_training,
-            self.queries,
-            self.efficiency,
-            self.reports / "summary.csv",
-        ):
+    def check(self, params) -> None:
+        """Every file the records read is there, before any MLflow work: a missing one names itself.
+        (A skipped cell has its metrics JSON and no checkpoint.)"""
+        paths = [self.teacher / "card.json", self.teacher_metrics, self.teacher_training, self.queries]
+        paths += [self.efficiency, *(self.reports / n for n in REPORT_FILES)]
+        for path in paths:
             existing(path)
+        for cell in grid(params).every:
+            name = run_name(*cell)
+            if "skipped" not in read_json(self.students / f"{name}.json"):
+                existing(self.models / f"{name}.pt")
+
+
+REPORT_FILES = (  # what the report's record holds (the first four are its key)
+    "summary.csv",
+    "frontier.csv",
+    "summary.md",
+    "claims.md",
+    "map_vs_budget.png",
+    "frontier.png",
+    "training_curves.png",
+)
 
 
 def existing(path: Path) -> Path:
@@ -108,18 +119,7 @@ def record_run(params, config: str, settings: dict, have: dict, files: RunFiles)
             read_json(teacher_training),
         )
         made += 1
-    shown = [
-        reports / n
-        for n in (
-            "summary.csv",
-            "frontier.csv",
-            "summary.md",
-            "claims.md",
-            "map_vs_budget.png",
-            "frontier.png",
-            "training_curves.png",
-        )
-    ]
+    shown = [reports / n for n in REPORT_FILES]
     key = records.record_key("report", *(file_sha256(p) for p in shown[:4]))
     if key not in have:
         figures = {

@@ -44,7 +44,7 @@ def track(
     params = load(params_path)
     config, settings = tracking.workspace_configuration(params, code)
     files = RunFiles(students, models, teacher, teacher_metrics, teacher_training, queries, efficiency_path, reports)
-    files.check()
+    files.check(params)
     summary = pd.read_csv(reports / "summary.csv")
     exp_id = tracking.connect(Path.cwd())
     cells, made = record_run(params, config, settings, tracking.recorded(exp_id, config), files)

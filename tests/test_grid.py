@@ -27,3 +27,38 @@ def test_dvc_yaml_trains_exactly_the_cells_of_the_grid(tmp_path, override):
 def test_the_grid_names_every_cell_once():
     cells = grid(repo_params()).every
     assert len({run_name(*c) for c in cells}) == len(cells)
+
+
+def test_track_finds_a_missing_output_before_any_mlflow_work(tmp_path):
+    """RunFiles.check names the first missing file the records would read: every cell's metrics and
+    checkpoint (a skipped cell has no checkpoint), the teacher's files, the report's."""
+    from pipeline.errors import ArtifactError
+    from pipeline.run_records import REPORT_FILES, RunFiles
+
+    params = repo_params(TINY)
+    files = RunFiles(
+        *(tmp_path / n for n in ("students", "models", "teacher", "t.json", "tt.json", "q.json", "e.json", "reports"))
+    )
+    for folder in (files.students, files.models, files.teacher, files.reports):
+        folder.mkdir()
+    for path in (
+        files.teacher / "card.json",
+        files.teacher_metrics,
+        files.teacher_training,
+        files.queries,
+        files.efficiency,
+        *(files.reports / n for n in REPORT_FILES),
+    ):
+        path.write_text("{}")
+    cells = [run_name(*c) for c in grid(params).every]
+    for name in cells:
+        (files.students / f"{name}.json").write_text('{"skipped": "no answers"}' if name == cells[-1] else "{}")
+        if name != cells[-1]:
+            (files.models / f"{name}.pt").write_bytes(b"")
+    files.check(params)  # the skipped cell needs no checkpoint
+    (files.models / f"{cells[0]}.pt").unlink()
+    with pytest.raises(ArtifactError, match=rf"{cells[0]}.pt not found: run `dvc repro`"):
+        files.check(params)
+    (files.reports / "claims.md").unlink()
+    with pytest.raises(ArtifactError, match="claims.md not found"):
+        files.check(params)
