@@ -30,15 +30,13 @@ class RunFiles:
 
     def check(self, params) -> None:
         """Every file the records read is there, before any MLflow work: a missing one names itself.
-        (A skipped cell has its metrics JSON and no checkpoint.)"""
+        (A skipped cell's checkpoint is the marker the train stage leaves.)"""
         paths = [self.teacher / "card.json", self.teacher_metrics, self.teacher_training, self.queries]
         paths += [self.efficiency, *(self.reports / n for n in REPORT_FILES)]
+        for name in (run_name(*cell) for cell in grid(params).every):
+            paths += [self.students / f"{name}.json", self.models / f"{name}.pt"]
         for path in paths:
             existing(path)
-        for cell in grid(params).every:
-            name = run_name(*cell)
-            if "skipped" not in read_json(self.students / f"{name}.json"):
-                existing(self.models / f"{name}.pt")
 
 
 REPORT_FILES = (  # what the report's record holds (the first four are its key)

@@ -138,12 +138,19 @@ def test_without_the_data_filter_links_chains_and_special_files_are_refused(tmp_
         assert outside.read_bytes() == b"keep" and not (tmp_path / f"sub{i}" / "evil").exists(), case
     archive = tmp_path / "modes.tgz"
     archive.write_bytes(
-        _tar([("run.sh", tarfile.REGTYPE, "", 0o6777, b"x"), ("a.jpg", tarfile.REGTYPE, "", 0o666, b"y")])
+        _tar(
+            [
+                ("d", tarfile.DIRTYPE, "", 0o555, b""),
+                ("d/run.sh", tarfile.REGTYPE, "", 0o6777, b"x"),
+                ("d/a.jpg", tarfile.REGTYPE, "", 0o666, b"y"),
+                ("d/w.jpg", tarfile.REGTYPE, "", 0o200, b"z"),
+            ]
+        )
     )
     extract_tar(archive, tmp_path / "modes")
-    assert stat.S_IMODE((tmp_path / "modes/run.sh").stat().st_mode) == 0o755
-    assert stat.S_IMODE((tmp_path / "modes/a.jpg").stat().st_mode) == 0o644
-    assert (tmp_path / "modes/a.jpg").stat().st_uid == os.getuid()
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [tmp_path / "modes/d", *(tmp_path / "modes/d").iterdir()]}
+    assert modes == {"d": 0o755, "run.sh": 0o755, "a.jpg": 0o644, "w.jpg": 0o600}
+    assert (tmp_path / "modes/d/a.jpg").stat().st_uid == os.getuid()
 
 
 def test_fashion_mnist_download_path_verifies_content(server, tmp_path, monkeypatch):

@@ -31,7 +31,7 @@ def test_the_grid_names_every_cell_once():
 
 def test_track_finds_a_missing_output_before_any_mlflow_work(tmp_path):
     """RunFiles.check names the first missing file the records would read: every cell's metrics and
-    checkpoint (a skipped cell has no checkpoint), the teacher's files, the report's."""
+    checkpoint, the teacher's files, the report's."""
     from pipeline.errors import ArtifactError
     from pipeline.run_records import REPORT_FILES, RunFiles
 
@@ -52,10 +52,9 @@ def test_track_finds_a_missing_output_before_any_mlflow_work(tmp_path):
         path.write_text("{}")
     cells = [run_name(*c) for c in grid(params).every]
     for name in cells:
-        (files.students / f"{name}.json").write_text('{"skipped": "no answers"}' if name == cells[-1] else "{}")
-        if name != cells[-1]:
-            (files.models / f"{name}.pt").write_bytes(b"")
-    files.check(params)  # the skipped cell needs no checkpoint
+        (files.students / f"{name}.json").write_text("{}")
+        (files.models / f"{name}.pt").write_bytes(b"")
+    files.check(params)
     (files.models / f"{cells[0]}.pt").unlink()
     with pytest.raises(ArtifactError, match=rf"{cells[0]}.pt not found: run `dvc repro`"):
         files.check(params)

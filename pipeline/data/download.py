@@ -101,6 +101,8 @@ def _safe_members(tar: tarfile.TarFile, dest: Path) -> list[tarfile.TarInfo]:
     members = []
     for member in tar.getmembers():
         name = member.name.lstrip("/")
+        if os.path.normpath(name) in (".", "") and not member.isdir():
+            raise _Refused(f"{member.name!r} names the destination itself")
         if not _inside(root, os.path.join(root, name)):
             raise _Refused(f"{member.name!r} would be extracted outside the destination")
         if member.issym() or member.islnk():
@@ -110,7 +112,10 @@ def _safe_members(tar: tarfile.TarFile, dest: Path) -> list[tarfile.TarInfo]:
         if not (member.isfile() or member.isdir()):
             raise _Refused(f"{member.name!r} is a special file")
         member.name = name
-        member.mode &= 0o755 if member.isdir() or member.mode & 0o100 else 0o644
+        if member.isdir():  # as the data filter: directories usable, files readable and writable by their owner
+            member.mode = 0o755
+        else:
+            member.mode = (member.mode & 0o755 | 0o600) & (0o755 if member.mode & 0o100 else 0o644)
         member.uid = member.gid = 0
         member.uname = member.gname = ""
         members.append(member)
