@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import load, stage
+from stages.common import load, params_option, stage
 
 TEACHER = Path("models/teacher")
 
@@ -86,7 +86,7 @@ def serve_teacher(port: int, teacher_dir: Path, model_uri: str, workers: int):
 
 
 @main.command()
-@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
+@params_option
 @stage
 def status(params_path: Path):
     """Budgets, teacher calls made and left per the ledger, stale stages, where the stores are.
@@ -189,14 +189,7 @@ def ui_link(port: int, exp_id: str, config: str | None) -> str:
 
 @main.command()
 @click.option("--port", default=5000, show_default=True, help="port on 127.0.0.1")
-@click.option(
-    "--params",
-    "params_path",
-    default="params.yaml",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="the configuration to open on",
-)
+@params_option  # the configuration to open on
 def ui(port: int, params_path: Path):
     """The MLflow UI on 127.0.0.1; prints the link that opens on the runs of params.yaml's configuration.
 
@@ -266,7 +259,7 @@ def ui(port: int, params_path: Path):
     type=click.Path(path_type=Path),
     help="the prepared dataset: its test split checks the exported model",
 )
-@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
+@params_option
 @stage
 def export(student: Path, out: Path | None, prepared: Path, params_path: Path):
     """Export a student as ONNX (dynamic batch) and TorchScript, uint8 images in, and check both.
