@@ -2,9 +2,9 @@
 device found:
 
 - ``precision``: ``auto`` is bfloat16 autocast on a CUDA GPU that supports it (float16 with a gradient
-  scaler on older ones) and, for the teacher's and the students' training, on a CPU with usable bfloat16
-  matrix units (Intel AMX; `python scripts/bench_precision.py` prints the gain), float32 on other CPUs,
-  where autocast emulates bfloat16 and is slower. Unlike the other settings it can move figures a
+  scaler on older ones) and, for the teacher's and the students' training, on a CPU with native bfloat16
+  arithmetic (AVX512-BF16 or Intel AMX; `python scripts/bench_precision.py` prints the gain), float32
+  on other CPUs, where autocast emulates bfloat16 and is slower. Unlike the other settings it can move figures a
   little (checked on the validation split: docs/tuning.md), so each model records the precision it
   was trained in;
 - ``compile``: ``auto`` compiles the training step's network with ``torch.compile`` on a GPU (it pays
@@ -39,10 +39,14 @@ def cpu_flags() -> set[str]:
 
 @cache
 def cpu_has_bf16_units() -> bool:
-    """Intel AMX (``amx_bf16``), where oneDNN runs bfloat16 convolutions natively, and the kernel lets
-    this process use it (some VMs and containers do not)."""
+    """Instructions with which oneDNN runs bfloat16 convolutions natively: AVX512-BF16 (``avx512_bf16``:
+    AMD Zen 4 and later, Intel Cooper Lake and later) or Intel AMX (``amx_bf16``) where the kernel lets
+    this process use it (some VMs and containers do not). Plain AVX-512 only emulates bfloat16."""
+    flags = cpu_flags()
+    if "avx512_bf16" in flags:
+        return True
     init_amx = getattr(getattr(torch._C, "_cpu", None), "_init_amx", None)
-    return "amx_bf16" in cpu_flags() and (init_amx is None or bool(init_amx()))
+    return "amx_bf16" in flags and (init_amx is None or bool(init_amx()))
 
 
 def compile_of(setting: str, device: torch.device) -> bool:

@@ -51,8 +51,8 @@ def main(repeats: int, threads: int) -> None:
         torch.set_num_threads(threads)
     auto = accel.precision_of("auto", torch.device("cpu"))
     click.echo(
-        f"CPU with AMX: {accel.cpu_has_bf16_units()}; runtime.precision auto -> {auto}; "
-        f"{torch.get_num_threads()} thread(s)"
+        f"CPU with native bfloat16 (AVX512-BF16 or AMX): {accel.cpu_has_bf16_units()}; "
+        f"runtime.precision auto -> {auto}; {torch.get_num_threads()} thread(s)"
     )
     for arch, batch, steps in (("student_deep", 128, 20), ("teacher_cnn", 256, 6)):
         times = {"fp32": [], "bf16": []}

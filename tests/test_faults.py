@@ -210,7 +210,7 @@ def test_stale_checkpoint_is_ignored(tmp_path):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_determinism_same_seed_same_everything(precision):
     """Same seed and params: identical weights and curve, so metrics equal to 1e-12 on the CPU, in
-    float32 and under the bfloat16 autocast that `precision: auto` picks on CPUs with AMX."""
+    float32 and under the bfloat16 autocast that `precision: auto` picks on CPUs with native bfloat16."""
     from pipeline.models.inference import describe
     from pipeline.retrieval.metrics import retrieval_metrics
 
@@ -241,13 +241,16 @@ def fresh_cpu_probe():
     accel.cpu_has_bf16_units.cache_clear()
 
 
-def test_auto_precision_is_bfloat16_exactly_where_the_cpu_has_usable_bfloat16_units(fresh_cpu_probe, monkeypatch):
+def test_auto_precision_is_bfloat16_exactly_where_the_cpu_has_native_bfloat16(fresh_cpu_probe, monkeypatch):
     accel = fresh_cpu_probe
     cpu = torch.device("cpu")
     cases = (
         ("fpu avx512f avx512_bf16 amx_bf16 amx_tile", True, "bf16"),
-        ("fpu avx512f avx512_bf16 amx_bf16 amx_tile", False, "fp32"),  # the kernel refuses AMX (some VMs)
-        ("fpu avx2 avx512f", True, "fp32"),
+        ("fpu avx512f avx512_bf16 amx_bf16 amx_tile", False, "bf16"),  # AMX refused (some VMs): AVX512-BF16 stays
+        ("fpu avx512f amx_bf16 amx_tile", True, "bf16"),
+        ("fpu avx512f amx_bf16 amx_tile", False, "fp32"),  # the kernel refuses AMX and nothing else is native
+        ("fpu avx512f avx512bw avx512_vnni avx512_bf16", False, "bf16"),  # AMD Zen 4: no AMX
+        ("fpu avx2 avx512f avx512bw", True, "fp32"),  # AVX-512 without its BF16 extension emulates it
     )
     for flags, usable, expected in cases:
         accel.cpu_has_bf16_units.cache_clear()
@@ -374,8 +377,8 @@ def test_killed_training_stage_resumes_to_the_same_model(train_inputs, tmp_path)
 @pytest.mark.trains
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_the_teacher_learns_under_low_precision(precision):
-    """The autocast paths `precision: auto` takes for the teacher (bf16 on AMX CPUs and GPUs, fp16 with
-    its gradient scaler on older GPUs; both run on the CPU here): finite losses that fall."""
+    """The autocast paths `precision: auto` takes for the teacher (bf16 on GPUs and CPUs with native bfloat16,
+    fp16 with its gradient scaler on older GPUs; both run on the CPU here): finite losses that fall."""
     from pipeline import accel
     from pipeline.teacher.train import train_teacher
 
