@@ -27,7 +27,7 @@ test:
 # the edit-test loop: everything but the tests that run the real pipeline (the e2e marker; the browser
 # test is one of them, so this needs no Chromium)
 test-unit:
-	@./scripts/setup.sh
+	@./scripts/setup.sh unit
 	ruff check .
 	ruff format --check .
 	python -m pytest -q -m "not e2e"

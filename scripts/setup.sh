@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by `make run` and `make test`: the default dataset, a virtual
 # environment with the pinned dependencies, DVC's config. Safe to run any number of times.
+#   setup.sh        what a run needs (make run)
+#   setup.sh unit   and what the tests need but a browser (make test-unit)
+#   setup.sh test   and Debian's Chromium (make test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,25 +60,39 @@ print("\n".join(deps))' > .venv/requirements.txt
   [ "$GPU" = 1 ] && .venv/bin/python -m pip uninstall -q -y faiss-cpu  # both provide `faiss`
   "${UV[@]}" pip install --python .venv/bin/python -q -r .venv/requirements.txt \
     || .venv/bin/python -m pip install -q -r .venv/requirements.txt
-  # every package compiled to bytecode (what is compiled already is skipped): every stage is a new process,
-  # and where PYTHONDONTWRITEBYTECODE is set (common in containers) nothing else ever writes torch's .pyc
-  # files, so its import takes twice as long (4.8 s, not 2.2 s, on the reference machine) in each of the
-  # ~70 stage processes of a run; uv compiles only what it installs, not what an earlier set-up installed
-  # (-x: torch ships a test helper in Python 3.12 syntax, which no 3.11 can compile and nothing imports)
+  rm -f .venv/.installed-* .venv/.compiled-* && touch "$stamp"
+fi
+
+# 2b. Bytecode. Every stage is a new process, and where PYTHONDONTWRITEBYTECODE is set (common in
+#     containers) nothing else ever writes the .pyc files, so each of a run's ~70 stage processes would
+#     compile torch's sources again (4.8 s, not 2.2 s, per import on the reference machine); uv writes
+#     none. A run needs only what its stages import: importing that once with bytecode writing on
+#     compiles it (16 s); the tests import more (MLServer's runtime, scikit-learn, every code path), so
+#     `setup.sh test` and `setup.sh unit` compile the whole environment (36 s; -x: torch ships a test helper in Python 3.12
+#     syntax, which no 3.11 can compile and nothing imports).
+if [ ! -f .venv/.compiled-imports ]; then
+  PYTHONDONTWRITEBYTECODE= .venv/bin/python -c '
+import click, faiss, filelock, matplotlib.pyplot, mlflow, mlflow.pytorch, mlflow.pyfunc, numpy, onnxruntime, pandas
+import PIL.Image, pydantic, requests, torch, torch.distributed, torch.nn.parallel, torch.utils.flop_counter, torchvision
+import tqdm, yaml, dvc.cli, dvc.repo, dvc.repo.reproduce' >/dev/null 2>&1 \
+    || echo "setup: compiling the run's imports failed; it still works, each process starting slower" >&2
+  touch .venv/.compiled-imports
+fi
+if [ -n "${1:-}" ] && [ ! -f .venv/.compiled-all ]; then
   .venv/bin/python -m compileall -q -j 0 --invalidation-mode timestamp -x 'torch/testing/_internal/py31[2-9]_' \
     .venv/lib/python3*/site-packages >/dev/null \
     || echo "setup: compiling the environment's bytecode failed; it still works, each process starting slower" >&2
-  rm -f .venv/.installed-* && touch "$stamp"
+  touch .venv/.compiled-all
 fi
 
-# 3. The `derd` command (the project itself, editable: no copy to keep in sync) and, for the tests of
-#    teachers behind the Open Inference Protocol, MLServer in a folder of its own (its pins clash
+# 3. The `derd` command (the project itself, editable: no copy to keep in sync) and, for the tests
+#    (`setup.sh test|unit`) of teachers behind the Open Inference Protocol, MLServer in a folder of its own (its pins clash
 #    with MLflow's; only the MLServer process puts that folder first on its path).
 if [ ! -x .venv/bin/derd ]; then
   .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . || .venv/bin/python -m pip install -q --no-deps -e .
 fi
 mlserver_stamp=".venv/mlserver/.installed-$(sha256sum tests/mlserver-requirements.txt | cut -c1-16)"
-if [ ! -f "$mlserver_stamp" ]; then
+if [ -n "${1:-}" ] && [ ! -f "$mlserver_stamp" ]; then
   echo "setup: installing MLServer for the tests into .venv/mlserver"
   rm -rf .venv/mlserver
   grep -v '^#' tests/mlserver-requirements.txt | .venv/bin/python -m pip install -q --no-deps --target .venv/mlserver -r /dev/stdin

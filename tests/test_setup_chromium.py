@@ -65,9 +65,10 @@ def test_otherwise_one_line_says_what_to_install(tmp_path, case):
 
 
 def test_make_test_runs_it_and_make_run_does_not():
-    """`setup.sh test` (make test) calls the script; plain set-up (make run, make test-unit) does not."""
+    """`setup.sh test` (make test) calls the script; the run's set-up (make run) and the unit tests' (make
+    test-unit) do not."""
     setup = (SCRIPT.parent / "setup.sh").read_text()
     calls = [line.strip() for line in setup.splitlines() if "chromium.sh" in line and not line.lstrip().startswith("#")]
     assert calls == ['if [ "${1:-}" = test ]; then ./scripts/chromium.sh; fi']
     makefile = (SCRIPT.parents[1] / "Makefile").read_text()
-    assert "test:\n\t@./scripts/setup.sh test\n" in makefile and "test-unit:\n\t@./scripts/setup.sh\n" in makefile
+    assert "test:\n\t@./scripts/setup.sh test\n" in makefile and "test-unit:\n\t@./scripts/setup.sh unit\n" in makefile
