@@ -56,6 +56,7 @@ class SampleParams(Section):
     val_queries: Positive
     strategy: Literal["random", "typical"]  # which B pool images to ask about (never by labels or the teacher)
     features: str  # typical: "pixels", or a size of `sizes` (its label-free pretraining)
+    neighbours: Literal["auto", "exact", "approximate"]  # typical: how each image's nearest neighbours are found
 
 
 class PretrainParams(Section):

@@ -99,7 +99,7 @@ def worker_sample(n: int, a: dict) -> dict:
     from tests.pipeline_copy import repo_params
 
     p = repo_params()
-    timed = {"describe": 0.0, "typicality": 0.0, "typical_order": 0.0}
+    timed = {"describe": 0.0, "typicality": 0.0, "approximate_typicality": 0.0, "typical_order": 0.0}
 
     def timing(module, name):  # the project's functions, only timed
         inner = getattr(module, name)
@@ -113,7 +113,12 @@ def worker_sample(n: int, a: dict) -> dict:
 
         setattr(module, name, timed_call)
 
-    for module, name in ((inference, "describe"), (selection, "typicality"), (selection, "typical_order")):
+    for module, name in (
+        (inference, "describe"),
+        (selection, "typicality"),
+        (selection, "approximate_typicality"),
+        (selection, "typical_order"),
+    ):
         timing(module, name)
     base = rss_mb()
     pool = pool_images(n)
@@ -131,6 +136,7 @@ def worker_sample(n: int, a: dict) -> dict:
         p.sample.seed,
         Path(a["work"]) / "pretrained",
         torch.device("cpu"),
+        neighbours=p.sample.neighbours,
     )
     seconds = time.perf_counter() - t0
     assert len(subset) == budget and len(np.unique(subset)) == budget
@@ -140,8 +146,9 @@ def worker_sample(n: int, a: dict) -> dict:
         "budget": budget,
         "features": p.sample.features,
         "embed_s": timed["describe"],
-        "typicality_s": timed["typicality"],
-        "greedy_s": timed["typical_order"] - timed["typicality"],
+        "neighbours": selection.neighbours_for(p.sample.neighbours, n - val_size),
+        "typicality_s": timed["typicality"] + timed["approximate_typicality"],
+        "greedy_s": timed["typical_order"] - timed["typicality"] - timed["approximate_typicality"],
         "other_s": seconds - timed["describe"] - timed["typical_order"],
     }
 
@@ -395,9 +402,12 @@ def measure(component: str, n: int, args: dict) -> list[dict]:
 
 
 def predict_sample(rows: list[dict], n: int) -> dict | None:
-    """The selection at ``n`` from the largest size measured: embedding and the greedy order grow with
-    the pool (the budget fixed), the typicality with its square."""
-    done = [r for r in rows if r["component"] == "sample" and r["measured"]]
+    """The selection at ``n`` from the largest size measured with exact neighbours: embedding and the
+    greedy order grow with the pool (the budget fixed), the typicality with its square. None where
+    ``sample.neighbours`` finds approximate ones at ``n`` (near-linear: it is run)."""
+    if neighbours_at(n) != "exact":
+        return None
+    done = [r for r in rows if r["component"] == "sample" and r["measured"] and r.get("neighbours") == "exact"]
     if not done:
         return None
     r = max(done, key=lambda r: r["size"])
@@ -421,9 +431,19 @@ def predict_sample(rows: list[dict], n: int) -> dict | None:
     }
 
 
+def neighbours_at(n: int) -> str:
+    """How the selection finds neighbours in a synthetic pool of ``n`` (params.yaml's sample.neighbours)."""
+    from pipeline.distill.selection import neighbours_for
+    from tests.pipeline_copy import repo_params
+
+    p = repo_params()
+    return neighbours_for(p.sample.neighbours, n - min(p.sample.val_size, n // 10))
+
+
 def largest_fitting(rows: list[dict], limit: float) -> int | None:
-    """The largest pool the selection takes at most ``limit`` seconds on (from the largest size measured)."""
-    done = [r for r in rows if r["component"] == "sample" and r["measured"]]
+    """The largest pool the selection with exact neighbours takes at most ``limit`` seconds on (from the
+    largest size measured with them)."""
+    done = [r for r in rows if r["component"] == "sample" and r["measured"] and r.get("neighbours") == "exact"]
     if not done:
         return None
     r = max(done, key=lambda r: r["size"])
@@ -498,7 +518,7 @@ def targets(rows: list[dict], sizes: list[int]) -> list[tuple[str, str, str]]:
             "selection within 2 minutes at 10^6",
             verdict,
             ("" if sel is None else f"{sel['seconds']:,.0f} s" + ("" if sel["measured"] else " (extrapolated)") + "; ")
-            + (f"fits 2 minutes up to about {fits:,} images" if fits else ""),
+            + (f"exact neighbours fit 2 minutes up to about {fits:,} images" if fits else ""),
         )
     )
     return out
@@ -585,35 +605,32 @@ def markdown(df, verdicts, args: dict, fits: int | None, rows: list[dict]) -> st
 
 
 def selection_note(rows: list[dict], fits: int | None) -> str:
-    """Why the selection at 10^6 takes what it takes here, and what would make it fit 2 minutes."""
+    """What the selection at 10^6 takes here, by part, and how it scales."""
     million = next((r for r in rows if r["component"] == "sample" and r["size"] == 10**6), None)
     if million is None:
         return "The selection was not run or extrapolated at 10^6 (`--sizes` up to 1e6 does).\n"
     how = "measured" if million["measured"] else million.get("note", "extrapolated")
     e, t, g = million["embed_s"], million["typicality_s"], million["greedy_s"]
-    cores, workers = 128, 16
-    cluster = t / cores + g / workers + e / workers
+    neighbours = million.get("neighbours", "exact")
+    exact = f"""\
+With exact neighbours the typicality (each image's mean similarity to its 20 nearest neighbours)
+compares every pair: n^2 x d = 1.3 x 10^14 multiply-adds at 10^6, about two hours here; exact
+neighbours fit 2 minutes up to about {f"{fits:,}" if fits else "?"} images on this machine with these threads. So
+`sample.neighbours: auto` finds them exactly only up to 131,072 images (the default pool and sfm120k's)."""
+    if neighbours == "exact":
+        return (
+            f"At 10^6 images ({how}, exact neighbours): embedding {e:,.0f} s, typicality {t:,.0f} s, "
+            f"greedy order {g:,.0f} s.\n{exact}\n"
+        )
     return f"""\
-At 10^6 images ({how}): embedding {e:,.0f} s, typicality {t:,.0f} s, greedy order {g:,.0f} s.
-The typicality (each image's mean similarity to its 20 nearest neighbours, exact) compares every
-pair: n^2 x d = 1.3 x 10^14 multiply-adds at 10^6. It is what stops the selection fitting 2 minutes
-beyond about {f"{fits:,}" if fits else "?"} images on this machine with these threads. Its memory does not grow with
-the square: the similarities are made 4096 rows by 16,384 columns at a time. Embedding and the
-greedy order grow linearly at a fixed budget; the greedy order is one pass over the pool's
-embeddings per chosen image (10^4 passes over 10^6 x 128 floats, about 5 TB read from memory), bound
-by memory bandwidth however it is written.
-
-What would do it on a cluster, with the same subsets: the typicality is independent per block of
-4096 rows (a row's similarities come out the same however the columns are cut), so {cores} cores
-each take n / 4096 / {cores} blocks: {t / cores:,.0f} s. The greedy order splits by rows: each of
-{workers} workers keeps the distances of its n / {workers} images, and each pick is an all-reduce of
-{workers} (score, index) pairs and a broadcast of the picked embedding (10^4 rounds of a few
-microseconds): {g / workers:,.0f} s. The embedding is data-parallel ({workers} workers: {e / workers:,.0f} s).
-About {cluster:,.0f} s in all. One GPU would do the typicality in seconds, but its floats can differ
-from the CPU's and then so would the subsets (the stage embeds on the CPU on purpose). An approximate
-nearest-neighbour index (faiss IVF, as `eval.index: ivfpq` does for search) would make the
-typicality near-linear on one machine, but it changes which images are chosen: a new strategy, not
-a faster one.
+At 10^6 images ({how}, `sample.neighbours: auto` -> approximate): embedding {e:,.0f} s, typicality
+{t:,.0f} s, greedy order {g:,.0f} s.
+The typicality comes from a faiss IVF index (about sqrt(n) lists, 8 searched per image): near-linear.
+The greedy order reads the pool's embeddings once per 64 picks (one matrix product against the 64)
+instead of once per pick, updating only the 4096 best-scored images in between; a pick is taken only
+when it beats every stale score, so the order is the one-pass-per-pick order up to float rounding
+(tested). The embedding is one forward pass of the pretrained student over the pool, linear in it.
+{exact}
 """
 
 

@@ -61,6 +61,7 @@ def subset_for(p, pool, budget: int) -> np.ndarray:
         s.val_size,
         s.seed,
         ROOT / "models/pretrained",
+        neighbours=s.neighbours,
     )
 
 

@@ -44,7 +44,16 @@ def sample(strategy: str, params_path: Path, prepared: Path, pretrained: Path, o
     pool = prepared_data.pool_images(prepared) if strategy != "random" else None
     # on the CPU, whatever runtime.device says: the same floats on every machine, so the same images are asked
     order = choose_subset(
-        strategy, s.features, pool, pool_size, budgets[-1], params.data.image_size, s.val_size, s.seed, pretrained
+        strategy,
+        s.features,
+        pool,
+        pool_size,
+        budgets[-1],
+        params.data.image_size,
+        s.val_size,
+        s.seed,
+        pretrained,
+        neighbours=s.neighbours,
     )
     out.mkdir(parents=True, exist_ok=True)
     for budget in budgets:

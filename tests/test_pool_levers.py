@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.distill.selection import choose_subset, typical_order, typicality
+from pipeline.distill.selection import approximate_typicality, choose_subset, typical_order, typicality
 
 
 def clusters(
@@ -59,16 +59,76 @@ def test_typicality_is_the_same_however_the_columns_are_cut():
         assert torch.equal(typicality(features, knn=10, block=300, columns=columns), whole), columns
 
 
+def test_the_blocked_order_is_the_one_pass_order():
+    """Few candidates and short blocks force the fallback (a full pass when a stale score might win)
+    often; the order is still the one-pass-per-pick one (these random points have no float ties)."""
+    from torch.nn import functional as F
+
+    from pipeline.distill import selection
+
+    f = F.normalize(torch.randn(3000, 16, generator=torch.Generator().manual_seed(1)), dim=1)
+    typ = selection.typicality(f, knn=10)
+    want = selection.one_pass_order(f, typ, 400)
+    passes = []
+    full = selection.torch.Tensor.topk
+
+    def counted(self, *args, **kwargs):  # each full pass takes the top candidates once
+        passes.append(1)
+        return full(self, *args, **kwargs)
+
+    for block, candidates in ((64, 4096), (16, 64), (5, 8)):
+        passes.clear()
+        torch.Tensor.topk = counted
+        try:
+            got = selection.blocked_order(f, typ, 400, block=block, candidates=candidates)
+        finally:
+            torch.Tensor.topk = full
+        assert np.array_equal(got, want), (block, candidates)
+        blocks = 1 + 399 // block  # the first pick's pass, then one per full block
+        assert len(passes) >= blocks, (block, candidates)
+        if candidates < 4096:
+            assert len(passes) > blocks, "the stale-score fallback was never taken"
+
+
+def test_approximate_typicality_ranks_as_the_exact_one():
+    x, labels = clusters(60, 6, dim=16)
+    f = torch.nn.functional.normalize(torch.as_tensor(x), dim=1)
+    exact, approx = typicality(f, knn=20), approximate_typicality(f, knn=20)
+    assert np.corrcoef(exact.numpy(), approx.numpy())[0, 1] > 0.95
+    assert approx[labels == -1].max() < approx[labels >= 0].median()
+    assert torch.equal(approx, approximate_typicality(f, knn=20))  # seeded: the same floats again
+
+
+def test_sample_neighbours_auto_is_exact_up_to_its_limit_and_approximate_beyond():
+    from pipeline.distill.selection import EXACT_UP_TO, neighbours_for
+
+    assert neighbours_for("auto", 55_000) == neighbours_for("auto", EXACT_UP_TO) == "exact"
+    assert neighbours_for("auto", EXACT_UP_TO + 1) == "approximate"
+    assert neighbours_for("exact", 10**6) == "exact" and neighbours_for("approximate", 100) == "approximate"
+
+
+def test_an_approximate_selection_covers_the_clusters_like_the_exact_one():
+    x, labels = clusters(25, 8)
+    picked = labels[typical_order(x, 12, neighbours="approximate")]
+    assert set(picked[:10]) == set(range(8)) and -1 not in picked
+    order = typical_order(x, 300, neighbours="approximate")
+    assert len(set(order.tolist())) == 300 and np.array_equal(
+        order[:12], typical_order(x, 12, neighbours="approximate")
+    )
+
+
 def test_selection_never_takes_a_validation_image():
     from pipeline.distill.sampling import validation_split
 
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 256, (600, 28, 28), dtype=np.uint8)
     held_out = np.concatenate(validation_split(600, 100, 10, 3))
-    subset = choose_subset("typical", "pixels", pool, 600, 200, 28, 100, 3, None)
+    subset = choose_subset("typical", "pixels", pool, 600, 200, 28, 100, 3, None, neighbours="auto")
     assert len(set(subset.tolist())) == 200 and not np.isin(subset, held_out).any()
-    rnd = choose_subset("random", "pixels", None, 600, 200, 28, 100, 3, None)
+    rnd = choose_subset("random", "pixels", None, 600, 200, 28, 100, 3, None, neighbours="auto")
     assert not np.isin(rnd, held_out).any() and not np.array_equal(np.sort(rnd), np.sort(subset))
+    approx = choose_subset("typical", "pixels", pool, 600, 200, 28, 100, 3, None, neighbours="approximate")
+    assert len(set(approx.tolist())) == 200 and not np.isin(approx, held_out).any()
 
 
 def test_views_are_seeded_and_differ():
