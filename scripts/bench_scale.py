@@ -16,8 +16,9 @@ peak memory (ru_maxrss, less the interpreter with its imports) is its own.
   the recommended method and size: seconds per step and the set-up (inputs on the device).
 
 Writes reports/bench/scale.csv, scale.md and scale.png and prints each target with PASS or MISS.
-The selection's pairwise step grows as the pool squared: a size it would take longer than
-``--max-sample-s`` on is not run but extrapolated from the sizes below it (marked as such).
+With exact neighbours (``sample.neighbours`` at that size) the selection's pairwise step grows as the
+pool squared: a size it would take longer than ``--max-sample-s`` on is not run but extrapolated from
+the sizes below it (marked as such); approximate neighbours are always run.
 
   python scripts/bench_scale.py [--sizes 1e4,1e5,1e6] [--threads 1]   (make bench-scale: the defaults)
 """
@@ -407,7 +408,7 @@ def predict_sample(rows: list[dict], n: int) -> dict | None:
     ``sample.neighbours`` finds approximate ones at ``n`` (near-linear: it is run)."""
     if neighbours_at(n) != "exact":
         return None
-    done = [r for r in rows if r["component"] == "sample" and r["measured"] and r.get("neighbours") == "exact"]
+    done = [r for r in rows if r["component"] == "sample" and r["measured"] and neighbours_of(r) == "exact"]
     if not done:
         return None
     r = max(done, key=lambda r: r["size"])
@@ -426,9 +427,16 @@ def predict_sample(rows: list[dict], n: int) -> dict | None:
         **parts,
         "budget": r["budget"],
         "features": r["features"],
+        "neighbours": "exact",
         "peak_mb": float("nan"),
         "note": f"extrapolated from {r['size']:,}",
     }
+
+
+def neighbours_of(row: dict) -> str:
+    """A sample row's neighbours: exact where it does not say (rows written before the setting, or a CSV's NaN)."""
+    value = row.get("neighbours")
+    return value if isinstance(value, str) else "exact"
 
 
 def neighbours_at(n: int) -> str:
@@ -443,7 +451,7 @@ def neighbours_at(n: int) -> str:
 def largest_fitting(rows: list[dict], limit: float) -> int | None:
     """The largest pool the selection with exact neighbours takes at most ``limit`` seconds on (from the
     largest size measured with them)."""
-    done = [r for r in rows if r["component"] == "sample" and r["measured"] and r.get("neighbours") == "exact"]
+    done = [r for r in rows if r["component"] == "sample" and r["measured"] and neighbours_of(r) == "exact"]
     if not done:
         return None
     r = max(done, key=lambda r: r["size"])
@@ -611,19 +619,20 @@ def selection_note(rows: list[dict], fits: int | None) -> str:
         return "The selection was not run or extrapolated at 10^6 (`--sizes` up to 1e6 does).\n"
     how = "measured" if million["measured"] else million.get("note", "extrapolated")
     e, t, g = million["embed_s"], million["typicality_s"], million["greedy_s"]
-    neighbours = million.get("neighbours", "exact")
+    neighbours = neighbours_of(million)
     exact = f"""\
 With exact neighbours the typicality (each image's mean similarity to its 20 nearest neighbours)
-compares every pair: n^2 x d = 1.3 x 10^14 multiply-adds at 10^6, about two hours here; exact
+compares every pair: n^2 x d = 1.3 x 10^14 multiply-adds at 10^6, over an hour here; exact
 neighbours fit 2 minutes up to about {f"{fits:,}" if fits else "?"} images on this machine with these threads. So
-`sample.neighbours: auto` finds them exactly only up to 131,072 images (the default pool and sfm120k's)."""
+`sample.neighbours: auto` finds them exactly only up to 131,072 training-pool images (the default pool
+and sfm120k's)."""
     if neighbours == "exact":
         return (
             f"At 10^6 images ({how}, exact neighbours): embedding {e:,.0f} s, typicality {t:,.0f} s, "
             f"greedy order {g:,.0f} s.\n{exact}\n"
         )
     return f"""\
-At 10^6 images ({how}, `sample.neighbours: auto` -> approximate): embedding {e:,.0f} s, typicality
+At 10^6 images ({how}, approximate neighbours): embedding {e:,.0f} s, typicality
 {t:,.0f} s, greedy order {g:,.0f} s.
 The typicality comes from a faiss IVF index (about sqrt(n) lists, 8 searched per image): near-linear.
 The greedy order reads the pool's embeddings once per 64 picks (one matrix product against the 64)

@@ -107,6 +107,24 @@ def test_sample_neighbours_auto_is_exact_up_to_its_limit_and_approximate_beyond(
     assert neighbours_for("exact", 10**6) == "exact" and neighbours_for("approximate", 100) == "approximate"
 
 
+def test_choose_subset_switches_on_the_training_pool_size(monkeypatch):
+    """auto is exact while the training pool (the pool less the validation split) is within the limit."""
+    from pipeline.distill import selection
+
+    pool = np.random.default_rng(0).integers(0, 256, (600, 28, 28), dtype=np.uint8)
+    choose = lambda neighbours: selection.choose_subset(  # noqa: E731
+        "typical", "pixels", pool, 600, 150, 28, 100, 3, None, neighbours=neighbours
+    )
+    exact, approximate = choose("exact"), choose("approximate")
+    assert not np.array_equal(exact, approximate)
+    monkeypatch.setattr(selection, "EXACT_UP_TO", 500)  # the training pool: 600 - 100
+    assert np.array_equal(choose("auto"), exact)
+    monkeypatch.setattr(selection, "EXACT_UP_TO", 499)
+    assert np.array_equal(choose("auto"), approximate)
+    with pytest.raises(ValueError, match="expected auto, exact or approximate"):
+        choose("fast")
+
+
 def test_an_approximate_selection_covers_the_clusters_like_the_exact_one():
     x, labels = clusters(25, 8)
     picked = labels[typical_order(x, 12, neighbours="approximate")]

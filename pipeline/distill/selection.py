@@ -6,10 +6,12 @@ similarity to its nearest neighbours). Pure farthest-point (k-center) order pick
 which hurts at tiny budgets; pure typicality picks near-duplicates. The order is computed once, so
 every budget is a prefix of it: raising the largest budget asks only about new images.
 
-Up to ``EXACT_UP_TO`` images (``sample.neighbours: auto``) every pair is compared. Beyond, that grows as
-the pool squared (about two hours at 10^6 images on two cores), so the typicality comes from an
+Up to ``EXACT_UP_TO`` training-pool images (``sample.neighbours: auto``) every pair is compared. Beyond, that grows as
+the pool squared (over an hour at 10^6 images on two cores), so the typicality comes from an
 approximate nearest-neighbour index (faiss IVF) and the greedy order from :func:`blocked_order`, which
-reads the pool once per 64 picks instead of once per pick and gives the same order up to float rounding.
+reads the pool once per 64 picks instead of once per pick and gives the same order up to float rounding
+and ties. The index is seeded: the same subsets on one machine; another machine's float rounding can
+assign an image to another list, where exact neighbours agree everywhere.
 """
 
 from __future__ import annotations
@@ -63,11 +65,15 @@ def typicality(features: torch.Tensor, knn: int = 20, block: int = 4096, columns
     return (ranks + 1) / n
 
 
-EXACT_UP_TO = 131_072  # sample.neighbours auto: every pair compared up to this many images (sfm120k's pool too)
+EXACT_UP_TO = (
+    131_072  # sample.neighbours auto: every pair compared up to this many training-pool images (sfm120k's too)
+)
 
 
 def neighbours_for(setting: str, n: int) -> str:
-    """``sample.neighbours`` resolved for a pool of ``n`` images: exact or approximate."""
+    """``sample.neighbours`` resolved for a training pool of ``n`` images: exact or approximate."""
+    if setting not in ("auto", "exact", "approximate"):
+        raise ValueError(f"sample.neighbours {setting!r}: expected auto, exact or approximate")
     if setting != "auto":
         return setting
     return "exact" if n <= EXACT_UP_TO else "approximate"
@@ -107,7 +113,7 @@ def blocked_order(
     picks: between full passes only the ``candidates`` best-scored images have their distance to each
     new pick updated. A pick is taken when its updated score beats the best stale score outside them
     (stale scores only overestimate: distances to the chosen only shrink), else a full pass comes
-    first. The same order as :func:`one_pass_order`, up to float rounding (one product of many columns,
+    first. The same order as :func:`one_pass_order`, up to float rounding and ties (one product of many columns,
     not many of one)."""
     n = len(f)
     count = min(count, n)
@@ -128,14 +134,14 @@ def blocked_order(
         top = score.topk(min(candidates + 1, n))
         cand = top.indices[:candidates].sort().values
         bound = float(top.values[candidates]) if n > candidates else -1.0
-        return cand, dmin[cand].clone(), bound
+        return cand, f[cand], dmin[cand].clone(), bound
 
     if count == 0:
         return order
     order[0] = int(typ.argmax())  # the first pick: the most typical image (no distance yet)
     chosen[order[0]] = True
     pending.append(int(order[0]))
-    cand, cand_dmin, bound = full_pass()
+    cand, cand_f, cand_dmin, bound = full_pass()
     for k in range(1, count):
         fresh = False
         while True:
@@ -143,16 +149,16 @@ def blocked_order(
             j = int(s.argmax())
             if fresh or float(s[j]) > bound:
                 break
-            cand, cand_dmin, bound = full_pass()
+            cand, cand_f, cand_dmin, bound = full_pass()
             fresh = True
         pick = int(cand[j])
         order[k] = pick
         chosen[pick] = True
         pending.append(pick)
         if len(pending) == block:
-            cand, cand_dmin, bound = full_pass()
+            cand, cand_f, cand_dmin, bound = full_pass()
         else:
-            torch.minimum(cand_dmin, (2 - 2 * (f[cand] @ f[pick])).clamp_min(0).sqrt(), out=cand_dmin)
+            torch.minimum(cand_dmin, (2 - 2 * (cand_f @ f[pick])).clamp_min(0).sqrt(), out=cand_dmin)
     return order
 
 
