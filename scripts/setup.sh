@@ -67,16 +67,29 @@ fi
 #     containers) nothing else ever writes the .pyc files, so each of a run's ~70 stage processes would
 #     compile torch's sources again (4.8 s, not 2.2 s, per import on the reference machine); uv writes
 #     none. A run needs only what its stages import: importing that once with bytecode writing on
-#     compiles it (16 s); the tests import more (MLServer's runtime, scikit-learn, every code path), so
-#     `setup.sh test` and `setup.sh unit` compile the whole environment (36 s; -x: torch ships a test helper in Python 3.12
-#     syntax, which no 3.11 can compile and nothing imports).
-if [ ! -f .venv/.compiled-imports ]; then
-  PYTHONDONTWRITEBYTECODE= .venv/bin/python -c '
-import click, faiss, filelock, matplotlib.pyplot, mlflow, mlflow.pytorch, mlflow.pyfunc, numpy, onnxruntime, pandas
-import PIL.Image, pydantic, requests, torch, torch.distributed, torch.nn.parallel, torch.utils.flop_counter, torchvision
-import tqdm, yaml, dvc.cli, dvc.repo, dvc.repo.reproduce' >/dev/null 2>&1 \
-    || echo "setup: compiling the run's imports failed; it still works, each process starting slower" >&2
-  touch .venv/.compiled-imports
+#     compiles it (about 20 s); the tests import more (scikit-learn, scikit-image, every code path), so
+#     `setup.sh unit` and `setup.sh test` compile the whole environment (about 36 s; -x: torch ships a
+#     test helper in Python 3.12 syntax, which no 3.11 can compile and nothing imports).
+RUN_IMPORTS="click faiss filelock matplotlib.pyplot mlflow mlflow.pytorch mlflow.pyfunc numpy onnxruntime pandas PIL.Image
+pydantic requests torch torch.distributed torch.nn.parallel torch.utils.flop_counter torchvision tqdm yaml dvc.cli dvc.repo
+dvc.repo.reproduce"
+imports_stamp=".venv/.compiled-imports-$(echo "$RUN_IMPORTS" | sha256sum | cut -c1-16)"
+if [ ! -f "$imports_stamp" ]; then
+  # each module on its own: one that fails to import is named, and the others are still compiled
+  if PYTHONDONTWRITEBYTECODE= RUN_IMPORTS="$RUN_IMPORTS" .venv/bin/python -c '
+import importlib, os, sys
+failed = []
+for name in os.environ["RUN_IMPORTS"].split():
+    try:
+        importlib.import_module(name)
+    except Exception as exc:
+        failed.append(f"{name} ({type(exc).__name__}: {exc})")
+if failed:
+    sys.exit("setup: could not import " + "; ".join(failed))' >/dev/null; then
+    rm -f .venv/.compiled-imports* && touch "$imports_stamp"
+  else
+    echo "setup: the run still works, each stage process starting slower; set-up tries again next time" >&2
+  fi
 fi
 if [ -n "${1:-}" ] && [ ! -f .venv/.compiled-all ]; then
   .venv/bin/python -m compileall -q -j 0 --invalidation-mode timestamp -x 'torch/testing/_internal/py31[2-9]_' \

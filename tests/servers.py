@@ -109,7 +109,9 @@ class MLServer(Served):
                 )
             )
         if not (MLSERVER_SITE / "mlserver").is_dir():
-            raise RuntimeError(f"MLServer is not installed in {MLSERVER_SITE}: run scripts/setup.sh (make setup)")
+            raise RuntimeError(
+                f"MLServer is not installed in {MLSERVER_SITE}: run ./scripts/setup.sh unit (make test-unit)"
+            )
         self.url, self.metrics_url = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{metrics}/metrics"
         code = "import sys; from mlserver.cli.main import main; sys.argv = ['mlserver', 'start', sys.argv[1]]; main()"
         super().__init__(

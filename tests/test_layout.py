@@ -89,6 +89,6 @@ def test_the_environment_holds_the_heavy_imports_compiled():
         if not fresh:
             stale.append(str(source))
     assert not stale, (
-        f"not compiled: {', '.join(stale)}; ./scripts/setup.sh compiles the environment "
+        f"not compiled: {', '.join(stale)}; ./scripts/setup.sh unit (or test) compiles the environment "
         "(python -m compileall -j 0 .venv/lib/python3*/site-packages)"
     )
