@@ -6,6 +6,10 @@ less). Runs on the CPU, and on a GPU where one is present (``--device cuda``).
   teacher's bare batched forward pass on the same images;
 - training: steps per second of ``train_student`` against a bare loop of the same model, batch
   (real + virtual rows) and listwise loss;
+- teacher training: steps per second of ``train_teacher`` (the teacher stage's loop: batches
+  converted as drawn, the CosFace head, its one-cycle schedule, loss and accuracy read back each
+  step) against a bare loop of the same model, head and loss on images converted once, both in the
+  precision ``runtime.precision: auto`` picks on this device;
 - search: the exact blocked ranking against a plain matrix product and sort.
 
   python scripts/bench_stages.py [--device auto] [--repeats 3]
@@ -130,6 +134,50 @@ def bench_training(device, repeats: int, steps: int = 60) -> dict:
     }
 
 
+def bench_teacher_training(device, repeats: int, steps: int = 12) -> dict:
+    from pipeline import accel
+    from pipeline.teacher.train import train_teacher
+
+    p = repo_params({"teacher": {"epochs": 1}}).teacher
+    n = steps * p.batch_size  # one epoch of ``steps`` full batches
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, n)
+    precision = accel.precision_of("auto", device)
+
+    def ours():
+        train_teacher(images, labels, p, 0, device, precision=precision)
+
+    def bare():
+        torch.manual_seed(0)
+        model = create(p.arch, p.dim).to(device).to(memory_format=torch.channels_last)
+        centres = torch.nn.Parameter(torch.randn(10, p.dim, device=device) * 0.01)
+        opt = torch.optim.AdamW([*model.parameters(), centres], lr=p.lr, weight_decay=p.weight_decay)
+        x_all = to_input(images, device).contiguous(memory_format=torch.channels_last)
+        y_all = torch.as_tensor(labels, device=device)
+        for b in range(steps):
+            x, y = x_all[b * p.batch_size : (b + 1) * p.batch_size], y_all[b * p.batch_size : (b + 1) * p.batch_size]
+            with accel.autocast(precision, device):
+                d = model(x)
+            cos = d.float() @ torch.nn.functional.normalize(centres, dim=-1).T
+            margin = p.margin * torch.nn.functional.one_hot(y, 10).to(cos.dtype)
+            loss = torch.nn.functional.cross_entropy(p.scale * (cos - margin), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    ours(), bare()  # warm-up
+    t_ours, t_bare = best_of(ours, repeats), best_of(bare, repeats)
+    return {
+        "train_steps_per_second": steps / t_ours,
+        "bare_loop_steps_per_second": steps / t_bare,
+        "ratio": t_bare / t_ours,
+        "teacher": f"{p.arch}-{p.dim}d",
+        "batch": p.batch_size,
+        "precision": precision,
+    }
+
+
 def bench_search(repeats: int, n_db: int = 9000, n_q: int = 1000, d: int = 128) -> dict:
     from pipeline.retrieval.search import rank_database
 
@@ -169,6 +217,12 @@ def main(device: str, repeats: int) -> None:
         f"training: {t['train_steps_per_second']:.1f} steps/s vs "
         f"{t['bare_loop_steps_per_second']:.1f} bare loop "
         f"({t['student']}, {t['batch']} rows a step): {t['ratio']:.2f}x (target >= 0.8)"
+    )
+    tt = bench_teacher_training(dev, repeats)
+    click.echo(
+        f"teacher training: {tt['train_steps_per_second']:.2f} steps/s vs "
+        f"{tt['bare_loop_steps_per_second']:.2f} bare loop "
+        f"({tt['teacher']}, {tt['batch']} images a step, {tt['precision']}): {tt['ratio']:.2f}x (target >= 0.8)"
     )
     s = bench_search(repeats)
     click.echo(
