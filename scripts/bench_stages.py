@@ -5,11 +5,11 @@ less). Runs on the CPU, and on a GPU where one is present (``--device cuda``).
 - dump: images per second through the gate (content keys, ledger, durable store) against the
   teacher's bare batched forward pass on the same images;
 - training: steps per second of ``train_student`` against a bare loop of the same model, batch
-  (real + virtual rows) and listwise loss;
+  (real + virtual rows) and listwise loss, both in the precision ``runtime.precision: auto`` picks;
 - teacher training: steps per second of ``train_teacher`` (the teacher stage's loop: batches
   converted as drawn, the CosFace head, its one-cycle schedule, loss and accuracy read back each
-  step) against a bare loop of the same model, head and loss on images converted once, both in the
-  precision ``runtime.precision: auto`` picks on this device;
+  step) against a bare loop of the same model, head, loss and loss scaler on images converted once,
+  both in the precision ``runtime.precision: auto`` picks on this device;
 - search: the exact blocked ranking against a plain matrix product and sort.
 
   python scripts/bench_stages.py [--device auto] [--repeats 3]
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline import accel  # noqa: E402
 from pipeline.data.tensors import resolve_device, to_input  # noqa: E402
 from pipeline.distill.interpolation import interpolate, sample_triples  # noqa: E402
 from pipeline.distill.losses import listwise_ranking_loss  # noqa: E402
@@ -98,9 +99,10 @@ def bench_training(device, repeats: int, steps: int = 60) -> dict:
     method = p.method["derd"]
     sp, tp = p.size(), p.train
     knobs = method.losses.listwise
+    precision = accel.precision_of("auto", device)
 
     def ours():
-        train_student(data, sp, tp, method, 0, device)
+        train_student(data, sp, tp, method, 0, device, precision=precision)
 
     def bare():
         torch.manual_seed(0)
@@ -110,18 +112,21 @@ def bench_training(device, repeats: int, steps: int = 60) -> dict:
         t_all = torch.as_tensor(targets, device=device)
         tv_all = torch.as_tensor(data.virtual_targets, device=device)
         g = torch.Generator().manual_seed(0)
+        scaler = accel.grad_scaler(precision, device)
         for _ in range(steps):
             real = torch.randint(0, 3000, (tp.batch_size,), generator=g).to(device)
             vi = torch.randint(0, tp.batch_size, (tp.virtual_per_batch,), generator=g).to(device)
             vj = torch.randint(0, tp.batch_size, (tp.virtual_per_batch,), generator=g).to(device)
             lam = torch.rand(tp.virtual_per_batch, 1, generator=g).to(device)
-            s = model(x_all[real])
+            with accel.autocast(precision, device):
+                s = model(x_all[real]).float()
             sv = torch.nn.functional.normalize(lam * s[vi] + (1 - lam) * s[vj], dim=-1)
             t = torch.cat([t_all[real], tv_all[: tp.virtual_per_batch]])
             loss = listwise_ranking_loss(t, torch.cat([s, sv]), knobs.tau_teacher, knobs.tau_student)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
 
     ours(), bare()  # warm-up (and the optimiser's first-use imports)
     t_ours, t_bare = best_of(ours, repeats), best_of(bare, repeats)
@@ -131,11 +136,11 @@ def bench_training(device, repeats: int, steps: int = 60) -> dict:
         "ratio": t_bare / t_ours,
         "student": f"{sp.arch}-{sp.dim}d",
         "batch": tp.batch_size + tp.virtual_per_batch,
+        "precision": precision,
     }
 
 
 def bench_teacher_training(device, repeats: int, steps: int = 12) -> dict:
-    from pipeline import accel
     from pipeline.teacher.train import train_teacher
 
     p = repo_params({"teacher": {"epochs": 1}}).teacher
@@ -143,6 +148,7 @@ def bench_teacher_training(device, repeats: int, steps: int = 12) -> dict:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, n)
+    classes = int(labels.max()) + 1
     precision = accel.precision_of("auto", device)
 
     def ours():
@@ -151,20 +157,22 @@ def bench_teacher_training(device, repeats: int, steps: int = 12) -> dict:
     def bare():
         torch.manual_seed(0)
         model = create(p.arch, p.dim).to(device).to(memory_format=torch.channels_last)
-        centres = torch.nn.Parameter(torch.randn(10, p.dim, device=device) * 0.01)
+        centres = torch.nn.Parameter(torch.randn(classes, p.dim, device=device) * 0.01)
         opt = torch.optim.AdamW([*model.parameters(), centres], lr=p.lr, weight_decay=p.weight_decay)
         x_all = to_input(images, device).contiguous(memory_format=torch.channels_last)
         y_all = torch.as_tensor(labels, device=device)
+        scaler = accel.grad_scaler(precision, device)
         for b in range(steps):
             x, y = x_all[b * p.batch_size : (b + 1) * p.batch_size], y_all[b * p.batch_size : (b + 1) * p.batch_size]
             with accel.autocast(precision, device):
                 d = model(x)
             cos = d.float() @ torch.nn.functional.normalize(centres, dim=-1).T
-            margin = p.margin * torch.nn.functional.one_hot(y, 10).to(cos.dtype)
+            margin = p.margin * torch.nn.functional.one_hot(y, classes).to(cos.dtype)
             loss = torch.nn.functional.cross_entropy(p.scale * (cos - margin), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
 
     ours(), bare()  # warm-up
     t_ours, t_bare = best_of(ours, repeats), best_of(bare, repeats)
@@ -216,7 +224,7 @@ def main(device: str, repeats: int) -> None:
     click.echo(
         f"training: {t['train_steps_per_second']:.1f} steps/s vs "
         f"{t['bare_loop_steps_per_second']:.1f} bare loop "
-        f"({t['student']}, {t['batch']} rows a step): {t['ratio']:.2f}x (target >= 0.8)"
+        f"({t['student']}, {t['batch']} rows a step, {t['precision']}): {t['ratio']:.2f}x (target >= 0.8)"
     )
     tt = bench_teacher_training(dev, repeats)
     click.echo(
