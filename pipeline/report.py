@@ -205,7 +205,8 @@ def throughput_sentence(e: dict, ratios: list[str]) -> str:
             + (f" with {e['threads']} thread(s)" if e.get("threads") and e["device"] == "cpu" else "")
             + ": teacher and student in one process, on the same "
             + (f"{e['batch']} " if e.get("batch") else "")
-            + "images, timed in turn."
+            + "images, timed in turn. That spread is this one process's: one started at another time can read "
+            "differently (`make bench` runs the measurement in several and prints their spread)."
         )
         if e.get("served_teacher_images_per_second"):
             text += (

@@ -3,16 +3,20 @@ spread, at one and at the default number of torch threads.
 
 A teacher built here is timed in this process beside the student: the same device, threads and
 batch of ``queries.call_batch`` test images, the calls timed in turn, repeated; the ratio is the
-median of the repeats with its range and quartiles. The gate's timings of the teacher's answered
+median of the repeats with its range and quartiles. That spread is one process's: a fresh process
+can read differently (where its memory and threads land), so the measurement runs in ``--processes``
+fresh processes in turn and prints the spread of their medians too. The gate's timings of the teacher's answered
 calls (from the ledger of its store) are printed apart: for a served teacher they include the
 network, and they are the only figure there is (its ratio is labelled so). No query is made.
 
-  python scripts/bench_efficiency.py [--repeats 15]   (after `dvc repro dump evaluate-teacher`)
+  python scripts/bench_efficiency.py [--repeats 15] [--processes 3]   (after `dvc repro dump evaluate-teacher`)
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,9 +41,15 @@ from pipeline.teacher.inputs import TeacherInputs  # noqa: E402
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
 @click.option("--teacher", "teacher_dir", default="models/teacher", show_default=True, type=click.Path(path_type=Path))
 @click.option("--prepared", "prepared_dir", default="data/prepared", show_default=True, type=click.Path(path_type=Path))
-def main(repeats: int, params_path: Path, teacher_dir: Path, prepared_dir: Path) -> None:
+@click.option("--processes", default=3, show_default=True, help="fresh processes the side-by-side runs in, in turn")
+@click.option("--emit-json", is_flag=True, hidden=True, help="(in a child process) also print each ratio as JSON")
+def main(
+    repeats: int, params_path: Path, teacher_dir: Path, prepared_dir: Path, processes: int, emit_json: bool
+) -> None:
     params = load_params(params_path)
     card = read_card(teacher_dir)
+    if processes > 1 and card["kind"] in BUILT_TEACHERS:
+        return across_processes(processes, repeats, params_path, teacher_dir, prepared_dir)
     store = open_store(card, params.queries)
     per_call = [
         c.images / c.seconds
@@ -83,6 +93,8 @@ def main(repeats: int, params_path: Path, teacher_dir: Path, prepared_dir: Path)
                 f"ratio {s['ratio']:.2f}x (min {s['ratio_min']:.2f}x, max {s['ratio_max']:.2f}x, quartiles "
                 f"{s['ratio_q1']:.2f}x to {s['ratio_q3']:.2f}x)"
             )
+            if emit_json:
+                click.echo("JSON " + json.dumps({"threads": threads, "ratio": s["ratio"]}))
         else:
             speeds = [describe_throughput(student, images, batch) for _ in range(5)]
             ratios = [v / statistics.median(per_call) for v in speeds]
@@ -91,6 +103,32 @@ def main(repeats: int, params_path: Path, teacher_dir: Path, prepared_dir: Path)
                 f"teacher's median call (network included, not like for like): {statistics.median(ratios):.1f}x "
                 f"(min {min(ratios):.1f}x, max {max(ratios):.1f}x)"
             )
+
+
+def across_processes(processes: int, repeats: int, params_path: Path, teacher_dir: Path, prepared_dir: Path) -> None:
+    """The side-by-side measurement in ``processes`` fresh processes, one after another: each one's
+    lines, then per thread count the median and range of their median ratios."""
+    medians: dict[int, list[float]] = {}
+    for k in range(processes):
+        out = subprocess.run(
+            [sys.executable, __file__, "--processes", "1", "--emit-json", "--repeats", str(repeats)]
+            + ["--params", str(params_path), "--teacher", str(teacher_dir), "--prepared", str(prepared_dir)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for line in out.splitlines():
+            if line.startswith("JSON "):
+                r = json.loads(line[5:])
+                medians.setdefault(r["threads"], []).append(r["ratio"])
+            else:
+                click.echo(f"process {k + 1}: {line}")
+    for threads, ratios in sorted(medians.items()):
+        click.echo(
+            f"{threads} thread(s), across {len(ratios)} processes: ratio {statistics.median(ratios):.2f}x "
+            f"(the processes' medians {', '.join(f'{r:.2f}x' for r in ratios)}; range {min(ratios):.2f}x to "
+            f"{max(ratios):.2f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ def test_the_throughput_ratio_says_how_it_was_measured():
         "parameters, 13.3x fewer FLOPs), measured on cpu with 1 thread(s): teacher and student in one process, on "
         "the same 256 images, timed in turn."
     ) in md
+    assert "That spread is this one process's" in md and "`make bench` runs the measurement in several" in md
     assert "answered calls through the gate ran at 1,500 images/s" in md and "not the ratio's" in md
     served = dict(
         built,
