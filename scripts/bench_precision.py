@@ -24,13 +24,18 @@ from pipeline import accel  # noqa: E402
 from pipeline.models.registry import create  # noqa: E402
 
 
+def model_and_batch(arch: str, batch: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The network (128-d descriptors) and a batch of 28x28 greyscale images, both channels-last."""
+    model = create(arch, 128).to(memory_format=torch.channels_last)
+    return model, torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+
+
 def step_flops(arch: str, batch: int) -> int:
     """Convolution and matrix-product FLOPs of one training step's forward and backward pass
     (element-wise, normalisation and optimiser work count none)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = create(arch, 128).to(memory_format=torch.channels_last)
-    x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    model, x = model_and_batch(arch, batch)
     with FlopCounterMode(display=False) as counter:
         model(x).float().pow(2).sum().backward()
     return int(counter.get_total_flops())
@@ -52,9 +57,8 @@ def matmul_rate(precision: str, n: int = 2048, repeats: int = 3) -> float:
 
 def step_seconds(arch: str, batch: int, precision: str, steps: int) -> float:
     torch.manual_seed(0)
-    model = create(arch, 128).to(memory_format=torch.channels_last)
+    model, x = model_and_batch(arch, batch)
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
-    x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     cpu = torch.device("cpu")
 
     def step():
@@ -80,11 +84,11 @@ def main(repeats: int, threads: int) -> None:
     if threads:
         torch.set_num_threads(threads)
     auto = accel.precision_of("auto", torch.device("cpu"))
+    native = accel.cpu_has_bf16_units()
     click.echo(
-        f"CPU with native bfloat16 (AVX512-BF16 or AMX): {accel.cpu_has_bf16_units()}; "
+        f"CPU with native bfloat16 (AVX512-BF16 or AMX): {native}; "
         f"runtime.precision auto -> {auto}; {torch.get_num_threads()} thread(s)"
     )
-    native = accel.cpu_has_bf16_units()
     peak = {"fp32": 0.0, "bf16": 0.0}  # the fastest matrix product, timed between the steps' repeats
     for arch, batch, steps in (("student_deep", 128, 20), ("teacher_cnn", 256, 6)):
         times = {"fp32": [], "bf16": []}

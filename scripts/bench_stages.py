@@ -50,6 +50,18 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
+def against_bare(ours, bare, repeats: int, steps: int) -> dict:
+    """Steps per second of ``ours`` and of ``bare`` (each warmed up once, then the best of ``repeats``)
+    and their ratio: the shared part of the training benchmarks."""
+    ours(), bare()  # warm-up (and the optimiser's first-use imports)
+    t_ours, t_bare = best_of(ours, repeats), best_of(bare, repeats)
+    return {
+        "train_steps_per_second": steps / t_ours,
+        "bare_loop_steps_per_second": steps / t_bare,
+        "ratio": t_bare / t_ours,
+    }
+
+
 def bench_dump(device, repeats: int, n: int = 3000) -> dict:
     from pipeline.params import QueriesParams
     from pipeline.teacher.clients import LocalTeacher
@@ -128,12 +140,8 @@ def bench_training(device, repeats: int, steps: int = 60) -> dict:
             scaler.step(opt)
             scaler.update()
 
-    ours(), bare()  # warm-up (and the optimiser's first-use imports)
-    t_ours, t_bare = best_of(ours, repeats), best_of(bare, repeats)
     return {
-        "train_steps_per_second": steps / t_ours,
-        "bare_loop_steps_per_second": steps / t_bare,
-        "ratio": t_bare / t_ours,
+        **against_bare(ours, bare, repeats, steps),
         "student": f"{sp.arch}-{sp.dim}d",
         "batch": tp.batch_size + tp.virtual_per_batch,
         "precision": precision,
@@ -174,12 +182,8 @@ def bench_teacher_training(device, repeats: int, steps: int = 12) -> dict:
             scaler.step(opt)
             scaler.update()
 
-    ours(), bare()  # warm-up
-    t_ours, t_bare = best_of(ours, repeats), best_of(bare, repeats)
     return {
-        "train_steps_per_second": steps / t_ours,
-        "bare_loop_steps_per_second": steps / t_bare,
-        "ratio": t_bare / t_ours,
+        **against_bare(ours, bare, repeats, steps),
         "teacher": f"{p.arch}-{p.dim}d",
         "batch": p.batch_size,
         "precision": precision,
