@@ -7,6 +7,7 @@ named ``<recommended>-<lever>`` (e.g. ``derd-plus-nopool``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 from pipeline.params import LEVERS
@@ -40,8 +41,25 @@ def grid(params) -> Grid:
     )
 
 
-def run_name(budget: int | str | None, method: str, size: str, seed: int) -> str:
-    """The file stem of one student (``models/students/<name>.pt``, ``metrics/students/<name>.json``)."""
+def group_name(budget: int | str | None, method: str, size: str) -> str:
+    """The students one training stage trains, every seed of one cell: the folder they are saved in."""
     if budget is None:
-        return f"full-{size}-{seed}"
-    return f"ceiling-{size}-{seed}" if budget == "pool" else f"{budget}-{method}-{size}-{seed}"
+        return f"full-{size}"
+    return f"ceiling-{size}" if budget == "pool" else f"{budget}-{method}-{size}"
+
+
+def run_name(budget: int | str | None, method: str, size: str, seed: int) -> str:
+    """The name of one student: its checkpoint's file stem (:func:`student_path`) and its metrics'
+    (``metrics/students/<name>.json``)."""
+    return f"{group_name(budget, method, size)}-{seed}"
+
+
+def student_path(models: Path, budget: int | str | None, method: str, size: str, seed: int) -> Path:
+    """``models/students/<group>/<name>.pt``: one folder per training stage, its DVC output."""
+    return Path(models) / group_name(budget, method, size) / f"{run_name(budget, method, size, seed)}.pt"
+
+
+def augmented_path(budget_folder: Path, seed: int) -> Path:
+    """``data/augmented/<budget>/<seed>.npz``: one folder per budget, so that a training stage depends on
+    its own budget's sets only."""
+    return Path(budget_folder) / f"{seed}.npz"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline import records
 from pipeline.errors import ArtifactError
-from pipeline.grid import grid, run_name
+from pipeline.grid import grid, run_name, student_path
 from pipeline.io import file_sha256
 
 
@@ -33,8 +33,8 @@ class RunFiles:
         (A skipped cell's checkpoint is the marker the train stage leaves.)"""
         paths = [self.teacher / "card.json", self.teacher_metrics, self.teacher_training, self.queries]
         paths += [self.efficiency, *(self.reports / n for n in REPORT_FILES)]
-        for name in (run_name(*cell) for cell in grid(params).every):
-            paths += [self.students / f"{name}.json", self.models / f"{name}.pt"]
+        for cell in grid(params).every:
+            paths += [self.students / f"{run_name(*cell)}.json", student_path(self.models, *cell)]
         for path in paths:
             existing(path)
 
@@ -72,7 +72,7 @@ def record_run(params, config: str, settings: dict, have: dict, files: RunFiles)
         m = read_json(students / f"{name}.json")
         if "skipped" in m:
             continue
-        checkpoint = models / f"{name}.pt"
+        checkpoint = student_path(models, *cell)
         digest = file_sha256(checkpoint)
         key = records.record_key(name, digest, file_sha256(students / f"{name}.json"), file_sha256(efficiency_path))
         if key in have:
@@ -160,6 +160,6 @@ def register_best(params, config: str, summary, cells: dict, models: Path, prepa
         cell = (int(budget), best, params.student, params.seeds[0])
         if cell not in cells:
             continue
-        path = models / f"{run_name(*cell)}.pt"
+        path = student_path(models, *cell)
         done.append(records.register(cells[cell], budget, config, lambda: load_model(path), example) + f" ({best})")
     return done

@@ -1,10 +1,11 @@
-"""augment: for every budget B and seed, ``<B>-<seed>.npz``: the B-subset's teacher targets, plus
+"""augment: for every budget B and seed, ``<B>/<seed>.npz``: the B-subset's teacher targets, plus
 virtual triples ``(i, j, lam)`` over it and their interpolated targets. No teacher query: targets
 come from the dump. One process for every cell (each takes well under a second; a process start-up
 takes seconds).
 
-This per-cell file is all that training reads of the teacher, so a larger dump (a new largest budget)
-or a new seed does not retrain the students of the other cells: their files come out byte-identical."""
+These files are all that training reads of the teacher, one folder per budget (each budget's training
+stages depend on their folder), so a larger dump (a new largest budget) does not retrain the students
+of the other budgets: their files come out byte-identical."""
 
 from pathlib import Path
 
@@ -34,17 +35,18 @@ def subset_targets(subset_path: Path, dump_path: Path) -> tuple[np.ndarray, np.n
 @stage
 def augment(params_path: Path, subsets: Path, dump_path: Path, out: Path):
     from pipeline.distill.interpolation import virtual_samples
+    from pipeline.grid import augmented_path
     from pipeline.io import save_npz_atomic
 
     params = load(params_path)
     a = params.augment
-    out.mkdir(parents=True, exist_ok=True)
     for budget in params.budgets:
+        (out / str(budget)).mkdir(parents=True, exist_ok=True)
         _, targets = subset_targets(subsets / f"{budget}.npy", dump_path)
         for seed in params.seeds:
             triples, virtual_targets = virtual_samples(targets, a.ratio, a.alpha, a.pairing, a.knn, seed, budget)
             save_npz_atomic(
-                out / f"{budget}-{seed}.npz",
+                augmented_path(out / str(budget), seed),
                 real_targets=targets,
                 i=triples.i,
                 j=triples.j,

@@ -268,7 +268,7 @@ def export(student: Path, out: Path | None, prepared: Path, params_path: Path):
     retrieval mAP of each exported model against the original's (within 1e-4).
 
     \b
-      derd export models/students/3000-derd-plus-medium-0.pt
+      derd export models/students/3000-derd-plus-medium/3000-derd-plus-medium-0.pt
     """
     from pipeline import export as ex
     from pipeline.checkpoint import load_model

@@ -103,10 +103,11 @@ class PlainProgress:
             self._line(force=True)
 
 
-def progress(total: int, desc: str, quiet: bool = False):
-    """A progress bar on a terminal; plain lines otherwise (``DERD_NO_PROGRESS=1``, ``quiet``: none)."""
+def progress(total: int, desc: str, quiet: bool = False, plain: bool = False):
+    """A progress bar on a terminal; plain lines otherwise, or beside other processes' progress
+    (``plain``); none with ``DERD_NO_PROGRESS=1`` or ``quiet``."""
     quiet = quiet or os.environ.get("DERD_NO_PROGRESS") == "1"
-    if sys.stderr.isatty() and not quiet:
+    if sys.stderr.isatty() and not quiet and not plain:
         from tqdm import tqdm
 
         return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, mininterval=1.0)

@@ -25,7 +25,7 @@ def evaluate(params_path: Path, models: Path, prepared: Path, teacher_descriptor
 
     from pipeline.checkpoint import load_model, skipped
     from pipeline.data import prepared as prepared_data
-    from pipeline.grid import grid, run_name
+    from pipeline.grid import grid, run_name, student_path
     from pipeline.io import write_json_atomic
     from pipeline.pictures import gallery_queries, gallery_rows
     from pipeline.retrieval.evaluation import cell_labels, evaluate_student
@@ -37,7 +37,7 @@ def evaluate(params_path: Path, models: Path, prepared: Path, teacher_descriptor
     galleries.mkdir(parents=True, exist_ok=True)
     for cell in grid(params).every:
         name = run_name(*cell)
-        path = models / f"{name}.pt"
+        path = student_path(models, *cell)
         labels = cell_labels(*cell)
         reason = skipped(path)
         if reason:

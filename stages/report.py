@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.grid import student_path
 from stages.common import load, params_option, path_option, run_name, stage
 
 
@@ -122,7 +123,7 @@ def report(
     )
     first_seed = params.seeds[0]
     curves = {
-        (m, b): torch.load(models / f"{run_name(b, m, z, s)}.pt", weights_only=True)["curve"]
+        (m, b): torch.load(student_path(models, b, m, z, s), weights_only=True)["curve"]
         for b, m, z, s in main + sized
         if s == first_seed and z == params.student
     }

@@ -1,12 +1,17 @@
-"""train: one student. Its checkpoint keeps what its MLflow run will show (params, training curve,
-the pool images it saw); the report stage logs every student's run in one process (an MLflow
-start-up per student cost more than training the small ones).
+"""train: the students of one cell, every seed. Each checkpoint keeps what its MLflow run will show
+(params, training curve, the pool images it saw); the report stage logs every student's run in one
+process (an MLflow start-up per student cost more than training the small ones).
 
-- ``--budget B --method M --size S --seed N``: trained by method M on the B-subset (the comparison
-  cells, and the recommended method at every size: the frontier). Only label methods read the
-  subset's labels; the others read the teacher's stored answers.
-- ``--full --method supervised --size S --seed N``: the paper's full-supervision baseline, the same
-  student trained on every labelled pool image outside the validation split, no teacher.
+- ``--budget B --method M --size S``: trained by method M on the B-subset (the comparison cells, and
+  the recommended method at every size: the frontier). Only label methods read the subset's labels;
+  the others read the teacher's stored answers.
+- ``--full --method supervised --size S``: the paper's full-supervision baseline, the same student
+  trained on every labelled pool image outside the validation split, no teacher.
+
+Every seed of params.yaml (``--seed`` picks some) in one stage: on a CPU side by side, one forked
+process each (:mod:`pipeline.concurrency`), which saves both a process start-up per student and the
+cores a lone small student leaves idle. Each student's resumable checkpoint is kept until all of
+them are saved, so a stage killed after some finished loses none of them.
 """
 
 import json
@@ -32,11 +37,19 @@ from stages.common import params_option, path_option, progress, run_name, setup,
 )
 @click.option("--method", required=True, help="a method defined under 'method'")
 @click.option("--size", required=True, help="a student size defined under 'students'")
-@click.option("--seed", type=int, required=True, help="one of params.yaml's seeds")
+@click.option(
+    "--seed",
+    "seeds",
+    type=int,
+    multiple=True,
+    help="one of params.yaml's seeds (repeatable); none: every seed of `seeds` (`ceiling.seeds` with --ceiling)",
+)
 @params_option
 @path_option("--prepared", help="the prepared dataset (pool images; labels for label methods)")
 @click.option("--subset", type=click.Path(path_type=Path), help="the budget's subset .npy")
-@click.option("--augmented", type=click.Path(path_type=Path), help="the budget's targets and virtual samples .npz")
+@click.option(
+    "--augmented", type=click.Path(path_type=Path), help="the budget's targets and virtual samples (<seed>.npz each)"
+)
 @click.option(
     "--targets",
     type=click.Path(path_type=Path),
@@ -45,7 +58,7 @@ from stages.common import params_option, path_option, progress, run_name, setup,
 @path_option("--pretrained", help="the size's label-free pretraining .pt (read when the method sets pool: pretrain)")
 @path_option("--downloads", help="where pretrained student weights are downloaded")
 @path_option("--checkpoints", help="folder for resumable training state")
-@path_option("--out", help="the student checkpoint .pt")
+@path_option("--out", help="the students' folder (<name>.pt each)")
 @stage
 def train(
     budget: int | None,
@@ -54,7 +67,7 @@ def train(
     lever: str | None,
     method: str,
     size: str,
-    seed: int,
+    seeds: tuple[int, ...],
     params_path: Path,
     prepared: Path,
     subset: Path | None,
@@ -65,31 +78,84 @@ def train(
     checkpoints: Path,
     out: Path,
 ):
-    from pipeline import accel, distributed
-    from pipeline.checkpoint import FileCheckpointer, inputs_key, save_model
-    from pipeline.distill.cell import Cell, check_inputs, initial_weights, run_params, training_inputs
-    from pipeline.distill.train import train_student
+    from pipeline import concurrency, distributed
+    from pipeline.distill.cell import Cell, check_inputs
+    from pipeline.grid import augmented_path
     from pipeline.models.registry import check_names
 
     params, device = setup(params_path)
     check_names(params)  # before any model is built
     distributed.relaunch(params.runtime.processes)  # under torchrun when runtime.processes > 1
     device = distributed.start(device)
-    rank = distributed.world()[0]
-    cell = Cell(budget, full, ceiling, lever, method, size, seed)
-    cell.check(params)
-    check_inputs(cell, subset, augmented, targets)
-    m, sp = cell.method_params(params), params.size(size)
-    name = run_name("pool" if ceiling else budget, cell.label, size, seed)
+    cells = [
+        Cell(budget, full, ceiling, lever, method, size, seed)
+        for seed in seeds or (params.ceiling.seeds if ceiling else params.seeds)
+    ]
+    for cell in cells:  # every student's inputs checked before any is trained
+        cell.check(params)
+        check_inputs(cell, subset, augmented, targets)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [run_name("pool" if ceiling else budget, cell.label, size, cell.seed) for cell in cells]
     if targets is not None:
         from pipeline.distill.ceiling import skipped_reason
 
         reason = skipped_reason(targets)
-        if reason:  # no answers for the pool: the cell is reported as not measured, and why
+        if reason:  # no answers for the pool: the cells are reported as not measured, and why
             from pipeline.checkpoint import save_skipped
 
-            save_skipped(out, reason, {"budget": budget, "method": cell.label, "size": size, "seed": seed})
-            return click.echo(f"student {name}: skipped ({reason})")
+            for cell, name in zip(cells, names):
+                labels = {"budget": budget, "method": cell.label, "size": size, "seed": cell.seed}
+                save_skipped(out / f"{name}.pt", reason, labels)
+            return click.echo(f"students {', '.join(names)}: skipped ({reason})")
+    import torch
+
+    r = params.runtime  # torch's thread count here is its default, or runtime.threads: the cores to share
+    at_once, threads = concurrency.plan(
+        len(cells), device.type, r.processes, r.students_at_once, r.threads, torch.get_num_threads()
+    )
+    if at_once > 1:
+        click.echo(f"training {', '.join(names)}: {at_once} at once, one process and {threads} thread(s) each")
+    sharing = {"students_at_once": at_once, "threads": threads or torch.get_num_threads()}
+
+    def job(cell, name):
+        def train():  # named as the stage: a child's error reads "error [train]: ..."
+            student = None if augmented is None else augmented_path(augmented, cell.seed)
+            args = (params, device, prepared, subset, student, targets, pretrained, downloads, checkpoints, out)
+            train_one(cell, name, *args, sharing, plain=at_once > 1)
+
+        return stage(train)
+
+    concurrency.run_at_once([job(cell, name) for cell, name in zip(cells, names)], names, at_once, threads)
+    if distributed.world()[0] == 0:  # every student saved: their resumable states are done with
+        for name in names:
+            (checkpoints / f"{name}.pt").unlink(missing_ok=True)
+    distributed.stop()
+
+
+def train_one(
+    cell,
+    name: str,
+    params,
+    device,
+    prepared: Path,
+    subset: Path | None,
+    augmented: Path | None,
+    targets: Path | None,
+    pretrained: Path,
+    downloads: Path,
+    checkpoints: Path,
+    out: Path,
+    sharing: dict,
+    plain: bool,
+) -> None:
+    """Train and save one student (its resumable state stays until the whole stage is done)."""
+    from pipeline import accel, distributed
+    from pipeline.checkpoint import FileCheckpointer, inputs_key, save_model
+    from pipeline.distill.cell import initial_weights, run_params, training_inputs
+    from pipeline.distill.train import train_student
+
+    rank = distributed.world()[0]
+    m, sp = cell.method_params(params), params.size(cell.size)
     inputs = training_inputs(cell, m, params, prepared, subset, augmented, targets, pretrained)
     logged = run_params(cell, m, params, inputs)
     steps = logged["schedule"]["steps"]
@@ -100,7 +166,7 @@ def train(
         inputs_key({**logged, "precision": precision}, inputs.files),
         params.runtime.checkpoint_every,
     )
-    bar = progress(steps, f"student {name}", quiet=rank != 0)
+    bar = progress(steps, f"student {name}", quiet=rank != 0, plain=plain)
     started = time.perf_counter()
     init = initial_weights(m, sp, pretrained, downloads)
     compiled = accel.compile_of(params.runtime.compile, device)
@@ -109,7 +175,7 @@ def train(
         sp,
         params.train,
         m,
-        seed,
+        cell.seed,
         device,
         on_step=lambda step, loss: bar.update(1),
         checkpointer=checkpointer,
@@ -120,29 +186,28 @@ def train(
     seconds = time.perf_counter() - started
     bar.close()
     if rank != 0:  # rank 0 writes the outputs
-        return distributed.stop()
+        return
     import torch
 
     extra = {
-        "budget": budget,
+        "budget": cell.budget,
         "method": cell.label,
-        "size": size,
-        "seed": seed,
+        "size": cell.size,
+        "seed": cell.seed,
         "curve": [list(c) for c in result.curve],
         "run_params": json.dumps(logged, default=str),
-        "train_seconds": seconds,
+        "train_seconds": seconds,  # wall-clock, with the cores shared by the students at once
+        **sharing,
         "resumed_from": result.resumed_from,
         "device": str(device),
         "precision": precision,
         "compiled": compiled,
         "indices": torch.as_tensor(inputs.indices),
-        "indices_source": str(prepared / "pool.npz" if full or ceiling else subset),
+        "indices_source": str(prepared / "pool.npz" if cell.full or cell.ceiling else subset),
     }
     if result.projection is not None:  # to the teacher's space: for asymmetric retrieval
         extra["projection"] = {k: v.detach().cpu() for k, v in result.projection.state_dict().items()}
-    save_model(out, result.model.cpu(), sp.arch, extra=extra)
-    checkpointer.clear()
-    distributed.stop()
+    save_model(out / f"{name}.pt", result.model.cpu(), sp.arch, extra=extra)
     click.echo(f"student {name}: final loss {result.curve[-1][1]:.4f} after {steps} steps ({seconds:.0f} s)")
 
 

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.distill.interpolation import interpolate, normalize_rows, sample_triples
 from pipeline.models import create
 from tests.pipeline_copy import REPO, built_teacher, edit_params, env, read_ledger, run_stage, set_params, stage_argv
-from tests.test_faults import prepared_pool
+from tests.test_faults import augmented_sets, prepared_pool
 
 # scripts/device_check.sh sets cuda on a machine with two or more GPUs (NCCL); gloo on the CPU here
 DEVICE = os.environ.get("DERD_TEST_DEVICE", "cpu")
@@ -28,22 +27,12 @@ def inputs(tmp_path_factory):
     root = prepared_pool(tmp_path_factory.mktemp("ddp") / "repo", 1000, BUDGET)
     torch.manual_seed(0)
     built_teacher(root / "models/teacher", create("teacher_cnn", 32))
-    rng = np.random.default_rng(1)
-    targets = normalize_rows(rng.standard_normal((BUDGET, 32))).astype(np.float32)
-    triples = sample_triples(targets, 2.0, 0.4, "random", 5, np.random.default_rng(1))
-    (root / "data/augmented").mkdir(parents=True)
-    np.savez(
-        root / f"data/augmented/{BUDGET}-0.npz",
-        real_targets=targets,
-        i=triples.i,
-        j=triples.j,
-        lam=triples.lam,
-        targets=interpolate(targets, triples),
-    )
+    augmented_sets(root, BUDGET)
     set_params(
         root,
         {
             "budgets": [BUDGET],
+            "seeds": [0],
             "levers": {"budgets": [BUDGET]},
             "data": {"pool_limit": 1000},
             "sample": {"val_size": 100, "val_queries": 20, "features": "small"},
@@ -107,10 +96,10 @@ def test_a_dump_on_two_ranks_gives_the_same_descriptors_and_asks_each_image_once
 @pytest.mark.trains
 def test_training_on_two_ranks_matches_one_process_with_the_whole_batch(inputs, tmp_path):
     one, two = copy(inputs, tmp_path / "one"), copy(inputs, tmp_path / "two")
-    run_here(one, f"train@{BUDGET}-derd-0")
-    run(two, f"train@{BUDGET}-derd-0", 2)
-    a = torch.load(one / f"models/students/{BUDGET}-derd-small-0.pt", weights_only=True)
-    b = torch.load(two / f"models/students/{BUDGET}-derd-small-0.pt", weights_only=True)
+    run_here(one, f"train@{BUDGET}-derd")
+    run(two, f"train@{BUDGET}-derd", 2)
+    a = torch.load(one / f"models/students/{BUDGET}-derd-small/{BUDGET}-derd-small-0.pt", weights_only=True)
+    b = torch.load(two / f"models/students/{BUDGET}-derd-small/{BUDGET}-derd-small-0.pt", weights_only=True)
     # the same model up to float rounding (sums over ranks run in another order)
     assert len(a["curve"]) == 10 and np.allclose([v for _, v in a["curve"]], [v for _, v in b["curve"]], rtol=1e-4)
     for key, value in a["state_dict"].items():  # weights, and BatchNorm statistics over every rank's rows

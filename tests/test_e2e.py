@@ -35,7 +35,7 @@ def test_outputs_of_every_stage(finished_repo):
         "n_classes": 10,
     }
     small, large = np.load(repo / "data/subsets/20.npy"), np.load(repo / "data/subsets/50.npy")
-    assert sorted(p.name for p in (repo / "models/students").glob("*.pt")) == sorted(
+    assert sorted(p.name for p in (repo / "models/students").glob("*/*.pt")) == sorted(
         [f"{b}-{m}-small-0.pt" for b in (20, 50) for m in ("derd", "supervised", "derd-plus")]
         + [f"{b}-derd-plus-tiny-0.pt" for b in (20, 50)]
         + ["full-small-0.pt", "full-tiny-0.pt"]
@@ -60,7 +60,7 @@ def test_outputs_of_every_stage(finished_repo):
     with np.load(repo / "data/teacher/train_descriptors.npz") as z:
         assert np.array_equal(z["indices"], large) and z["descriptors"].shape == (50, 128)
         descriptors = z["descriptors"]
-    with np.load(repo / "data/augmented/20-0.npz") as z:
+    with np.load(repo / "data/augmented/20/0.npz") as z:
         assert len(z["i"]) == 80 and z["targets"].shape == (80, 128)
         assert np.array_equal(z["real_targets"], descriptors[:20])
     summary = pd.read_csv(repo / "reports/summary.csv")
@@ -257,7 +257,7 @@ def test_one_methods_knob_makes_only_that_methods_stages_stale(finished_repo, tm
     repo = clone(finished_repo, tmp_path / "copy")
     set_params(repo, deep_update(dict(TINY), {"method": {"derd": {"losses": {"listwise": {"tau_student": 0.1}}}}}))
     status = dvc(repo, "status").stdout
-    assert "train@20-derd-0" in status and "train@50-derd-0" in status
+    assert "train@20-derd:" in status and "train@50-derd:" in status
     assert "supervised" not in status
     assert "dump" not in status and "teacher:" not in status and "augment" not in status
 
@@ -268,12 +268,12 @@ def test_a_new_budget_queries_only_new_images_and_retrains_only_new_cells(finish
     test_teacher_sequence)."""
     repo = clone(finished_repo, tmp_path / "copy")
     set_params(repo, deep_update(dict(TINY), {"budgets": [20, 50, 70], "methods": ["derd"], "sizes": ["small"]}))
-    cells = [f"train@{b}-derd-0" for b in (20, 50, 70)]
+    cells = [f"train@{b}-derd" for b in (20, 50, 70)]
     out = dvc(repo, "repro", *cells).stdout  # every student and what it needs (not their evaluation)
     ran = ran_stages(out)
     trained = {name for name in ran if name.startswith(("train@", "train-sizes@", "full@"))}
     # the old budgets' subsets and targets come out byte-identical, so their students are not retrained
-    assert trained == {"train@70-derd-0"}
+    assert trained == {"train@70-derd"}
     assert not {"prepare", "teacher", "evaluate-teacher"} & set(ran)
     # the 20 new images were answered for the distillation ceiling already: nothing is sent again
     assert "teacher queries: 0 sent this run, 50 for these 70 images" in out
@@ -310,7 +310,9 @@ def test_a_student_exports_to_onnx_and_torchscript_with_parity(finished_repo, tm
     from stages.cli import main
 
     monkeypatch.chdir(finished_repo)
-    result = CliRunner().invoke(main, ["export", "models/students/50-derd-plus-small-0.pt", "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        main, ["export", "models/students/50-derd-plus-small/50-derd-plus-small-0.pt", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     parity = js.loads((tmp_path / "parity.json").read_text())
     assert parity["ok"] and max(parity["max_abs_difference_100_images"].values()) <= 1e-4
@@ -353,7 +355,7 @@ def test_without_the_ceiling_nothing_beyond_the_budget_is_asked_and_the_report_s
     repo = clone(finished_repo, tmp_path / "copy")
     before = len(ledger_calls(repo.parent / "teacher-store"))
     edit_params(repo, {"ceiling": {"run": "false"}})
-    for name in ("dump-pool", "ceiling@small-0", "ceiling@tiny-0", "lever-random@20-0", "evaluate", "report"):
+    for name in ("dump-pool", "ceiling@small", "ceiling@tiny", "lever-random@20", "evaluate", "report"):
         out = run_stage(repo, name).output
         if name == "dump-pool":
             assert "distillation ceiling skipped: ceiling.run is false" in out
@@ -378,10 +380,10 @@ def test_the_pool_setting_or_the_strategy_makes_only_what_depends_on_it_stale(fi
 
     repo = clone(finished_repo, tmp_path / "copy")
     edit_params(repo, {"method": {"derd": {"pool": "none"}}})
-    assert _stale(repo) == {"train@20-derd-0", "train@50-derd-0", "report", "track"}
+    assert _stale(repo) == {"train@20-derd", "train@50-derd", "report", "track"}
     edit_params(repo, {"method": {"derd": {"pool": "pretrain"}}, "sample": {"strategy": "random"}})
     stale = _stale(repo)
-    assert {"sample", "train@20-derd-0", "train-sizes@50-tiny-0", "lever-nopool@20-0"} <= stale
+    assert {"sample", "train@20-derd", "train-sizes@50-tiny", "lever-nopool@20"} <= stale
     untouched = (
         "prepare",
         "teacher",

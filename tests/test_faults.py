@@ -63,6 +63,26 @@ def prepared_pool(root: Path, pool_size: int, budget: int) -> Path:
     return root
 
 
+def augmented_sets(root: Path, budget: int, seeds=(0,), dim: int = 32) -> None:
+    """What the augment stage writes for ``budget``: random unit teacher targets for its subset and,
+    per seed, virtual triples over them (``data/augmented/<budget>/<seed>.npz``)."""
+    from pipeline.distill.interpolation import interpolate
+    from pipeline.grid import augmented_path
+
+    targets = normalize_rows(np.random.default_rng(1).standard_normal((budget, dim))).astype(np.float32)
+    (root / f"data/augmented/{budget}").mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        triples = sample_triples(targets, 2.0, 0.4, "random", 5, np.random.default_rng(1 + seed))
+        np.savez(
+            augmented_path(root / f"data/augmented/{budget}", seed),
+            real_targets=targets,
+            i=triples.i,
+            j=triples.j,
+            lam=triples.lam,
+            targets=interpolate(targets, triples),
+        )
+
+
 @pytest.fixture(scope="module")
 def dump_inputs(tmp_path_factory):
     """A minimal prepared repo for the dump stage: random pool, nested subset, an untrained teacher."""
@@ -311,24 +331,12 @@ def train_inputs(tmp_path_factory):
     """A minimal repo for the train stage: pool, subset, targets and virtual samples."""
     budget = 200
     root = prepared_pool(tmp_path_factory.mktemp("train_inputs"), 1000, budget)
-    rng = np.random.default_rng(1)
-    targets = normalize_rows(rng.standard_normal((budget, 32))).astype(np.float32)
-    triples = sample_triples(targets, 2.0, 0.4, "random", 5, np.random.default_rng(1))
-    from pipeline.distill.interpolation import interpolate
-
-    (root / "data/augmented").mkdir(parents=True)
-    np.savez(
-        root / f"data/augmented/{budget}-0.npz",
-        real_targets=targets,
-        i=triples.i,
-        j=triples.j,
-        lam=triples.lam,
-        targets=interpolate(targets, triples),
-    )
+    augmented_sets(root, budget)
     set_params(
         root,
         {
             "budgets": [budget],
+            "seeds": [0],
             "levers": {"budgets": [budget]},
             "students": {"small": {"arch": "student_cnn", "dim": 16}},
             "student": "small",
@@ -347,11 +355,11 @@ def train_inputs(tmp_path_factory):
 @pytest.mark.trains
 def test_killed_training_stage_resumes_to_the_same_model(train_inputs, tmp_path):
     reference = private_copy(train_inputs, tmp_path / "reference")
-    run_stage(reference, "train@200-derd-0")  # uninterrupted, in this process
+    run_stage(reference, "train@200-derd")  # uninterrupted, in this process
     work = private_copy(train_inputs, tmp_path / "killed")
     ck = work / "checkpoints/train/200-derd-small-0.pt"
     proc = subprocess.Popen(
-        stage_cmd("train@200-derd-0", work),
+        stage_cmd("train@200-derd", work),
         cwd=work,
         env=stage_env(),
         stdout=subprocess.DEVNULL,
@@ -365,12 +373,12 @@ def test_killed_training_stage_resumes_to_the_same_model(train_inputs, tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     step = torch.load(ck, weights_only=True)["state"]["step"]
-    assert 0 < step < 150 and not (work / "models/students/200-derd-small-0.pt").exists()
-    done = run_stage(work, "train@200-derd-0")  # resumed, in this process
+    assert 0 < step < 150 and not (work / "models/students/200-derd-small/200-derd-small-0.pt").exists()
+    done = run_stage(work, "train@200-derd")  # resumed, in this process
     assert f"resuming training from step {step}" in done.output
     assert not ck.exists()  # cleared once the run is safely recorded
-    want = torch.load(reference / "models/students/200-derd-small-0.pt", weights_only=True)["state_dict"]
-    got = torch.load(work / "models/students/200-derd-small-0.pt", weights_only=True)["state_dict"]
+    want = torch.load(reference / "models/students/200-derd-small/200-derd-small-0.pt", weights_only=True)["state_dict"]
+    got = torch.load(work / "models/students/200-derd-small/200-derd-small-0.pt", weights_only=True)["state_dict"]
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
 
 

@@ -1,9 +1,11 @@
 """One grid: the students dvc.yaml's matrices train (and the evaluate stage's outputs) are exactly
 the cells of pipeline/grid.py, which the report, the evaluation and the MLflow records read."""
 
+from pathlib import Path
+
 import pytest
 
-from pipeline.grid import grid, run_name
+from pipeline.grid import grid, run_name, student_path
 from pipeline.params import load_params
 from tests.pipeline_copy import TINY, copy_repo, repo_params
 
@@ -14,14 +16,20 @@ def test_dvc_yaml_trains_exactly_the_cells_of_the_grid(tmp_path, override):
 
     repo = copy_repo(tmp_path / "repo", override)
     with Repo(str(repo)) as dvc_repo:
-        trained = sorted(
-            str(out.def_path)
+        trained = {
+            str(out.def_path): [str(p) for p in stage.params[0].params] if stage.params else []
             for stage in dvc_repo.index.stages
             for out in stage.outs
             if str(out.def_path).startswith("models/students/")
-        )
+        }
     params = load_params(repo / "params.yaml")
-    assert trained == sorted(f"models/students/{run_name(*cell)}.pt" for cell in grid(params).every)
+    cells = grid(params).every
+    folders = {str(student_path(Path("models/students"), *cell).parent) for cell in cells}
+    assert sorted(trained) == sorted(folders)
+    for folder, keys in trained.items():  # each stage trains the seeds it depends on, as the grid has them
+        seeds = [cell[3] for cell in cells if str(student_path(Path("models/students"), *cell).parent) == folder]
+        key = "ceiling.seeds" if "ceiling-" in folder else "seeds"
+        assert key in keys and seeds == list(params.ceiling.seeds if key == "ceiling.seeds" else params.seeds)
 
 
 def test_the_grid_names_every_cell_once():
@@ -51,11 +59,12 @@ def test_track_finds_a_missing_output_before_any_mlflow_work(tmp_path):
     ):
         path.write_text("{}")
     cells = [run_name(*c) for c in grid(params).every]
-    for name in cells:
+    for cell, name in zip(grid(params).every, cells):
         (files.students / f"{name}.json").write_text("{}")
-        (files.models / f"{name}.pt").write_bytes(b"")
+        student_path(files.models, *cell).parent.mkdir(exist_ok=True)
+        student_path(files.models, *cell).write_bytes(b"")
     files.check(params)
-    (files.models / f"{cells[0]}.pt").unlink()
+    student_path(files.models, *grid(params).every[0]).unlink()
     with pytest.raises(ArtifactError, match=rf"{cells[0]}.pt not found: run `dvc repro`"):
         files.check(params)
     (files.reports / "claims.md").unlink()
