@@ -1,5 +1,5 @@
-"""A training stage's students (its seeds) trained at once on a CPU: one forked process each, the
-cores shared between them.
+"""A training stage's students (its seeds) trained at once on a CPU, and the students evaluated at
+once: one forked process each, the cores shared between them.
 
 Why: the students are small networks, and a second torch thread speeds one up by only about 40%; two
 students side by side with one thread each do about 1.4x the work of the same two one after the other
@@ -17,6 +17,7 @@ import ctypes
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 
@@ -30,29 +31,27 @@ class WorkerFailed(DerdError):
 
 
 def plan(students: int, device_type: str, processes: int, at_most: int, threads: int, cores: int) -> tuple[int, int]:
-    """(students trained at once, torch threads for each; 0 = torch's default). ``at_most`` is
-    ``runtime.students_at_once`` (0: every student of the stage), ``threads`` is ``runtime.threads``
-    (0: the cores shared evenly between the students at once)."""
+    """(students trained or evaluated at once, torch threads for each; 0 = torch's default). ``at_most`` is
+    ``runtime.students_at_once`` (0: every student of the stage); the threads, ``runtime.threads`` or
+    else ``cores``, are shared evenly between the students at once (one at least each)."""
     if students <= 1 or device_type != "cpu" or processes > 1 or at_most == 1:
         return 1, threads
     at_once = students if at_most == 0 else min(at_most, students)
-    return at_once, threads or max(1, cores // at_once)
+    return at_once, max(1, (threads or cores) // at_once)
 
 
 def _die_with_parent(parent: int) -> None:
     """Linux kills this child when its parent dies, even by SIGKILL; elsewhere, nothing to ask for."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        asked = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0
     except (OSError, AttributeError):
         return
-    if os.getppid() != parent:  # the parent died before the request was made
+    if asked and os.getppid() != parent:  # the parent died before the request was made
         os._exit(1)
 
 
-def _child(job: Callable[[], None], threads: int, parent: int) -> None:
-    """The forked process: run ``job`` and leave with its exit status, never returning to the caller."""
-    code = 1
+def _child(job: Callable[[], None], threads: int, parent: int) -> int:
+    """What the forked process runs: ``job``, to its exit status (the caller leaves with it)."""
     try:
         _die_with_parent(parent)
         if threads:
@@ -60,23 +59,54 @@ def _child(job: Callable[[], None], threads: int, parent: int) -> None:
 
             torch.set_num_threads(threads)
         job()
-        code = 0
+        return 0
     except SystemExit as exc:  # a stage's one-line error has been printed already
-        code = exc.code if isinstance(exc.code, int) else 1
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
-        code = 130
+        return 130
     except BaseException:
         traceback.print_exc()
+        return 1
+
+
+def _fork(job: Callable[[], None], threads: int) -> int:
+    """Start ``job`` in a forked child; its pid. The child never returns here: whatever happens in it,
+    it ends in ``os._exit`` (a child unwinding into the caller's code would run the parent's work)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        code = _child(job, threads, parent)
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:
+            pass
         os._exit(code)
 
 
-def run_at_once(jobs: Sequence[Callable[[], None]], names: Sequence[str], at_once: int, threads: int) -> None:
+def _reap(pids) -> tuple[int, int]:
+    """Wait for one of ``pids`` (and no other child of this process: a caller may have its own) to end;
+    its pid and exit status."""
+    while True:
+        for pid in pids:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return pid, os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+
+
+def run_at_once(
+    jobs: Sequence[Callable[[], None]], names: Sequence[str], at_once: int, threads: int, rerun: str = ""
+) -> None:
     """Run every job, ``at_once`` of them at a time in forked children with ``threads`` torch threads
     each (one after another in this process when ``at_once`` is 1). The first failure stops the
-    others and raises :class:`WorkerFailed` naming it; their checkpoints stay for the rerun."""
+    others and raises :class:`WorkerFailed` naming it and them; ``rerun`` says what a rerun keeps."""
     if at_once <= 1:
         for job in jobs:
             job()
@@ -90,19 +120,12 @@ def run_at_once(jobs: Sequence[Callable[[], None]], names: Sequence[str], at_onc
         while pending or running:
             while pending and len(running) < at_once and not failed:
                 index = pending.pop(0)
-                sys.stdout.flush()
-                sys.stderr.flush()
-                parent = os.getpid()
-                pid = os.fork()
-                if pid == 0:
-                    _child(jobs[index], threads, parent)
-                running[pid] = index
+                running[_fork(jobs[index], threads)] = index
             if not running:
                 break
-            pid, status = os.wait()
+            pid, code = _reap(list(running))
             index = running.pop(pid)
-            code = os.waitstatus_to_exitcode(status)
-            if pid in killed:
+            if pid in killed and code != 0:
                 stopped.append(names[index])
             elif code != 0:
                 failed.append(f"{names[index]} (exit status {code})")
@@ -119,8 +142,8 @@ def run_at_once(jobs: Sequence[Callable[[], None]], names: Sequence[str], at_onc
     if failed:
         waiting = [names[i] for i in pending]
         raise WorkerFailed(
-            f"training {', '.join(failed)} failed (its error is above)"
+            f"{', '.join(failed)} failed (its error is above)"
             + (f"; stopped: {', '.join(stopped)}" if stopped else "")
             + (f"; not started: {', '.join(waiting)}" if waiting else "")
-            + ". Fix it and rerun `dvc repro`: every student's checkpoint is kept and resumed"
+            + f". Fix it and rerun `dvc repro`{rerun}"
         )

@@ -91,6 +91,9 @@ def record_student(
                         "device": checkpoint["device"],
                         "precision": checkpoint.get("precision"),
                         "compiled": checkpoint.get("compiled"),
+                        # train_seconds is wall-clock time with the cores shared by this many students
+                        "students_at_once": checkpoint.get("students_at_once"),
+                        "threads": checkpoint.get("threads"),
                     }
                 ),
                 **tracking.configuration_params(settings, base_method, size),

@@ -1,5 +1,7 @@
 """Benchmark of the default pipeline: cold `dvc repro` time, per-stage wall time and peak memory,
-no-change `dvc repro` time, teacher and student mAP, and the ledger's query count.
+no-change `dvc repro` time, teacher and student mAP, and the ledger's query count. A stage's peak is
+its largest process's: a training stage's students run side by side, each in a process of its own
+(about that much each), and the evaluation's share of them too.
 
 Runs in a fresh copy of the repository (its own DVC cache and MLflow store) so that it measures a
 cold run: `python scripts/bench_pipeline.py [--out bench/pipeline.json]`.

@@ -10,7 +10,12 @@ less). Runs on the CPU, and on a GPU where one is present (``--device cuda``).
   converted as drawn, the CosFace head, its one-cycle schedule, loss and accuracy read back each
   step) against a bare loop of the same model, head, loss and loss scaler on images converted once,
   both in the precision ``runtime.precision: auto`` picks on this device;
-- search: the exact blocked ranking against a plain matrix product and sort.
+- search: the exact blocked ranking against a plain matrix product and sort;
+- students side by side (CPU): a training stage's three seeds trained at once, one forked process
+  each with the cores shared (what ``runtime.students_at_once: 0`` does), against the same three one
+  after another with every thread (``students_at_once: 1``), in one forked process: each side pays
+  a fresh process's warm-up, as in the stage. Timed first, before this process has run any torch
+  work, as the stage forks before it computes anything.
 
   python scripts/bench_stages.py [--device auto] [--repeats 3]
 """
@@ -27,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline import accel  # noqa: E402
+from pipeline import accel, concurrency  # noqa: E402
 from pipeline.data.tensors import resolve_device, to_input  # noqa: E402
 from pipeline.distill.interpolation import interpolate, sample_triples  # noqa: E402
 from pipeline.distill.losses import listwise_ranking_loss  # noqa: E402
@@ -100,7 +105,9 @@ def bench_dump(device, repeats: int, n: int = 3000) -> dict:
     }
 
 
-def bench_training(device, repeats: int, steps: int = 60) -> dict:
+def student_training(device, steps: int):
+    """The default student's training (``train_student``, method derd) on 3,000 random images with
+    random unit targets and their virtual samples, and the settings it ran with."""
     p = repo_params({"train": {"steps": steps, "log_every": steps}})
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (3000, 28, 28), dtype=np.uint8)
@@ -110,11 +117,40 @@ def bench_training(device, repeats: int, steps: int = 60) -> dict:
     data = TrainingData(images, targets, triples, interpolate(targets, triples))
     method = p.method["derd"]
     sp, tp = p.size(), p.train
-    knobs = method.losses.listwise
     precision = accel.precision_of("auto", device)
 
-    def ours():
-        train_student(data, sp, tp, method, 0, device, precision=precision)
+    def ours(seed: int = 0):
+        train_student(data, sp, tp, method, seed, device, precision=precision)
+
+    return ours, (images, targets, data, method, sp, tp, precision)
+
+
+def bench_side_by_side(repeats: int, students: int = 3, steps: int = 200) -> dict:
+    """Seconds for ``students`` students of ``steps`` steps at once (forked, the cores shared) and one
+    after another (every thread, in one forked process), and their ratio."""
+    cpu = torch.device("cpu")
+    ours, _ = student_training(cpu, steps)
+    cores = torch.get_num_threads()
+    at_once, threads = concurrency.plan(students, "cpu", 1, 0, 0, cores)
+    jobs = [lambda seed=seed: ours(seed) for seed in range(students)]
+    names = [f"seed {seed}" for seed in range(students)]
+    in_turn = [lambda: [job() for job in jobs]]  # one job, forked (at_once 2 forks even one) with every thread
+    side = best_of(lambda: concurrency.run_at_once(jobs, names, at_once, threads), repeats)
+    alone = best_of(lambda: concurrency.run_at_once(in_turn, ["in turn"], 2, cores), repeats)
+    return {
+        "students": students,
+        "steps": steps,
+        "threads": threads,
+        "cores": cores,
+        "side_by_side_seconds": side,
+        "one_after_another_seconds": alone,
+        "ratio": alone / side,
+    }
+
+
+def bench_training(device, repeats: int, steps: int = 60) -> dict:
+    ours, (images, targets, data, method, sp, tp, precision) = student_training(device, steps)
+    knobs = method.losses.listwise
 
     def bare():
         torch.manual_seed(0)
@@ -219,6 +255,13 @@ def bench_search(repeats: int, n_db: int = 9000, n_q: int = 1000, d: int = 128) 
 def main(device: str, repeats: int) -> None:
     dev = resolve_device(device)
     click.echo(f"device {dev}, {torch.get_num_threads()} torch threads; best of {repeats} timings each")
+    if dev.type == "cpu":
+        a = bench_side_by_side(repeats)
+        click.echo(
+            f"students: {a['students']} x {a['steps']} steps side by side (a process and {a['threads']} thread(s) "
+            f"each) in {a['side_by_side_seconds']:.1f} s vs {a['one_after_another_seconds']:.1f} s one after "
+            f"another ({a['cores']} threads): {a['ratio']:.2f}x"
+        )
     d = bench_dump(dev, repeats)
     click.echo(
         f"dump:     {d['dump_images_per_second']:,.0f} img/s through the gate vs "

@@ -1,5 +1,7 @@
-"""evaluate: every student of the grid (pipeline.grid) on the test split, in one process: loading the
-test split and starting Python and torch cost more than evaluating one small student. Writes, per
+"""evaluate: every student of the grid (pipeline.grid) on the test split, in one stage: loading the
+test split and starting Python and torch cost more than evaluating one small student. On a CPU the
+students are shared between one forked process per core (pipeline/concurrency.py), one thread each:
+much of an evaluation (the sort, the protocol's per-query loop) runs on one core. Writes, per
 student, ``<out>/<name>.json`` (its metrics, pipeline/retrieval/evaluation.py) and
 ``<galleries>/<name>.json`` (its top results for the fixed queries, which the report draws). A cell
 whose inputs were never asked for (a skipped ceiling) is written as not measured, with why."""
@@ -23,6 +25,7 @@ def evaluate(params_path: Path, models: Path, prepared: Path, teacher_descriptor
     import numpy as np
     import torch
 
+    from pipeline import concurrency
     from pipeline.checkpoint import load_model, skipped
     from pipeline.data import prepared as prepared_data
     from pipeline.grid import grid, run_name, student_path
@@ -35,25 +38,45 @@ def evaluate(params_path: Path, models: Path, prepared: Path, teacher_descriptor
     teacher_db = lambda: np.load(teacher_descriptors / "database.npy", mmap_mode="r")  # noqa: E731 (float16, in blocks)
     out.mkdir(parents=True, exist_ok=True)
     galleries.mkdir(parents=True, exist_ok=True)
-    for cell in grid(params).every:
-        name = run_name(*cell)
-        path = student_path(models, *cell)
-        labels = cell_labels(*cell)
-        reason = skipped(path)
-        if reason:
-            write_json_atomic(out / f"{name}.json", {**labels, "skipped": reason})
-            write_json_atomic(galleries / f"{name}.json", {"skipped": reason})
-            click.echo(f"student {name}: not trained ({reason})")
-            continue
-        projection = torch.load(path, map_location="cpu", weights_only=True).get("projection")
-        metrics, ranks = evaluate_student(
-            load_model(path, device), projection, test, teacher_db, params.data.image_size, params.eval, device
-        )
-        queries = metrics.pop("queries")
-        write_json_atomic(out / f"{name}.json", {**metrics, **labels})
-        write_json_atomic(galleries / f"{name}.json", gallery_rows(ranks, test.gnd, gallery_queries(queries)))
-        asym = f"; asymmetric (teacher's database) {metrics['asym_map']:.4f}" if "asym_map" in metrics else ""
-        click.echo(f"student {name}: mAP {metrics['map']:.4f} (medium protocol) on {queries} queries{asym}")
+    cells = grid(params).every
+    r = params.runtime
+    at_once, threads = concurrency.plan(
+        min(len(cells), torch.get_num_threads()),
+        device.type,
+        r.processes,
+        r.students_at_once,
+        r.threads,
+        torch.get_num_threads(),
+    )
+
+    def evaluate_each(share):
+        for cell in share:
+            name = run_name(*cell)
+            path = student_path(models, *cell)
+            labels = cell_labels(*cell)
+            reason = skipped(path)
+            if reason:
+                write_json_atomic(out / f"{name}.json", {**labels, "skipped": reason})
+                write_json_atomic(galleries / f"{name}.json", {"skipped": reason})
+                click.echo(f"student {name}: not trained ({reason})")
+                continue
+            projection = torch.load(path, map_location="cpu", weights_only=True).get("projection")
+            metrics, ranks = evaluate_student(
+                load_model(path, device), projection, test, teacher_db, params.data.image_size, params.eval, device
+            )
+            queries = metrics.pop("queries")
+            write_json_atomic(out / f"{name}.json", {**metrics, **labels})
+            write_json_atomic(galleries / f"{name}.json", gallery_rows(ranks, test.gnd, gallery_queries(queries)))
+            asym = f"; asymmetric (teacher's database) {metrics['asym_map']:.4f}" if "asym_map" in metrics else ""
+            click.echo(f"student {name}: mAP {metrics['map']:.4f} (medium protocol) on {queries} queries{asym}")
+
+    shares = [cells[i::at_once] for i in range(at_once)]
+    concurrency.run_at_once(
+        [lambda share=share: evaluate_each(share) for share in shares],
+        [f"evaluation {i + 1}" for i in range(at_once)],
+        at_once,
+        threads,
+    )
 
 
 if __name__ == "__main__":

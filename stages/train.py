@@ -79,7 +79,7 @@ def train(
     out: Path,
 ):
     from pipeline import concurrency, distributed
-    from pipeline.distill.cell import Cell, check_inputs
+    from pipeline.distill.cell import Cell, check_inputs, fetch_weights
     from pipeline.grid import augmented_path
     from pipeline.models.registry import check_names
 
@@ -89,7 +89,7 @@ def train(
     device = distributed.start(device)
     cells = [
         Cell(budget, full, ceiling, lever, method, size, seed)
-        for seed in seeds or (params.ceiling.seeds if ceiling else params.seeds)
+        for seed in dict.fromkeys(seeds or (params.ceiling.seeds if ceiling else params.seeds))
     ]
     for cell in cells:  # every student's inputs checked before any is trained
         cell.check(params)
@@ -107,9 +107,10 @@ def train(
                 labels = {"budget": budget, "method": cell.label, "size": size, "seed": cell.seed}
                 save_skipped(out / f"{name}.pt", reason, labels)
             return click.echo(f"students {', '.join(names)}: skipped ({reason})")
+    fetch_weights(cells[0].method_params(params), params.size(size), downloads)  # once, not per student
     import torch
 
-    r = params.runtime  # torch's thread count here is its default, or runtime.threads: the cores to share
+    r = params.runtime  # torch's thread count here is its default, or runtime.threads: the threads to share
     at_once, threads = concurrency.plan(
         len(cells), device.type, r.processes, r.students_at_once, r.threads, torch.get_num_threads()
     )
@@ -125,7 +126,9 @@ def train(
 
         return stage(train)
 
-    concurrency.run_at_once([job(cell, name) for cell, name in zip(cells, names)], names, at_once, threads)
+    jobs = [job(cell, name) for cell, name in zip(cells, names)]
+    rerun = " (each student resumes from its last checkpoint)"
+    concurrency.run_at_once(jobs, [f"student {name}" for name in names], at_once, threads, rerun)
     if distributed.world()[0] == 0:  # every student saved: their resumable states are done with
         for name in names:
             (checkpoints / f"{name}.pt").unlink(missing_ok=True)

@@ -27,12 +27,12 @@ def inputs(tmp_path_factory):
     root = prepared_pool(tmp_path_factory.mktemp("ddp") / "repo", 1000, BUDGET)
     torch.manual_seed(0)
     built_teacher(root / "models/teacher", create("teacher_cnn", 32))
-    augmented_sets(root, BUDGET)
+    augmented_sets(root, BUDGET, seeds=(0, 1))
     set_params(
         root,
         {
             "budgets": [BUDGET],
-            "seeds": [0],
+            "seeds": [0, 1],  # one process: side by side; under torchrun: one after another
             "levers": {"budgets": [BUDGET]},
             "data": {"pool_limit": 1000},
             "sample": {"val_size": 100, "val_queries": 20, "features": "small"},
@@ -98,15 +98,17 @@ def test_training_on_two_ranks_matches_one_process_with_the_whole_batch(inputs, 
     one, two = copy(inputs, tmp_path / "one"), copy(inputs, tmp_path / "two")
     run_here(one, f"train@{BUDGET}-derd")
     run(two, f"train@{BUDGET}-derd", 2)
-    a = torch.load(one / f"models/students/{BUDGET}-derd-small/{BUDGET}-derd-small-0.pt", weights_only=True)
-    b = torch.load(two / f"models/students/{BUDGET}-derd-small/{BUDGET}-derd-small-0.pt", weights_only=True)
-    # the same model up to float rounding (sums over ranks run in another order)
-    assert len(a["curve"]) == 10 and np.allclose([v for _, v in a["curve"]], [v for _, v in b["curve"]], rtol=1e-4)
-    for key, value in a["state_dict"].items():  # weights, and BatchNorm statistics over every rank's rows
-        assert torch.allclose(value.float(), b["state_dict"][key].float(), atol=5e-4), key  # Adam magnifies rounding
-    assert not torch.equal(
-        a["state_dict"]["features.0.0.weight"], create("student_cnn", 16).state_dict()["features.0.0.weight"]
-    )  # it did train
+    for seed in (0, 1):
+        a = torch.load(one / f"models/students/{BUDGET}-derd-small/{BUDGET}-derd-small-{seed}.pt", weights_only=True)
+        b = torch.load(two / f"models/students/{BUDGET}-derd-small/{BUDGET}-derd-small-{seed}.pt", weights_only=True)
+        assert (a["students_at_once"], b["students_at_once"]) == (2, 1)
+        # the same model up to float rounding (sums over ranks run in another order)
+        assert len(a["curve"]) == 10 and np.allclose([v for _, v in a["curve"]], [v for _, v in b["curve"]], rtol=1e-4)
+        for key, value in a["state_dict"].items():  # weights, and BatchNorm statistics over every rank's rows
+            assert torch.allclose(value.float(), b["state_dict"][key].float(), atol=5e-4), key  # Adam: rounding
+        assert not torch.equal(
+            a["state_dict"]["features.0.0.weight"], create("student_cnn", 16).state_dict()["features.0.0.weight"]
+        )  # it did train
 
 
 @pytest.mark.trains

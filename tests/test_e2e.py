@@ -35,16 +35,13 @@ def test_outputs_of_every_stage(finished_repo):
         "n_classes": 10,
     }
     small, large = np.load(repo / "data/subsets/20.npy"), np.load(repo / "data/subsets/50.npy")
-    assert sorted(p.name for p in (repo / "models/students").glob("*/*.pt")) == sorted(
-        [f"{b}-{m}-small-0.pt" for b in (20, 50) for m in ("derd", "supervised", "derd-plus")]
-        + [f"{b}-derd-plus-tiny-0.pt" for b in (20, 50)]
-        + ["full-small-0.pt", "full-tiny-0.pt"]
-        + [
-            "ceiling-small-0.pt",
-            "ceiling-tiny-0.pt",
-            "20-derd-plus-nopool-small-0.pt",
-            "20-derd-plus-random-small-0.pt",
-        ]
+    students = repo / "models/students"  # one folder per training stage: its cell's seeds
+    assert sorted(str(p.relative_to(students)) for p in students.glob("**/*.pt")) == sorted(
+        f"{cell}/{cell}-0.pt"
+        for cell in [f"{b}-{m}-small" for b in (20, 50) for m in ("derd", "supervised", "derd-plus")]
+        + [f"{b}-derd-plus-tiny" for b in (20, 50)]
+        + ["full-small", "full-tiny", "ceiling-small", "ceiling-tiny"]
+        + ["20-derd-plus-nopool-small", "20-derd-plus-random-small"]
     )
     assert sorted(p.name for p in (repo / "models/pretrained").glob("*.pt")) == ["small.pt", "tiny.pt"]
     assert np.array_equal(small, large[:20])

@@ -22,7 +22,7 @@ def test_the_plan_shares_the_cores_between_the_seeds_only_on_a_cpu_in_one_proces
     assert plan(3, "cpu", 1, 0, 0, 2) == (3, 1)  # this machine: three students, one thread each
     assert plan(3, "cpu", 1, 0, 0, 16) == (3, 5)
     assert plan(3, "cpu", 1, 2, 0, 16) == (2, 8)  # runtime.students_at_once caps them
-    assert plan(3, "cpu", 1, 0, 4, 16) == (3, 4)  # runtime.threads is each student's
+    assert plan(3, "cpu", 1, 0, 6, 16) == (3, 2)  # runtime.threads are shared too
     assert plan(3, "cpu", 1, 1, 0, 16) == (1, 0)  # one after another, torch's default threads
     assert plan(1, "cpu", 1, 0, 0, 16) == (1, 0)
     assert plan(3, "cuda", 1, 0, 0, 16) == (1, 0)  # a GPU trains them in turn
@@ -149,6 +149,6 @@ def test_one_failing_student_stops_the_other_and_says_which(two_seeds, tmp_path)
     (repo / f"data/augmented/{BUDGET}/1.npz").write_bytes(b"not an npz file")
     done = run(repo)
     assert done.returncode == 1
-    assert f"error [train]: training {BUDGET}-derd-small-1 (exit status 1) failed (its error is above)" in done.stderr
-    assert f"stopped: {BUDGET}-derd-small-0" in done.stderr and "Traceback" in done.stderr  # the student's own
+    assert f"error [train]: student {BUDGET}-derd-small-1 (exit status 1) failed (its error is above)" in done.stderr
+    assert f"stopped: student {BUDGET}-derd-small-0" in done.stderr and "Traceback" in done.stderr  # the student's own
     assert not (repo / FOLDER / f"{BUDGET}-derd-small-0.pt").exists()

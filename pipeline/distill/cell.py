@@ -184,6 +184,18 @@ def pretrained_init(path: Path, sp: StudentParams):
     return lambda model: model.load_state_dict(ckpt["state_dict"])
 
 
+def fetch_weights(m: MethodParams, sp: StudentParams, downloads: Path) -> None:
+    """Download the size's published trunk weights that :func:`initial_weights` will read, if any, on
+    one rank: before a stage's students start side by side, so that they do not download one file at
+    once."""
+    from pipeline import distributed
+    from pipeline.models.weights import weights_file
+
+    if m.pool != "pretrain" and sp.weights and sp.weights != "efficientnet-lite" and distributed.world()[0] == 0:
+        weights_file(sp.weights, downloads, "")
+    distributed.barrier()
+
+
 def initial_weights(m: MethodParams, sp: StudentParams, pretrained: Path, downloads: Path):
     """What the fresh student starts from: the size's pool pretraining (which already holds any trunk
     weights) when ``m`` sets pool: pretrain, else the size's published trunk weights, if any (one
