@@ -40,6 +40,8 @@ def save_skipped(path: Path, reason: str, cell: dict) -> None:
 
 def skipped(path: Path) -> str | None:
     """Why the checkpoint at ``path`` holds no model, or None for a model."""
+    if not Path(path).exists():
+        raise ArtifactError(f"{path} not found: run the stage that makes it (dvc repro)")
     return torch.load(path, map_location="cpu", weights_only=True).get("skipped")
 
 

@@ -1,9 +1,9 @@
 """A training stage's students (its seeds) trained at once on a CPU, and the students evaluated at
 once: one forked process each, the cores shared between them.
 
-Why: the students are small networks, and a second torch thread speeds one up by only about 40%; two
-students side by side with one thread each do about 1.4x the work of the same two one after the other
-with two threads each (``scripts/bench_stages.py`` prints this machine's figure). Fork, not spawn: a
+Why: the students are small networks, which a second torch thread speeds up by well under 2x; on a
+2-core CPU, a stage's three seeds side by side (one thread each) finished in 1.2-1.5x less time than
+one after another with both threads (``scripts/bench_stages.py`` prints this machine's figure). Fork, not spawn: a
 child inherits the parent's imported torch, where a spawned one would import it again (seconds each).
 The parent forks before it computes anything with torch, so no thread pool is copied half-built.
 
@@ -33,7 +33,8 @@ class WorkerFailed(DerdError):
 def plan(students: int, device_type: str, processes: int, at_most: int, threads: int, cores: int) -> tuple[int, int]:
     """(students trained or evaluated at once, torch threads for each; 0 = torch's default). ``at_most`` is
     ``runtime.students_at_once`` (0: every student of the stage); the threads, ``runtime.threads`` or
-    else ``cores``, are shared evenly between the students at once (one at least each)."""
+    else ``cores``, are shared evenly between the students at once (one at least each: three seeds on
+    two cores run as three one-thread processes, which beat two and then one)."""
     if students <= 1 or device_type != "cpu" or processes > 1 or at_most == 1:
         return 1, threads
     at_once = students if at_most == 0 else min(at_most, students)
@@ -58,6 +59,8 @@ def _child(job: Callable[[], None], threads: int, parent: int) -> int:
             import torch
 
             torch.set_num_threads(threads)
+            if "faiss" in sys.modules:  # its own OpenMP, which torch's setting does not reach
+                sys.modules["faiss"].omp_set_num_threads(threads)
         job()
         return 0
     except SystemExit as exc:  # a stage's one-line error has been printed already
@@ -69,17 +72,24 @@ def _child(job: Callable[[], None], threads: int, parent: int) -> int:
         return 1
 
 
+STOPS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _fork(job: Callable[[], None], threads: int) -> int:
     """Start ``job`` in a forked child; its pid. The child never returns here: whatever happens in it,
-    it ends in ``os._exit`` (a child unwinding into the caller's code would run the parent's work)."""
+    it ends in ``os._exit`` (a child unwinding into the caller's code would run the parent's work);
+    Ctrl-C and SIGTERM wait until it is inside that guard."""
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
     pid = os.fork()
     if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return pid
     code = 1
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         code = _child(job, threads, parent)
     finally:
         try:
@@ -125,10 +135,12 @@ def run_at_once(
                 break
             pid, code = _reap(list(running))
             index = running.pop(pid)
-            if pid in killed and code != 0:
+            if pid in killed and code == -signal.SIGTERM:
                 stopped.append(names[index])
+            elif code < 0:  # nothing of its own was printed: say what ended it
+                failed.append(f"{names[index]} (killed by {signal.Signals(-code).name}: out of memory?)")
             elif code != 0:
-                failed.append(f"{names[index]} (exit status {code})")
+                failed.append(f"{names[index]} (exit status {code}; its error is above)")
                 for other in running:
                     os.kill(other, signal.SIGTERM)
                     killed.add(other)
@@ -142,7 +154,7 @@ def run_at_once(
     if failed:
         waiting = [names[i] for i in pending]
         raise WorkerFailed(
-            f"{', '.join(failed)} failed (its error is above)"
+            f"{', '.join(failed)} failed"
             + (f"; stopped: {', '.join(stopped)}" if stopped else "")
             + (f"; not started: {', '.join(waiting)}" if waiting else "")
             + f". Fix it and rerun `dvc repro`{rerun}"

@@ -222,7 +222,7 @@ class EvalParams(Section):
 class RuntimeParams(Section):
     device: Literal["auto", "cpu", "cuda"]
     threads: NonNegative
-    students_at_once: NonNegative  # a training stage's seeds trained side by side on a CPU (0: all)
+    students_at_once: NonNegative  # a training stage's seeds trained (and students evaluated) side by side (0: all)
     checkpoint_every: Positive
     processes: Positive  # > 1: training and teacher description run under torchrun with this many ranks
     precision: Literal["auto", "fp32", "bf16", "fp16"]

@@ -1,7 +1,8 @@
 """evaluate: every student of the grid (pipeline.grid) on the test split, in one stage: loading the
 test split and starting Python and torch cost more than evaluating one small student. On a CPU the
 students are shared between one forked process per core (pipeline/concurrency.py), one thread each:
-much of an evaluation (the sort, the protocol's per-query loop) runs on one core. Writes, per
+a small student's description and the protocol's per-query loop keep a second core only partly busy
+(the IVF-PQ index, for R1M-size databases, runs alone: its memory is per process). Writes, per
 student, ``<out>/<name>.json`` (its metrics, pipeline/retrieval/evaluation.py) and
 ``<galleries>/<name>.json`` (its top results for the fixed queries, which the report draws). A cell
 whose inputs were never asked for (a skipped ceiling) is written as not measured, with why."""
@@ -40,13 +41,9 @@ def evaluate(params_path: Path, models: Path, prepared: Path, teacher_descriptor
     galleries.mkdir(parents=True, exist_ok=True)
     cells = grid(params).every
     r = params.runtime
+    sharing = 1 if params.eval.index == "ivfpq" else r.students_at_once
     at_once, threads = concurrency.plan(
-        min(len(cells), torch.get_num_threads()),
-        device.type,
-        r.processes,
-        r.students_at_once,
-        r.threads,
-        torch.get_num_threads(),
+        min(len(cells), torch.get_num_threads()), device.type, 1, sharing, r.threads, torch.get_num_threads()
     )
 
     def evaluate_each(share):
@@ -70,13 +67,15 @@ def evaluate(params_path: Path, models: Path, prepared: Path, teacher_descriptor
             asym = f"; asymmetric (teacher's database) {metrics['asym_map']:.4f}" if "asym_map" in metrics else ""
             click.echo(f"student {name}: mAP {metrics['map']:.4f} (medium protocol) on {queries} queries{asym}")
 
+    def job(share):
+        def evaluate():  # named as the stage: a child's error reads "error [evaluate]: ..."
+            evaluate_each(share)
+
+        return stage(evaluate)
+
     shares = [cells[i::at_once] for i in range(at_once)]
-    concurrency.run_at_once(
-        [lambda share=share: evaluate_each(share) for share in shares],
-        [f"evaluation {i + 1}" for i in range(at_once)],
-        at_once,
-        threads,
-    )
+    names = [f"evaluation {i + 1} of {at_once} ({len(share)} students)" for i, share in enumerate(shares)]
+    concurrency.run_at_once([job(share) for share in shares], names, at_once, threads)
 
 
 if __name__ == "__main__":

@@ -393,3 +393,30 @@ def test_the_pool_setting_or_the_strategy_makes_only_what_depends_on_it_stale(fi
         "evaluate-teacher",
     )
     assert not {s for s in stale if s.startswith(untouched)}, stale
+
+
+def test_the_evaluation_shared_between_processes_gives_the_same_figures(finished_repo, tmp_path):
+    """Two processes, one thread each (runtime.threads 2), give every student the figures and gallery
+    one process gave them with one thread; a student missing in one process stops the other, in one
+    line each."""
+    import subprocess
+
+    from tests.pipeline_copy import edit_params
+    from tests.test_faults import stage_cmd, stage_env
+
+    repo = clone(finished_repo, tmp_path / "copy")
+    edit_params(repo, {"runtime": {"threads": 2}})
+    done = subprocess.run(stage_cmd("evaluate", repo), cwd=repo, env=stage_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for folder in ("metrics/students", "galleries/students"):
+        names = sorted(p.name for p in (finished_repo / folder).glob("*.json"))
+        assert names and names == sorted(p.name for p in (repo / folder).glob("*.json"))
+        for name in names:
+            assert json.loads((repo / folder / name).read_text()) == json.loads(
+                (finished_repo / folder / name).read_text()
+            ), name
+    (repo / "models/students/50-derd-small/50-derd-small-0.pt").unlink()
+    failed = subprocess.run(stage_cmd("evaluate", repo), cwd=repo, env=stage_env(), capture_output=True, text=True)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert "error [evaluate]: models/students/50-derd-small/50-derd-small-0.pt not found" in failed.stderr
+    assert "error [evaluate]: evaluation " in failed.stderr and " of 2 (" in failed.stderr

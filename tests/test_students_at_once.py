@@ -149,6 +149,6 @@ def test_one_failing_student_stops_the_other_and_says_which(two_seeds, tmp_path)
     (repo / f"data/augmented/{BUDGET}/1.npz").write_bytes(b"not an npz file")
     done = run(repo)
     assert done.returncode == 1
-    assert f"error [train]: student {BUDGET}-derd-small-1 (exit status 1) failed (its error is above)" in done.stderr
+    assert f"error [train]: student {BUDGET}-derd-small-1 (exit status 1; its error is above) failed" in done.stderr
     assert f"stopped: student {BUDGET}-derd-small-0" in done.stderr and "Traceback" in done.stderr  # the student's own
     assert not (repo / FOLDER / f"{BUDGET}-derd-small-0.pt").exists()
