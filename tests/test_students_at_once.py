@@ -45,7 +45,7 @@ def two_seeds(tmp_path_factory):
             "sizes": ["small"],
             "sample": {"val_size": 100, "val_queries": 20, "features": "small"},
             "method": {"derd": {"pool": "none"}},
-            "train": {"steps": 120, "batch_size": 64, "virtual_per_batch": 32},
+            "train": {"steps": 60, "batch_size": 64, "virtual_per_batch": 32},
             "data": {"pool_limit": 1000},
             "runtime": {"threads": 1, "checkpoint_every": 5, "precision": "fp32"},
         },
@@ -135,7 +135,7 @@ def test_a_killed_stage_leaves_no_student_training_and_resumes_both(two_seeds, o
         time.sleep(0.05)
     assert not any(alive(pid) for pid in students), "a student kept training after its stage was killed"
     steps = [torch.load(c, weights_only=True)["state"]["step"] for c in checkpoints]
-    assert all(0 < s < 120 for s in steps)
+    assert all(0 < s < 60 for s in steps)
     done = run(repo)
     assert done.returncode == 0, done.stderr
     for seed, step in zip((0, 1), steps):
