@@ -17,10 +17,24 @@ them are saved, so a stage killed after some finished loses none of them.
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 
 from stages.common import params_option, path_option, progress, run_name, setup, stage
+
+
+class Files(NamedTuple):
+    """Where a stage's students read and write (the command's paths)."""
+
+    prepared: Path
+    subset: Path | None
+    augmented: Path | None  # the budget's folder: <seed>.npz each
+    targets: Path | None
+    pretrained: Path
+    downloads: Path
+    checkpoints: Path
+    out: Path
 
 
 @click.command()
@@ -80,7 +94,6 @@ def train(
 ):
     from pipeline import concurrency, distributed
     from pipeline.distill.cell import Cell, check_inputs, fetch_weights
-    from pipeline.grid import augmented_path
     from pipeline.models.registry import check_names
 
     params, device = setup(params_path)
@@ -117,12 +130,11 @@ def train(
     if at_once > 1:
         click.echo(f"training {', '.join(names)}: {at_once} at once, one process and {threads} thread(s) each")
     sharing = {"students_at_once": at_once, "threads": threads or torch.get_num_threads()}
+    files = Files(prepared, subset, augmented, targets, pretrained, downloads, checkpoints, out)
 
     def job(cell, name):
         def train():  # named as the stage: a child's error reads "error [train]: ..."
-            student = None if augmented is None else augmented_path(augmented, cell.seed)
-            args = (params, device, prepared, subset, student, targets, pretrained, downloads, checkpoints, out)
-            train_one(cell, name, *args, sharing, plain=at_once > 1)
+            train_one(cell, name, params, device, files, sharing, plain=at_once > 1)
 
         return stage(train)
 
@@ -135,27 +147,24 @@ def train(
     distributed.stop()
 
 
-def train_one(
-    cell,
-    name: str,
-    params,
-    device,
-    prepared: Path,
-    subset: Path | None,
-    augmented: Path | None,
-    targets: Path | None,
-    pretrained: Path,
-    downloads: Path,
-    checkpoints: Path,
-    out: Path,
-    sharing: dict,
-    plain: bool,
-) -> None:
+def train_one(cell, name: str, params, device, files: Files, sharing: dict, plain: bool) -> None:
     """Train and save one student (its resumable state stays until the whole stage is done)."""
     from pipeline import accel, distributed
     from pipeline.checkpoint import FileCheckpointer, inputs_key, save_model
     from pipeline.distill.cell import initial_weights, run_params, training_inputs
     from pipeline.distill.train import train_student
+    from pipeline.grid import augmented_path
+
+    prepared, subset, targets, pretrained, downloads, checkpoints, out = (
+        files.prepared,
+        files.subset,
+        files.targets,
+        files.pretrained,
+        files.downloads,
+        files.checkpoints,
+        files.out,
+    )
+    augmented = None if files.augmented is None else augmented_path(files.augmented, cell.seed)
 
     rank = distributed.world()[0]
     m, sp = cell.method_params(params), params.size(cell.size)
