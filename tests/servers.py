@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -20,12 +21,25 @@ import requests
 from tests.pipeline_copy import BIN, REPO, env
 
 MLSERVER_SITE = REPO / ".venv" / "mlserver"
+_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")  # the ports the kernel hands out (Linux)
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port for a server that binds it later, drawn below the kernel's ephemeral range: a port
+    the kernel hands out (``bind(0)``) can go to any outgoing connection before the server binds it
+    (seen under ``-n 3``: "address already in use"); one below that range only goes to whoever asks
+    for it by number."""
+    low = int(_RANGE.read_text().split()[0]) if _RANGE.exists() else 32768
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port found below {low}")
 
 
 def wait_for(url: str, proc: subprocess.Popen, log: Path, seconds: float = 90) -> None:
