@@ -41,9 +41,9 @@ def trains(nodeid: str, marked: set[str]) -> bool:
 
 def pytest_collection_modifyitems(items):
     """The tests that train go first, led by those that need the shared tiny run (so that the worker that
-    trains builds it); the others begin with the few long ones that do not need that run (``e2e``), then
-    the ones that read it (waiting for it if it is not built yet), and end with the quick ones, which fill
-    both workers' last minutes. Only the order changes: no test depends on another having run."""
+    trains builds it); the others begin with the long ones (``e2e``), those that do not need that run
+    first (they keep the other worker busy while the run is built), and end with the quick ones, which
+    fill both workers' last minutes. Only the order changes: no test depends on another having run."""
     marked = training_tests()
     training, rest = [], []
     for item in items:
@@ -58,9 +58,10 @@ def pytest_collection_modifyitems(items):
     def reads_the_run(item):
         return "finished_repo" in getattr(item, "fixturenames", ())
 
-    items[:] = sorted(training, key=lambda item: not reads_the_run(item)) + sorted(
-        rest, key=lambda item: 1 if reads_the_run(item) else 0 if item.get_closest_marker("e2e") else 2
-    )
+    def long_first(item):  # e2e before quick; within each, those that do not need the run first
+        return 2 * (item.get_closest_marker("e2e") is None) + reads_the_run(item)
+
+    items[:] = sorted(training, key=lambda item: not reads_the_run(item)) + sorted(rest, key=long_first)
 
 
 def training_apart_scheduler() -> type:

@@ -11,10 +11,11 @@ import json
 import threading
 import time
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 
+from tests.http_server import QuietHTTPServer
 from tests.test_queries import describe_pixels
 
 DRIP_S = 4.0  # a dripping answer gives up after this long
@@ -179,8 +180,7 @@ class FaultServer:
                     return None
                 return self._send(200, out)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 

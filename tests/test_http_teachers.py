@@ -5,7 +5,7 @@ key that is sent but never written anywhere, and protocol answers that are refus
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -15,6 +15,7 @@ from pipeline.teacher.clients import KServeTeacher, MlflowTeacher
 from pipeline.teacher.gate import QueryGate
 from pipeline.teacher.http import HttpEndpoint
 from pipeline.teacher.store import AnswerStore
+from tests.http_server import QuietHTTPServer
 from tests.test_queries import DIM, describe_pixels, images, inputs, queries
 
 SECRET = "Bearer s3cr3t-token-never-written"
@@ -91,7 +92,7 @@ class FakeService:
                     },
                 )
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
