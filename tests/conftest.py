@@ -41,9 +41,10 @@ def trains(nodeid: str, marked: set[str]) -> bool:
 
 def pytest_collection_modifyitems(items):
     """The tests that train go first, led by those that need the shared tiny run (so that the worker that
-    trains builds it); the others begin with the long ones (``e2e``), those that do not need that run
-    first (they keep the other worker busy while the run is built), and end with the quick ones, which
-    fill both workers' last minutes. Only the order changes: no test depends on another having run."""
+    trains builds it); the others begin with the long ones (``e2e``) and end with the quick ones, which
+    fill both workers' last minutes; within each group, those that do not need the run come first (they
+    keep the other worker busy while the run is built). Only the order changes: no test depends on
+    another having run."""
     marked = training_tests()
     training, rest = [], []
     for item in items:

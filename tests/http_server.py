@@ -1,23 +1,29 @@
-"""A local HTTP server on 127.0.0.1 for download tests: Range requests, and cut connections on demand."""
+"""Local HTTP servers on 127.0.0.1: the base every test server uses (:class:`QuietHTTPServer`), and the
+download tests' server (Range requests, and cut connections on demand)."""
 
+import ssl
 import sys
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class QuietHTTPServer(ThreadingHTTPServer):
-    """The tests' HTTP servers: a handler's error is one line on stderr, never a traceback, and a client
-    that hung up (a test's timeout, a cut connection) is no error at all. Why: a handler thread can
-    outlive its test, and CPython 3.11 formats a traceback with ``ast.parse`` (its ``^^^`` markers),
-    whose AST constructor keeps one recursion counter per interpreter: a traceback printed while a test
-    parses source in the main thread failed that test with "AST constructor recursion depth mismatch"."""
-
-    daemon_threads = True
+    """The tests' HTTP servers: a handler's error is one line on stderr (the error and where it was
+    raised), never a formatted traceback, and a client that hung up (a test's timeout, a cut
+    connection) is no error at all. Why: a handler thread can outlive its test, and CPython 3.11
+    formats a traceback with ``ast.parse`` (its ``^^^`` markers), whose AST constructor's recursion
+    counter is shared by the interpreter's threads: a traceback printed while a test parsed source in
+    the main thread failed that test with "SystemError: AST constructor recursion depth mismatch" (the
+    same error in threaded code: pytest-dev/pytest#10763)."""
 
     def handle_error(self, request, client_address) -> None:
         error = sys.exc_info()[1]
-        if not isinstance(error, (BrokenPipeError, ConnectionResetError)):
-            print(f"test server {self.server_address}: handler error {error!r}", file=sys.stderr)
+        if isinstance(error, (ConnectionError, ssl.SSLEOFError)):
+            return
+        where = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None  # no ast.parse
+        at = f" at {where.filename}:{where.lineno}" if where else ""
+        print(f"test server {self.server_address}: handler error {error!r}{at}", file=sys.stderr)
 
 
 class Server:

@@ -24,22 +24,46 @@ MLSERVER_SITE = REPO / ".venv" / "mlserver"
 _RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")  # the ports the kernel hands out (Linux)
 
 
-def free_port() -> int:
-    """A free port for a server that binds it later, drawn below the kernel's ephemeral range: a port
-    the kernel hands out (``bind(0)``) can go to any outgoing connection before the server binds it
-    (seen under ``-n 3``: "address already in use"); one below that range only goes to whoever asks
-    for it by number."""
-    low = int(_RANGE.read_text().split()[0]) if _RANGE.exists() else 32768
+def outside_ephemeral_range() -> range:
+    """Ports the kernel never hands out on its own: below its ephemeral range (``ip_local_port_range``)
+    where there is room, else above it; empty where that range cannot be read or leaves no room."""
+    try:
+        low, high = map(int, _RANGE.read_text().split()[:2])
+    except (OSError, ValueError):
+        return range(0)
+    below, above = range(max(1024, low - 12000), low), range(high + 1, 65536)
+    return max(below, above, key=len) if max(len(below), len(above)) >= 1000 else range(0)
+
+
+def free_ports(n: int = 1) -> list[int]:
+    """``n`` different free ports for servers that bind them later, drawn outside the kernel's ephemeral
+    range: a port the kernel hands out (``bind(0)``) can go to any outgoing connection before the server
+    binds it (seen under ``-n 3``: "address already in use"); one outside that range only goes to whoever
+    asks for it by number. Each is held until all are drawn, so no two are the same."""
+    ports = outside_ephemeral_range()
     rng = random.Random(os.getpid() ^ time.time_ns())
-    for _ in range(200):
-        port = rng.randrange(max(1024, low - 12000), low)
-        with socket.socket() as s:
+    held: list[socket.socket] = []
+    try:
+        for _ in range(200 * n):
+            if len(held) == n:
+                break
+            s = socket.socket()
             try:
-                s.bind(("127.0.0.1", port))
+                s.bind(("127.0.0.1", rng.choice(ports) if ports else 0))  # 0: the kernel's choice, as a last resort
             except OSError:
+                s.close()
                 continue
-            return port
-    raise RuntimeError(f"no free port found below {low}")
+            held.append(s)
+        if len(held) < n:
+            raise RuntimeError(f"no {n} free ports found in {ports}")
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
 
 
 def wait_for(url: str, proc: subprocess.Popen, log: Path, seconds: float = 90) -> None:
@@ -101,7 +125,7 @@ class MLServer(Served):
     """MLServer with its MLflow runtime serving ``models`` (name -> MLflow model folder)."""
 
     def __init__(self, folder: Path, models: dict[str, Path]):
-        self.port, grpc, metrics = free_port(), free_port(), free_port()
+        self.port, grpc, metrics = free_ports(3)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "settings.json").write_text(
             json.dumps(
