@@ -282,6 +282,9 @@ def worker_gate(n: int, a: dict) -> dict:
     base = rss_mb()
     store = AnswerStore(Path(a["work"]) / f"store-{n}", store_identity(n))
     gate = QueryGate(client, store, q, DIM)
+    # the store insert before this wrote up to 732 MiB: flushed first, so that the gate's own fsyncs (each
+    # call's ledger lines, keys and answers) are timed, not the disk still writing what another worker wrote
+    os.sync()
     client(pool_images(batch, seed=7))  # warm-up: allocator, kernels
     walls, calls, bares = [], [], []
     for r in range(a["repeats"]):
