@@ -25,8 +25,9 @@ _RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")  # the ports the kernel 
 
 
 def outside_ephemeral_range() -> range:
-    """Ports the kernel never hands out on its own: below its ephemeral range (``ip_local_port_range``)
-    where there is room, else above it; empty where that range cannot be read or leaves no room."""
+    """Ports the kernel never hands out on its own: the larger of the stretches below its ephemeral range
+    (``ip_local_port_range``; at most 12,000 ports under it, none under 1024) and above it, if it holds
+    1,000 ports or more; empty where that range cannot be read or neither stretch does."""
     try:
         low, high = map(int, _RANGE.read_text().split()[:2])
     except (OSError, ValueError):
