@@ -42,7 +42,7 @@ def free_ports(n: int = 1) -> list[int]:
     binds it (seen under ``-n 3``: "address already in use"); one outside that range only goes to whoever
     asks for it by number. Each is held until all are drawn, so no two are the same."""
     ports = outside_ephemeral_range()
-    rng = random.Random(os.getpid() ^ time.time_ns())
+    rng = random.Random()  # seeded from the OS: workers started together draw differently
     held: list[socket.socket] = []
     try:
         for _ in range(200 * n):
