@@ -33,7 +33,8 @@ def outside_ephemeral_range() -> range:
     except (OSError, ValueError):
         return range(0)
     below, above = range(max(1024, low - 12000), low), range(high + 1, 65536)
-    return max(below, above, key=len) if max(len(below), len(above)) >= 1000 else range(0)
+    larger = max(below, above, key=len)
+    return larger if len(larger) >= 1000 else range(0)
 
 
 def free_ports(n: int = 1) -> list[int]:
