@@ -638,12 +638,34 @@ and sfm120k's)."""
 At 10^6 images ({how}, approximate neighbours): embedding {e:,.0f} s, typicality
 {t:,.0f} s, greedy order {g:,.0f} s.
 The typicality comes from a faiss IVF index (about sqrt(n) lists, 8 searched per image): near-linear.
-The greedy order reads the pool's embeddings once per 64 picks (one matrix product against the 64)
-instead of once per pick, updating only the 4096 best-scored images in between; a pick is taken only
-when it beats every stale score, so the order is the one-pass-per-pick order up to float rounding
-(tested). The embedding is one forward pass of the pretrained student over the pool, linear in it.
+The greedy order updates the 4096 best-scored images after each pick and, once per 64 picks, only the
+images whose stale score could still reach them (stale scores only overestimate), never the whole pool
+once per pick; a pick is taken only when it beats every stale score, so the order is the
+one-pass-per-pick order up to float rounding (tested). The embedding is one forward pass of the
+pretrained student over the pool, linear in it.
+{cluster(e, t, g, million)}
 {exact}
 """
+
+
+def cluster(embed_s: float, typicality_s: float, greedy_s: float, row: dict) -> str:
+    """What would bring the selection within the target: the embedding and the typicality (almost all of it
+    the index's searches) split by image across workers (each embeds its share and searches its share
+    against one index); the greedy order and the rest stay on one machine. An estimate from the parts
+    measured."""
+    alone = row["seconds"] - embed_s - typicality_s
+    if alone >= SELECTION_TARGET_S:
+        return f"The parts that do not split across workers already take {alone:,.0f} s here."
+    workers = math.ceil((embed_s + typicality_s) / (SELECTION_TARGET_S - alone))
+    if workers <= 1:
+        return "It fits the target on this machine."
+    return (
+        f"Estimate for a cluster: the embedding and the typicality (almost all of it the index's searches) split "
+        f"by image, so {workers} workers "
+        f"of this machine's speed would take {(embed_s + typicality_s) / workers:,.0f} s for them and "
+        f"the selection about {alone + (embed_s + typicality_s) / workers:,.0f} s (the greedy order and the "
+        f"rest, {alone:,.0f} s, stay on one machine)."
+    )
 
 
 def picture(df, path: Path) -> None:

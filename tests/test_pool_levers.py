@@ -61,7 +61,9 @@ def test_typicality_is_the_same_however_the_columns_are_cut():
 
 def test_the_blocked_order_is_the_one_pass_order():
     """Few candidates and short blocks force the fallback (a full pass when a stale score might win)
-    often; the order is still the one-pass-per-pick one (these random points have no float ties)."""
+    often, and a short lead makes full passes update only part of the pool and widen it when a stale
+    score outside could still reach the candidates; the order is still the one-pass-per-pick one
+    (these random points have no float ties)."""
     from torch.nn import functional as F
 
     from pipeline.distill import selection
@@ -69,25 +71,19 @@ def test_the_blocked_order_is_the_one_pass_order():
     f = F.normalize(torch.randn(3000, 16, generator=torch.Generator().manual_seed(1)), dim=1)
     typ = selection.typicality(f, knn=10)
     want = selection.one_pass_order(f, typ, 400)
-    passes = []
-    full = selection.torch.Tensor.topk
-
-    def counted(self, *args, **kwargs):  # each full pass takes the top candidates once
-        passes.append(1)
-        return full(self, *args, **kwargs)
-
-    for block, candidates in ((64, 4096), (16, 64), (5, 8)):
-        passes.clear()
-        torch.Tensor.topk = counted
-        try:
-            got = selection.blocked_order(f, typ, 400, block=block, candidates=candidates)
-        finally:
-            torch.Tensor.topk = full
-        assert np.array_equal(got, want), (block, candidates)
+    for block, candidates, lead in ((64, 4096, 16384), (16, 64, 16384), (5, 8, 16384), (16, 64, 128), (5, 8, 10)):
+        passes = []
+        got = selection.blocked_order(f, typ, 400, block=block, candidates=candidates, lead=lead, passes=passes)
+        assert np.array_equal(got, want), (block, candidates, lead)
         blocks = 1 + 399 // block  # the first pick's pass, then one per full block
-        assert len(passes) >= blocks, (block, candidates)
-        if candidates < 4096:
+        assert len(passes) >= blocks, (block, candidates, lead)
+        if candidates < 3000:
             assert len(passes) > blocks, "the stale-score fallback was never taken"
+        if lead < 3000:
+            assert passes[0] == 3000  # the first pass: every image is as far as can be from nothing
+            assert min(passes) == lead < max(passes[1:]), "a pass never updated less, or never widened"
+        else:
+            assert set(passes) == {3000}
 
 
 def test_approximate_typicality_ranks_as_the_exact_one():

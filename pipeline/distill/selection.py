@@ -9,9 +9,10 @@ every budget is a prefix of it: raising the largest budget asks only about new i
 Up to ``EXACT_UP_TO`` training-pool images (``sample.neighbours: auto``) every pair is compared. Beyond, that grows as
 the pool squared (over an hour at 10^6 images on two cores), so the typicality comes from an
 approximate nearest-neighbour index (faiss IVF) and the greedy order from :func:`blocked_order`, which
-reads the pool once per 64 picks instead of once per pick and gives the same order up to float rounding
-and ties. The index is seeded: the same subsets on one machine; another machine's float rounding can
-assign an image to another list, where exact neighbours agree everywhere.
+updates, once per 64 picks, only the images whose stale score could still make them a pick (instead of
+the whole pool once per pick) and gives the same order up to float rounding and ties. The index is
+seeded: the same subsets on one machine; another machine's float rounding can assign an image to
+another list, where exact neighbours agree everywhere.
 """
 
 from __future__ import annotations
@@ -106,42 +107,81 @@ def approximate_typicality(features: torch.Tensor, knn: int = 20, nprobe: int = 
     return (ranks + 1) / n
 
 
+def _distance(similarity: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance between unit vectors from their cosine similarity."""
+    return (2 - 2 * similarity).clamp_min(0).sqrt()
+
+
 def blocked_order(
-    f: torch.Tensor, typ: torch.Tensor, count: int, block: int = 64, candidates: int = 4096
+    f: torch.Tensor,
+    typ: torch.Tensor,
+    count: int,
+    block: int = 64,
+    candidates: int = 4096,
+    lead: int = 16384,
+    passes: list[int] | None = None,
 ) -> np.ndarray:
-    """The greedy order of :func:`one_pass_order`, reading the pool once per ``block``
-    picks: between full passes only the ``candidates`` best-scored images have their distance to each
-    new pick updated. A pick is taken when its updated score beats the best stale score outside them
-    (stale scores only overestimate: distances to the chosen only shrink), else a full pass comes
-    first. The same order as :func:`one_pass_order`, up to float rounding and ties (one product of many columns,
-    not many of one)."""
-    n = len(f)
+    """The greedy order of :func:`one_pass_order` without a pass over the whole pool per pick.
+
+    Each image keeps its largest similarity to the picks, and how many picks that covers. Between full
+    passes (one per ``block`` picks) only the ``candidates`` best-scored images have their distance to
+    each new pick updated. A full pass brings up to date only the ``lead`` images of best stale score (4x
+    more while a stale score outside them could still reach the candidates): stale scores only
+    overestimate (distances to the chosen only shrink), so the rest cannot be among the best. A pick is
+    taken when its updated score beats the best score outside the candidates, else a full pass comes
+    first. The same order as :func:`one_pass_order`, up to float rounding and ties (one product of many
+    columns, not many of one); at 10^6 images a full pass updates a few percent of them. ``passes``, when
+    given, gets how many images each full pass brought up to date."""
+    n, d = f.shape
     count = min(count, n)
     order = np.empty(count, dtype=np.int64)
-    chosen = torch.zeros(n, dtype=torch.bool)
-    dmin = torch.full((n,), float("inf"))
-    pending: list[int] = []
-
-    def full_pass():
-        if pending:
-            picked = f[torch.as_tensor(pending)]
-            for start in range(0, n, 262_144):  # bounded memory: 262,144 x block distances at a time
-                rows = slice(start, start + 262_144)
-                dist = (2 - 2 * (f[rows] @ picked.T)).clamp_min(0).sqrt().amin(1)
-                torch.minimum(dmin[rows], dist, out=dmin[rows])
-            pending.clear()
-        score = (dmin * typ).masked_fill(chosen, -1.0)
-        top = score.topk(min(candidates + 1, n))
-        cand = top.indices[:candidates].sort().values
-        bound = float(top.values[candidates]) if n > candidates else -1.0
-        return cand, f[cand], dmin[cand].clone(), bound
-
     if count == 0:
         return order
-    order[0] = int(typ.argmax())  # the first pick: the most typical image (no distance yet)
-    chosen[order[0]] = True
-    pending.append(int(order[0]))
-    cand, cand_f, cand_dmin, bound = full_pass()
+    chosen = torch.zeros(n, dtype=torch.bool)
+    nearest = torch.full((n,), float("-inf"))  # largest similarity to the first seen[i] picks
+    seen = torch.zeros(n, dtype=torch.int64)
+    picks = torch.empty(count, d)
+    last_pass = 0
+
+    def bring_up_to_date(rows: torch.Tensor, k: int) -> None:
+        """``nearest`` of ``rows`` over the first ``k`` picks (each group from where it was left)."""
+        behind = seen[rows]
+        for start in torch.unique(behind).tolist():
+            if start >= k:
+                continue
+            group, cols = rows[behind == start], picks[start:k]
+            step = max(1, 2**24 // len(cols))  # bounded memory: 2^24 similarities at a time
+            for first in range(0, len(group), step):
+                part = group[first : first + step]
+                nearest[part] = torch.maximum(nearest[part], (f[part] @ cols.T).amax(1))
+        seen[rows] = k
+
+    def full_pass(k: int):
+        nonlocal last_pass
+        last_pass = k
+        stale = (_distance(nearest) * typ).masked_fill(chosen, -1.0)
+        m = min(lead, n)
+        while True:
+            top = stale.topk(min(m + 1, n))
+            rows = top.indices[:m]
+            bring_up_to_date(rows, k)
+            updated = (_distance(nearest[rows]) * typ[rows]).masked_fill(chosen[rows], -1.0)
+            best = updated.topk(min(candidates + 1, m))
+            outside_stale = float(top.values[m]) if n > m else -1.0
+            outside_fresh = float(best.values[candidates]) if m > candidates else -1.0
+            if outside_stale <= outside_fresh or m == n:
+                break
+            m = min(4 * m, n)
+        if passes is not None:
+            passes.append(m)
+        cand = rows[best.indices[:candidates]].sort().values
+        return cand, f[cand], _distance(nearest[cand]), outside_fresh  # >= every stale score outside
+
+    def take(k: int, pick: int) -> None:
+        order[k], chosen[pick], picks[k] = pick, True, f[pick]
+
+    take(0, int(typ.argmax()))  # the first pick: the most typical image (no distance yet)
+    cand, cand_f, cand_dmin, bound = full_pass(1)
     for k in range(1, count):
         fresh = False
         while True:
@@ -149,16 +189,14 @@ def blocked_order(
             j = int(s.argmax())
             if fresh or float(s[j]) > bound:
                 break
-            cand, cand_f, cand_dmin, bound = full_pass()
+            cand, cand_f, cand_dmin, bound = full_pass(k)
             fresh = True
         pick = int(cand[j])
-        order[k] = pick
-        chosen[pick] = True
-        pending.append(pick)
-        if len(pending) == block:
-            cand, cand_f, cand_dmin, bound = full_pass()
+        take(k, pick)
+        if k + 1 - last_pass == block:
+            cand, cand_f, cand_dmin, bound = full_pass(k + 1)
         else:
-            torch.minimum(cand_dmin, (2 - 2 * (cand_f @ f[pick])).clamp_min(0).sqrt(), out=cand_dmin)
+            torch.minimum(cand_dmin, _distance(cand_f @ f[pick]), out=cand_dmin)
     return order
 
 
