@@ -71,19 +71,28 @@ def test_the_blocked_order_is_the_one_pass_order():
     f = F.normalize(torch.randn(3000, 16, generator=torch.Generator().manual_seed(1)), dim=1)
     typ = selection.typicality(f, knn=10)
     want = selection.one_pass_order(f, typ, 400)
-    for block, candidates, lead in ((64, 4096, 16384), (16, 64, 16384), (5, 8, 16384), (16, 64, 128), (5, 8, 10)):
+    for block, candidates, lead in (
+        (64, 4096, 16384),
+        (16, 64, 16384),
+        (5, 8, 16384),
+        (16, 64, 128),
+        (5, 8, 10),
+        (1, 1, 1),
+    ):
         passes = []
         got = selection.blocked_order(f, typ, 400, block=block, candidates=candidates, lead=lead, passes=passes)
         assert np.array_equal(got, want), (block, candidates, lead)
         blocks = 1 + 399 // block  # the first pick's pass, then one per full block
         assert len(passes) >= blocks, (block, candidates, lead)
-        if candidates < 3000:
+        if candidates < 3000 and block > 1:  # (a block of one pick has a full pass after every pick)
             assert len(passes) > blocks, "the stale-score fallback was never taken"
         if lead < 3000:
             assert passes[0] == 3000  # the first pass: every image is as far as can be from nothing
-            assert min(passes) == lead < max(passes[1:]), "a pass never updated less, or never widened"
-        else:
-            assert set(passes) == {3000}
+            shortest = max(lead, candidates + 1)  # a pass stops only beyond the candidates
+            assert min(passes) == shortest < max(passes[1:]), "a pass never updated less, or never widened"
+    assert np.array_equal(selection.blocked_order(f.double(), typ.double(), 400), want)
+    with pytest.raises(ValueError, match="candidates 0 must be at least 1"):
+        selection.blocked_order(f, typ, 400, candidates=0)
 
 
 def test_approximate_typicality_ranks_as_the_exact_one():

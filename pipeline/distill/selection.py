@@ -80,24 +80,32 @@ def neighbours_for(setting: str, n: int) -> str:
     return "exact" if n <= EXACT_UP_TO else "approximate"
 
 
-def approximate_typicality(features: torch.Tensor, knn: int = 20, nprobe: int = 8, seed: int = 0) -> torch.Tensor:
-    """:func:`typicality` from each row's ``knn`` nearest rows found by a faiss IVF index (about sqrt(n)
-    lists, ``nprobe`` searched, trained on a seeded sample): near-linear in the pool, where the exact
-    one compares every pair."""
+def ivf_index(x: np.ndarray, seed: int = 0):
+    """A faiss IVF index (inner product) of the rows of ``x``: about sqrt(n) lists, trained on a seeded
+    sample. Built once; the searches against it split by query."""
     import faiss
 
-    x = np.ascontiguousarray(features.numpy(), dtype=np.float32)
     n, d = x.shape
-    k = min(knn, n - 1)
-    if k < 1:
-        return torch.ones(n)
     lists = max(1, min(round(n**0.5), n // 39))  # faiss wants 39 training points per list
     sample = np.sort(np.random.default_rng(seed).choice(n, min(n, 64 * lists), replace=False))
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, lists, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
     index.train(x[sample])
     index.add(x)
-    index.nprobe = min(nprobe, lists)
+    return index
+
+
+def approximate_typicality(features: torch.Tensor, knn: int = 20, nprobe: int = 8, seed: int = 0) -> torch.Tensor:
+    """:func:`typicality` from each row's ``knn`` nearest rows found by a faiss IVF index (about sqrt(n)
+    lists, ``nprobe`` searched, trained on a seeded sample): near-linear in the pool, where the exact
+    one compares every pair."""
+    x = np.ascontiguousarray(features.numpy(), dtype=np.float32)
+    n, d = x.shape
+    k = min(knn, n - 1)
+    if k < 1:
+        return torch.ones(n)
+    index = ivf_index(x, seed)
+    index.nprobe = min(nprobe, index.nlist)
     density = np.empty(n, dtype=np.float32)
     for start in range(0, n, 65536):
         sims, ids = index.search(x[start : start + 65536], k + 1)
@@ -131,26 +139,30 @@ def blocked_order(
     taken when its updated score beats the best score outside the candidates, else a full pass comes
     first. The same order as :func:`one_pass_order`, up to float rounding and ties (one product of many
     columns, not many of one); at 10^6 images a full pass updates a few percent of them. ``passes``, when
-    given, gets how many images each full pass brought up to date."""
+    given, gets how many images each full pass took by stale score (the chosen included)."""
+    if block < 1 or candidates < 1:
+        raise ValueError(f"blocked_order: block {block} and candidates {candidates} must be at least 1")
     n, d = f.shape
     count = min(count, n)
     order = np.empty(count, dtype=np.int64)
     if count == 0:
         return order
     chosen = torch.zeros(n, dtype=torch.bool)
-    nearest = torch.full((n,), float("-inf"))  # largest similarity to the first seen[i] picks
+    nearest = f.new_full((n,), float("-inf"))  # largest similarity to the first seen[i] picks
     seen = torch.zeros(n, dtype=torch.int64)
-    picks = torch.empty(count, d)
+    picks = f.new_empty(count, d)
+    lead = max(lead, candidates + 1)  # a pass can stop only beyond the candidates
     last_pass = 0
 
     def bring_up_to_date(rows: torch.Tensor, k: int) -> None:
         """``nearest`` of ``rows`` over the first ``k`` picks (each group from where it was left)."""
-        behind = seen[rows]
-        for start in torch.unique(behind).tolist():
+        behind, by_seen = seen[rows].sort()
+        starts, sizes = torch.unique_consecutive(behind, return_counts=True)
+        for start, group in zip(starts.tolist(), rows[by_seen].split(sizes.tolist())):
             if start >= k:
                 continue
-            group, cols = rows[behind == start], picks[start:k]
-            step = max(1, 2**24 // len(cols))  # bounded memory: 2^24 similarities at a time
+            cols = picks[start:k]
+            step = max(1, min(2**16, 2**24 // len(cols)))  # bounded memory: rows copied, similarities
             for first in range(0, len(group), step):
                 part = group[first : first + step]
                 nearest[part] = torch.maximum(nearest[part], (f[part] @ cols.T).amax(1))
