@@ -7,7 +7,8 @@ peak memory (ru_maxrss, less the interpreter with its imports) is its own.
   weights), split into embedding, typicality (each image's nearest neighbours) and the greedy order;
 - store: a teacher's ``AnswerStore`` holding 10^4, 10^5, 10^6 answers: inserts per second (calls of
   ``queries.call_batch`` answers, each on the ledger and on disk, as the gate makes them), the time to
-  open it, and lookups per second against a bare in-memory dict over the same keys and descriptors;
+  open it, and lookups per second against a bare in-memory dict over the same keys and descriptors (in
+  requests of the budget's size, each first in turn; beside it, all keys in one request);
 - gate: ``QueryGate.describe`` asking a built teacher about new images with that many answers stored,
   against its bare forward: the gate's overhead per image (its wall time less the teacher's call time);
 - augment: ``virtual_samples`` over every training-pool image's answer (the ceiling's augment; a budget
@@ -44,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 COMPONENTS = ("sample", "store insert", "store open", "store lookup", "dict lookup", "gate", "augment", "train step")
 SELECTION_TARGET_S = 120.0
-INTEGERS = ("budget", "calls", "images", "virtual", "batch")  # columns that a table's missing values make floats
+# columns that a table's missing values make floats
+INTEGERS = ("budget", "calls", "images", "virtual", "batch", "request")
 DIM = 128  # the teacher's descriptor size (teacher.dim)
 SIDE = 28  # data.image_size of the default data
 
@@ -195,7 +197,9 @@ def worker_store_insert(n: int, a: dict) -> dict:
 
 
 def worker_store_read(n: int, a: dict) -> list[dict]:
-    """Open the store, then look every key up (shuffled) through it and through a bare dict, interleaved."""
+    """Open the store, then look every key up (shuffled) through it and through a bare dict, interleaved:
+    in requests of ``lookup_batch`` keys (``budget`` when 0; the ratio is of the medians, its spread repeat
+    by repeat), and in one request of every key, each repeat."""
     from pipeline.teacher.store import AnswerStore
 
     root = Path(a["work"]) / f"store-{n}"
@@ -217,23 +221,43 @@ def worker_store_read(n: int, a: dict) -> list[dict]:
     del parts
     bare_mb = max(0.0, rss_mb() - before)
     query = [keys[i] for i in np.random.default_rng(3).permutation(n)]
-    store_t, bare_t, has_t, contains_t = [], [], [], []
-    for _ in range(a["repeats"]):
+    # requests of --budget keys (a budget cell's dump asks for its subset's answers at once), every stored
+    # key once per repeat; and one request of every key (the ceiling's dump of the whole pool), whose time
+    # moves with allocating its n x 128 result
+    size = max(1, min(n, a.get("lookup_batch") or a.get("budget") or n))
+    requests = [query[s : s + size] for s in range(0, n, size)]
+    for keys_ in requests:  # the same answers both ways, checked untimed
+        assert np.array_equal(store.answers(keys_), matrix[[bare[k] for k in keys_]])
+
+    def through_store():
+        for keys_ in requests:
+            store.answers(keys_)
+
+    def through_dict():
+        for keys_ in requests:
+            matrix[np.fromiter(map(bare.__getitem__, keys_), np.int64, len(keys_))]
+
+    def timed(f) -> float:
         t0 = time.perf_counter()
-        got = store.answers(query)
-        store_t.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        want = matrix[np.fromiter(map(bare.__getitem__, query), np.int64, n)]
-        bare_t.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        assert all(map(store.has, query))
-        has_t.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        assert all(map(bare.__contains__, query))
-        contains_t.append(time.perf_counter() - t0)
-    assert np.array_equal(got, want)
-    del got, want
+        f()
+        return time.perf_counter() - t0
+
+    store_t, bare_t, has_t, contains_t, whole_store_t, whole_bare_t = [], [], [], [], [], []
+    for r in range(a["repeats"]):
+        both = [(store_t, through_store), (bare_t, through_dict)]
+        for times, look_up in both if r % 2 == 0 else both[::-1]:  # each goes first in turn
+            times.append(timed(look_up))
+        has_t.append(timed(lambda: all(map(store.has, query))))
+        contains_t.append(timed(lambda: all(map(bare.__contains__, query))))
+        whole = [
+            (whole_store_t, lambda: store.answers(query)),
+            (whole_bare_t, lambda: matrix[np.fromiter(map(bare.__getitem__, query), np.int64, n)]),
+        ]
+        for times, look_up in whole if r % 2 == 0 else whole[::-1]:
+            times.append(timed(look_up))
+    assert all(map(store.has, query)) and all(map(bare.__contains__, query))
     med = lambda v: float(np.median(v))  # noqa: E731
+    ratios = [s / b for s, b in zip(store_t, bare_t)]
     return [
         {
             "component": "store open",
@@ -249,6 +273,10 @@ def worker_store_read(n: int, a: dict) -> list[dict]:
             "peak_mb": held,
             "has_per_second": n / med(has_t),
             "vs_dict": med(store_t) / med(bare_t),
+            "vs_dict_min": min(ratios),
+            "vs_dict_max": max(ratios),
+            "request": size,
+            "whole_vs_dict": med(whole_store_t) / med(whole_bare_t),
         },
         {
             "component": "dict lookup",
@@ -489,7 +517,7 @@ def targets(rows: list[dict], sizes: list[int]) -> list[tuple[str, str, str]]:
             "store lookup of 10^6 stored keys within 2x of a bare dict",
             ("PASS" if look["vs_dict"] <= 2 else "MISS") if look else "NOT MEASURED",
             f"{look['vs_dict']:.2f}x ({look['per_second']:,.0f} vs {at('dict lookup', million)['per_second']:,.0f} "
-            "lookups/s)"
+            f"lookups/s{_requests(look)})"
             if look
             else f"largest size run: {top:,}",
         )
@@ -537,6 +565,16 @@ def targets(rows: list[dict], sizes: list[int]) -> list[tuple[str, str, str]]:
     return out
 
 
+def _requests(look: dict) -> str:
+    """How a store lookup row was measured (rows written before requests were timed have no spread)."""
+    if look.get("vs_dict_min") is None or look.get("vs_dict_min") != look.get("vs_dict_min"):
+        return ""
+    return (
+        f", in requests of {int(look['request']):,} keys; {look['vs_dict_min']:.2f}x to {look['vs_dict_max']:.2f}x "
+        f"over the repeats; all {int(look['size']):,} keys in one request {look['whole_vs_dict']:.2f}x"
+    )
+
+
 def table(rows: list[dict]):
     import pandas as pd
 
@@ -565,7 +603,14 @@ def details(r) -> str:
     if c == "store open":
         return f"{get('calls'):,} answer files; holds {get('held_mb'):,.0f} MiB"
     if c == "store lookup":
-        return f"{get('vs_dict'):.2f}x the dict's time; has(): {get('has_per_second'):,.0f}/s"
+        spread = (
+            f" ({get('vs_dict_min'):.2f}x to {get('vs_dict_max'):.2f}x over the repeats)"
+            if get("vs_dict_min") is not None
+            else ""
+        )
+        whole = f"; all in one request {get('whole_vs_dict'):.2f}x" if get("whole_vs_dict") is not None else ""
+        request = f" in requests of {get('request'):,} keys" if get("request") is not None else ""
+        return f"{get('vs_dict'):.2f}x the dict's time{request}{spread}{whole}; has(): {get('has_per_second'):,.0f}/s"
     if c == "dict lookup":
         return f"bare dict + matrix; `in`: {get('has_per_second'):,.0f}/s"
     if c == "gate":
@@ -740,7 +785,8 @@ def parse_sizes(text: str) -> list[int]:
 )
 @click.option("--gate-images", default=4096, show_default=True, help="new images per gate request")
 @click.option("--train-steps", default=4, show_default=True)
-@click.option("--repeats", default=3, show_default=True, help="of the lookups and the gate's requests (median)")
+@click.option("--lookup-batch", default=0, show_default=True, help="keys per store lookup request; 0: --budget")
+@click.option("--repeats", default=5, show_default=True, help="of the lookups and the gate's requests (median)")
 @click.option("--out", default=str(ROOT / "reports" / "bench"), show_default=True, type=click.Path(path_type=Path))
 @click.option("--work", default=None, type=click.Path(path_type=Path), help="scratch folder (default: a temporary one)")
 @click.option(
@@ -761,6 +807,7 @@ def main(
     max_sample_s,
     gate_images,
     train_steps,
+    lookup_batch,
     repeats,
     out,
     work,
@@ -800,6 +847,7 @@ def main(
         "call_batch": 256,
         "gate_images": gate_images,
         "train_steps": train_steps,
+        "lookup_batch": lookup_batch,
         "repeats": repeats,
         "in_process": in_process,
     }
