@@ -39,7 +39,7 @@ import uuid
 import zipfile
 import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -131,11 +131,13 @@ def _listed(folder: Path) -> list[str]:
         return os.listdir(folder)
     except FileNotFoundError:
         return []
-    except OSError as e:  # a file where the folder should be, or not ours to read
+    except NotADirectoryError:
         raise ArtifactError(
-            f"{folder} cannot be listed ({e.strerror}): give it back its permissions, or move the store "
-            f"{folder.parent} aside (its ledger still says what was spent)"
+            f"{folder} is a file, not the folder of the store's answers: move that file aside (the ledger "
+            "beside it still counts the calls made: none is paid for twice unless queries.extra_calls allows it)"
         ) from None
+    except OSError as e:
+        raise ArtifactError(f"{folder} cannot be listed ({e.strerror}): give its permissions back") from None
 
 
 def _now() -> str:
@@ -294,8 +296,9 @@ class AnswerStore:
         """The calls on the ledger. It only grows by whole lines (a torn last line is cut before anything
         is appended, and an unterminated one only gains its newline), so the whole lines parsed before are
         not parsed again while the file still begins with the same bytes; a ledger rewritten in any other
-        way is read again from its start. Only whole lines, all of them parsed, are kept for the next
-        read: an unterminated last line is applied to a copy, and a damaged line drops what was kept."""
+        way is read again from its start. What is kept for the next read comes only from whole lines, all
+        of them parsed, and is never handed out: the calls returned are a copy, which this process changes
+        (a call begun, an outcome recorded) only after or beside a ledger line that says so."""
         self._torn, self._unterminated = b"", False
         data = self.ledger_path.read_bytes() if self.ledger_path.exists() else b""
         if not data.startswith(self._ledger_seen):
@@ -303,23 +306,19 @@ class AnswerStore:
         rest = data[len(self._ledger_seen) :]
         lines = rest.split(b"\n")
         torn = lines.pop()  # after the last newline: empty unless a write was cut off (or an editor ate it)
-        try:
-            self._apply(self._ledger_calls, lines, self._ledger_lines + 1)
-        except ArtifactError:
-            self._ledger_seen, self._ledger_lines, self._ledger_calls = b"", 0, {}
-            raise
-        self._ledger_seen = data[: len(data) - len(torn)]
+        kept = dict(self._ledger_calls)  # _apply replaces calls, never changes one: the kept ones stay as read
+        self._apply(kept, lines, self._ledger_lines + 1)
+        self._ledger_calls, self._ledger_seen = kept, data[: len(data) - len(torn)]
         self._ledger_lines += len(lines)
-        calls = self._ledger_calls
+        calls = {k: Call(c.id, c.purpose, c.images, c.time, c.outcome, c.seconds, c.detail) for k, c in kept.items()}
         if torn and _is_entry(torn):  # a complete line without its newline: kept, the newline added on repair
-            calls = {k: replace(c) for k, c in calls.items()}
             self._apply(calls, [torn], self._ledger_lines + 1)
             torn, self._unterminated = b"", True
         self._torn = torn
         return calls
 
     def _apply(self, calls: dict[str, Call], lines: list[bytes], first: int) -> None:
-        """Ledger lines, numbered from ``first``, applied in order to ``calls``."""
+        """Ledger lines, numbered from ``first``, applied in order to ``calls`` (each change a new Call)."""
         for n, raw in enumerate(lines, first):
             try:
                 e = json.loads(raw)
@@ -327,7 +326,9 @@ class AnswerStore:
                     calls[e["call"]] = Call(e["call"], e["purpose"], e["images"], e["time"])
                 elif e.get("call") in calls:
                     c = calls[e["call"]]
-                    c.outcome, c.seconds, c.detail = e["event"], e.get("seconds"), e.get("detail", "")
+                    calls[c.id] = Call(
+                        c.id, c.purpose, c.images, c.time, e["event"], e.get("seconds"), e.get("detail", "")
+                    )
             except (ValueError, KeyError, TypeError):
                 raise ArtifactError(
                     f"{self.ledger_path}, line {n}: not a ledger entry; the ledger is damaged. "
