@@ -75,6 +75,13 @@ class Call:
     def spent(self) -> bool:
         return self.outcome is None or self.outcome in SPENT
 
+    def copy(self) -> "Call":
+        """Another Call of the same fields (whatever they are), without dataclasses.replace's cost (a store
+        hands out a copy of every call on each refresh)."""
+        twin = object.__new__(Call)
+        twin.__dict__.update(self.__dict__)
+        return twin
+
 
 def _is_entry(raw: bytes) -> bool:
     try:
@@ -298,7 +305,7 @@ class AnswerStore:
         not parsed again while the file still begins with the same bytes; a ledger rewritten in any other
         way is read again from its start. What is kept for the next read comes only from whole lines, all
         of them parsed, and is never handed out: the calls returned are a copy, which this process changes
-        (a call begun, an outcome recorded) only after or beside a ledger line that says so."""
+        (a call begun, an outcome recorded) only after writing the ledger line that says so."""
         self._torn, self._unterminated = b"", False
         data = self.ledger_path.read_bytes() if self.ledger_path.exists() else b""
         if not data.startswith(self._ledger_seen):
@@ -310,7 +317,7 @@ class AnswerStore:
         self._apply(kept, lines, self._ledger_lines + 1)
         self._ledger_calls, self._ledger_seen = kept, data[: len(data) - len(torn)]
         self._ledger_lines += len(lines)
-        calls = {k: Call(c.id, c.purpose, c.images, c.time, c.outcome, c.seconds, c.detail) for k, c in kept.items()}
+        calls = {k: c.copy() for k, c in kept.items()}
         if torn and _is_entry(torn):  # a complete line without its newline: kept, the newline added on repair
             self._apply(calls, [torn], self._ledger_lines + 1)
             torn, self._unterminated = b"", True
@@ -325,10 +332,8 @@ class AnswerStore:
                 if e["event"] == "send":
                     calls[e["call"]] = Call(e["call"], e["purpose"], e["images"], e["time"])
                 elif e.get("call") in calls:
-                    c = calls[e["call"]]
-                    calls[c.id] = Call(
-                        c.id, c.purpose, c.images, c.time, e["event"], e.get("seconds"), e.get("detail", "")
-                    )
+                    c = calls[e["call"]] = calls[e["call"]].copy()
+                    c.outcome, c.seconds, c.detail = e["event"], e.get("seconds"), e.get("detail", "")
             except (ValueError, KeyError, TypeError):
                 raise ArtifactError(
                     f"{self.ledger_path}, line {n}: not a ledger entry; the ledger is damaged. "
@@ -538,27 +543,28 @@ class AnswerStore:
         name = f"{call.id}.npz"
         self._ranges[name] = (self._rows - len(keys), self._rows)
         bisect.insort(self._files, name)
-        call.seconds = seconds
-        self._outcome(call, "answered")
+        self._outcome(call, "answered", seconds=seconds)
 
     def verified(self, call: Call, seconds: float) -> None:
         """A re-asked stored image: the answer is compared, not stored."""
-        call.seconds = seconds
-        self._outcome(call, "answered", "verification: compared with the stored answer, not stored")
+        self._outcome(call, "answered", "verification: compared with the stored answer, not stored", seconds)
 
     def failed(self, call: Call, outcome: str, detail: str) -> None:
         if outcome not in SPENT + NOT_SPENT:
             raise ValueError(f"unknown call outcome {outcome!r}")
         self._outcome(call, outcome, detail)
 
-    def _outcome(self, call: Call, outcome: str, detail: str = "") -> None:
-        call.outcome, call.detail = outcome, detail
+    def _outcome(self, call: Call, outcome: str, detail: str = "", seconds: float | None = None) -> None:
+        """The call's outcome on the ledger, then on ``call``: a write that fails leaves the call as the
+        ledger has it (no outcome: spent)."""
+        seconds = call.seconds if seconds is None else seconds
         entry = {"event": outcome, "call": call.id, "time": _now()}
-        if call.seconds is not None:
-            entry["seconds"] = round(call.seconds, 4)
+        if seconds is not None:
+            entry["seconds"] = round(seconds, 4)
         if detail:
             entry["detail"] = detail
         self._append(entry)
+        call.outcome, call.detail, call.seconds = outcome, detail, seconds
 
     def _append(self, entry: dict) -> None:
         with open(self.ledger_path, "ab") as f:
