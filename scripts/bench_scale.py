@@ -8,7 +8,8 @@ peak memory (ru_maxrss, less the interpreter with its imports) is its own.
 - store: a teacher's ``AnswerStore`` holding 10^4, 10^5, 10^6 answers: inserts per second (calls of
   ``queries.call_batch`` answers, each on the ledger and on disk, as the gate makes them), the time to
   open it, and lookups per second against a bare in-memory dict over the same keys and descriptors (in
-  requests of the budget's size, each first in turn; beside it, all keys in one request);
+  requests of ``--lookup-batch`` keys, the budget by default, each first in turn; beside it, all keys
+  in one request);
 - gate: ``QueryGate.describe`` asking a built teacher about new images with that many answers stored,
   against its bare forward: the gate's overhead per image (its wall time less the teacher's call time);
 - augment: ``virtual_samples`` over every training-pool image's answer (the ceiling's augment; a budget
@@ -514,7 +515,7 @@ def targets(rows: list[dict], sizes: list[int]) -> list[tuple[str, str, str]]:
     look = at("store lookup", million)
     out.append(
         (
-            "store lookup of 10^6 stored keys within 2x of a bare dict",
+            "store lookup of 10^6 stored keys within 2x of a bare dict (in requests of the budget's size)",
             ("PASS" if look["vs_dict"] <= 2 else "MISS") if look else "NOT MEASURED",
             f"{look['vs_dict']:.2f}x ({look['per_second']:,.0f} vs {at('dict lookup', million)['per_second']:,.0f} "
             f"lookups/s{_requests(look)})"

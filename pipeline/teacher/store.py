@@ -76,9 +76,9 @@ class Call:
         return self.outcome is None or self.outcome in SPENT
 
     def copy(self) -> "Call":
-        """Another Call of the same fields (whatever they are), without dataclasses.replace's cost (a store
-        hands out a copy of every call on each refresh)."""
-        twin = object.__new__(Call)
+        """Another Call of the same (immutable) field values, without dataclasses.replace's cost (a store
+        hands out a copy of every call on each refresh); a field added to Call is copied too."""
+        twin = object.__new__(type(self))
         twin.__dict__.update(self.__dict__)
         return twin
 
@@ -144,7 +144,7 @@ def _listed(folder: Path) -> list[str]:
             "beside it still counts the calls made: none is paid for twice unless queries.extra_calls allows it)"
         ) from None
     except OSError as e:
-        raise ArtifactError(f"{folder} cannot be listed ({e.strerror}): give its permissions back") from None
+        raise ArtifactError(f"{folder} cannot be listed ({e.strerror or e}): give its permissions back") from None
 
 
 def _now() -> str:
@@ -555,8 +555,8 @@ class AnswerStore:
         self._outcome(call, outcome, detail)
 
     def _outcome(self, call: Call, outcome: str, detail: str = "", seconds: float | None = None) -> None:
-        """The call's outcome on the ledger, then on ``call``: a write that fails leaves the call as the
-        ledger has it (no outcome: spent)."""
+        """The call's outcome on the ledger, then on ``call``: a write that fails leaves the call without an
+        outcome, which counts as spent (even where the line reached the ledger before the error)."""
         seconds = call.seconds if seconds is None else seconds
         entry = {"event": outcome, "call": call.id, "time": _now()}
         if seconds is not None:
