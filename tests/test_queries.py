@@ -342,22 +342,63 @@ def test_a_retry_never_takes_the_room_of_the_batches_after_it(tmp_path):
     assert report.spent == 13 and len(t2.seen) == 10
 
 
-def test_a_damaged_or_unwritable_store_is_named_with_its_fix(tmp_path, monkeypatch):
+def test_a_damaged_or_unwritable_store_is_named_with_a_fix_that_keeps_its_ledger(tmp_path, monkeypatch):
+    """Each message names the one file to move or delete, never the whole store (its ledger goes with it),
+    and following it pays for nothing twice."""
+    from pipeline.io import save_npz_atomic
+    from pipeline.teacher.store import identity_id, read_answers
+
+    x = images(4)
     g, _ = gate(tmp_path)
-    g.describe(inputs(images(4)), "train", budget=4)
+    g.describe(inputs(x), "train", budget=4)
     answers = sorted((g.store.dir / "answers").glob("*.npz"))
+    damaged = len(read_answers(answers[0])[0])
     answers[0].write_bytes(b"not an npz")
-    with pytest.raises(ArtifactError, match=f"{answers[0].name} cannot be read.*move .* aside"):
+    keep_ledger = "move that one file out of the store, never the whole store"
+    with pytest.raises(ArtifactError, match=f"{answers[0].name} cannot be read.*{keep_ledger}"):
         AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
-    answers[0].unlink()
+    answers[0].rename(tmp_path / "moved-out.npz")  # as told: the ledger still counts that call's images
+    g2, t2 = gate(tmp_path)
+    assert len(g2.store) == 4 - damaged
+    with pytest.raises(
+        BudgetExceeded,
+        match=rf"{damaged} of those images went in 1 call.*answered, its answers since removed.*extra_calls: {damaged}",
+    ):
+        g2.describe(inputs(x), "train", budget=4)
+    assert t2.calls == 0
+
+    wider = g.store.dir / "answers" / "zz-wider.npz"
+    save_npz_atomic(wider, keys=np.array([b"k" * 64], dtype="S64"), descriptors=np.ones((1, DIM + 1), np.float32))
+    with pytest.raises(
+        ArtifactError, match=f"zz-wider.npz holds .* descriptors where the store's others are .*{keep_ledger}"
+    ):
+        AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
+    wider.unlink()
+
     folder = g.store.dir / "answers"
     shutil.move(folder, tmp_path / "answers-aside")
     folder.write_bytes(b"")  # a file where the answers' folder should be
     with pytest.raises(ArtifactError, match="answers is a file, not the folder of the store's answers: move that"):
         AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
-    (g.store.dir / "teacher.json").write_text("{torn")
-    with pytest.raises(ArtifactError, match="teacher.json describes another teacher"):
+    folder.unlink()
+    shutil.move(tmp_path / "answers-aside", folder)
+
+    card = g.store.dir / "teacher.json"
+    card.write_text("{torn")
+    with pytest.raises(ArtifactError, match="teacher.json is damaged.*delete that one file.*keep the folder"):
         AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
+    card.unlink()  # as told: written again from the identity that names the folder; answers and ledger kept
+    reopened = AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
+    assert len(reopened) == 4 - damaged and reopened.spent_on({pixels_key(p) for p in x}, "train") == 4
+    assert json.loads(card.read_text()) == {"kind": "test", "name": "a"}
+
+    other = {"kind": "test", "name": "b"}  # a folder copied or renamed from another teacher's
+    card.write_text(json.dumps(other))
+    with pytest.raises(
+        ArtifactError, match=f"describes another teacher.*rename it to .*test-{identity_id(other)}, its own"
+    ):
+        AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
+
     from pathlib import Path
 
     def refused(self, *args, **kwargs):  # as a read-only folder answers (root, in CI, may write anywhere)

@@ -221,16 +221,19 @@ class QueryGate:
         limit = budget + self.q.extra_calls
         if needed == 0 or spent + needed <= limit:  # nothing to send is never refused
             return
-        lost = [
-            c
-            for c in self.store.calls(purpose)
-            if c.spent and c.outcome != "answered" and self.store.call_keys(c.id) & wanted
-        ]
-        lost_images = sum(len(self.store.call_keys(c.id) & wanted) for c in lost)
+
+        def unanswered(c) -> set[bytes]:  # its wanted images with no stored answer (an answer file moved out too)
+            return {k for k in self.store.call_keys(c.id) & wanted if not self.store.has(k)}
+
+        lost = [c for c in self.store.calls(purpose) if c.spent and unanswered(c)]
+        lost_images = len(set().union(*map(unanswered, lost)))
+        outcomes = sorted(
+            {c.outcome if c.outcome != "answered" else "answered, its answers since removed" for c in lost}
+        )
         why = (
             (
-                f"; {lost_images} of those images went in {len(lost)} call(s) that were never answered "
-                f"({', '.join(sorted({c.outcome for c in lost}))}, see {self.store.ledger_path}). To pay for "
+                f"; {lost_images} of those images went in {len(lost)} call(s) whose answers the store does not hold "
+                f"({', '.join(outcomes)}, see {self.store.ledger_path}). To pay for "
                 f"them again, allow it with queries.extra_calls: {spent + needed - budget}"
             )
             if lost

@@ -132,6 +132,13 @@ def read_answers(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return z["keys"], z["descriptors"]
 
 
+_STILL_COUNTS = "still counts the calls made: none is paid for twice unless queries.extra_calls allows it"
+_MOVE_THE_FILE = (
+    "move that one file out of the store, never the whole store (its ledger " + _STILL_COUNTS + "; a store moved "
+    "aside takes its ledger, and the next run would pay for every image again)"
+)
+
+
 def _listed(folder: Path) -> list[str]:
     """A folder's names (none if it is not there): at a million answers, half the time of ``glob``."""
     try:
@@ -140,8 +147,8 @@ def _listed(folder: Path) -> list[str]:
         return []
     except NotADirectoryError:
         raise ArtifactError(
-            f"{folder} is a file, not the folder of the store's answers: move that file aside (the ledger "
-            "beside it still counts the calls made: none is paid for twice unless queries.extra_calls allows it)"
+            f"{folder} is a file, not the folder of the store's answers: move that file out of the store (the "
+            f"ledger beside it {_STILL_COUNTS})"
         ) from None
     except OSError as e:
         raise ArtifactError(f"{folder} cannot be listed ({e.strerror or e}): give its permissions back") from None
@@ -173,10 +180,7 @@ class AnswerStore:
             except ValueError:
                 stored = None
             if stored != identity:
-                raise ArtifactError(
-                    f"{card} describes another teacher than the one asked for; the store is damaged: "
-                    f"move {self.dir} aside"
-                )
+                raise ArtifactError(self._card_mismatch(card, stored))
         else:
             atomic_write_bytes(card, (json.dumps(identity, indent=1, sort_keys=True) + "\n").encode())
         self._lock = FileLock(str(self.dir / ".lock"))
@@ -184,6 +188,20 @@ class AnswerStore:
         self._ledger_calls: dict[str, Call] = {}  # the calls they hold
         self._reset()
         self.refresh()
+
+    def _card_mismatch(self, card: Path, stored) -> str:
+        """Why ``teacher.json`` does not match, and the fix that keeps the ledger (the folder's name is the
+        hash of the identity whose answers it holds)."""
+        if isinstance(stored, dict) and identity_id(stored) != self.id:
+            own = self.dir.parent / f"{stored.get('kind', 'teacher')}-{identity_id(stored)}"
+            return (
+                f"{card} describes another teacher than the one whose identity names {self.dir}: the folder holds "
+                f"that teacher's answers under another name; rename it to {own}, its own, with its ledger"
+            )
+        return (
+            f"{card} is damaged (it does not hold the identity {self.id} that names its folder): delete that "
+            f"one file and it is written again from that identity; keep the folder (its ledger {_STILL_COUNTS})"
+        )
 
     # -- reading ------------------------------------------------------------------------------
     @property
@@ -219,15 +237,11 @@ class AnswerStore:
             try:
                 k, desc = read_answers(path)
             except Exception as e:  # answers are written atomically: a bad file was damaged afterwards
-                raise ArtifactError(
-                    f"{path} cannot be read ({type(e).__name__}); the store is damaged: move "
-                    f"{self.dir} aside (its ledger still says what was spent)"
-                ) from None
+                raise ArtifactError(f"{path} cannot be read ({type(e).__name__}): {_MOVE_THE_FILE}") from None
             width = parts[0].shape[1:] if parts else self._blocks[0].shape[1:] if self._blocks else None
             if width is not None and desc.shape[1:] != width:
                 raise ArtifactError(
-                    f"{path} holds {desc.shape[1:]} descriptors where the store's others are "
-                    f"{width}; the store is damaged: move {self.dir} aside"
+                    f"{path} holds {desc.shape[1:]} descriptors where the store's others are {width}: {_MOVE_THE_FILE}"
                 )
             keys.append(k)
             parts.append(desc)
@@ -522,7 +536,7 @@ class AnswerStore:
                 if (self.dir / "answers" / f"{c.id}.npz").exists():
                     self._outcome(c, "answered", "recovered: answers stored before the kill")
                 else:
-                    self._outcome(c, "lost", "the process was killed during this call")
+                    self._outcome(c, "lost", "no outcome was recorded (the process was killed, or its write failed)")
 
     def begin(self, keys: list[bytes], purpose: str) -> Call:
         """Record a call before it is sent: its keys, then its ``send`` line (both on disk first)."""
