@@ -165,6 +165,28 @@ def test_a_call_lost_to_a_kill_is_counted_and_blocks_paying_twice(tmp_path):
     assert len(t3.seen) == 3 and report.spent == 9 and np.allclose(out, describe_pixels(x))
 
 
+def test_a_refusal_names_only_images_still_unanswered_each_once(tmp_path):
+    """A failed call whose images a retry answered is not named as lost; an image in two lost calls
+    counts once."""
+    t = CountingTeacher(failures=[CallFailed("HTTP 500")])
+    g, _ = gate(tmp_path, t, extra_calls=3)
+    x = images(6)
+    g.describe(inputs(x[:3]), "train", budget=3)  # failed, then answered by the retry the extra call allows
+    g2, t2 = gate(tmp_path)
+    with pytest.raises(BudgetExceeded, match="6 already sent for these images and 3 more needed.*raise the budget"):
+        g2.describe(inputs(x), "train", budget=6)
+    keys = [pixels_key(p) for p in x[3:]]
+    for _ in range(2):  # the same images sent twice, each time lost to a kill
+        with g2.store.locked():
+            g2.store.begin(keys, "train")
+    g3, t3 = gate(tmp_path)
+    with pytest.raises(
+        BudgetExceeded, match=r"; 3 of those images went in 2 call\(s\) whose answers the store does not"
+    ):
+        g3.describe(inputs(x), "train", budget=6)
+    assert t2.calls == t3.calls == 0
+
+
 def test_answers_stored_before_a_kill_are_recovered_not_resent(tmp_path):
     g, _ = gate(tmp_path)
     x = images(3)
@@ -343,63 +365,98 @@ def test_a_retry_never_takes_the_room_of_the_batches_after_it(tmp_path):
 
 
 def test_a_damaged_or_unwritable_store_is_named_with_a_fix_that_keeps_its_ledger(tmp_path, monkeypatch):
-    """Each message names the one file to move or delete, never the whole store (its ledger goes with it),
-    and following it pays for nothing twice."""
+    """Each message names the one file to move, delete or leave alone, never the whole store (its ledger
+    goes with it), and following it pays for nothing twice."""
+    from pathlib import Path
+
     from pipeline.io import save_npz_atomic
     from pipeline.teacher.store import identity_id, read_answers
 
+    never_the_store = "never move the whole store"
     x = images(4)
     g, _ = gate(tmp_path)
     g.describe(inputs(x), "train", budget=4)
     answers = sorted((g.store.dir / "answers").glob("*.npz"))
+    real_read = Path.read_bytes
+
+    def unreadable(self):  # as an unreadable file answers (root, in CI, may read anything)
+        if self == answers[0]:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    with pytest.raises(
+        ArtifactError, match=f"{answers[0].name} cannot be read .Permission denied.: give its perm.*keep"
+    ):
+        AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
+    monkeypatch.undo()
+
     damaged = len(read_answers(answers[0])[0])
     answers[0].write_bytes(b"not an npz")
-    keep_ledger = "move that one file out of the store, never the whole store"
-    with pytest.raises(ArtifactError, match=f"{answers[0].name} cannot be read.*{keep_ledger}"):
+    with pytest.raises(ArtifactError, match=f"{answers[0].name} is damaged.*move that one file out.*{never_the_store}"):
         AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
     answers[0].rename(tmp_path / "moved-out.npz")  # as told: the ledger still counts that call's images
     g2, t2 = gate(tmp_path)
     assert len(g2.store) == 4 - damaged
     with pytest.raises(
         BudgetExceeded,
-        match=rf"{damaged} of those images went in 1 call.*answered, its answers since removed.*extra_calls: {damaged}",
+        match=rf"{damaged} of those images went in 1 call.*answered but moved out.*extra_calls: {damaged}",
     ):
         g2.describe(inputs(x), "train", budget=4)
     assert t2.calls == 0
 
-    wider = g.store.dir / "answers" / "zz-wider.npz"
-    save_npz_atomic(wider, keys=np.array([b"k" * 64], dtype="S64"), descriptors=np.ones((1, DIM + 1), np.float32))
+    def foreign(folder, name):  # another teacher's answers, one size wider, under a name that sorts first
+        path = folder / "answers" / name
+        save_npz_atomic(path, keys=np.array([b"k" * 64], dtype="S64"), descriptors=np.ones((1, DIM + 1), np.float32))
+        return path
+
+    odd = foreign(g.store.dir, "0-foreign.npz")  # read first: the width to compare with is its, so both are named
     with pytest.raises(
-        ArtifactError, match=f"zz-wider.npz holds .* descriptors where the store's others are .*{keep_ledger}"
+        ArtifactError,
+        match=rf"{answers[1].name} holds \({DIM},\) descriptors where 0-foreign.npz holds \({DIM + 1},\): "
+        "one of the two is another teacher's. Move out of the store the one whose size is not this teacher's",
     ):
         AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
-    wider.unlink()
+    odd.unlink()
+    sized = AnswerStore(tmp_path / "store", {"kind": "test", "name": "d", "dim": DIM})  # a served teacher's: its dim
+    save_npz_atomic(
+        sized.dir / "answers" / "1-good.npz",
+        keys=np.array([b"g" * 64], dtype="S64"),
+        descriptors=np.ones((1, DIM), np.float32),
+    )
+    foreign(sized.dir, "0-foreign.npz")
+    with pytest.raises(
+        ArtifactError, match=rf"0-foreign.npz holds \({DIM + 1},\) descriptors, not \({DIM},\) as the teacher"
+    ):
+        AnswerStore(tmp_path / "store", {"kind": "test", "name": "d", "dim": DIM})
 
     folder = g.store.dir / "answers"
     shutil.move(folder, tmp_path / "answers-aside")
     folder.write_bytes(b"")  # a file where the answers' folder should be
-    with pytest.raises(ArtifactError, match="answers is a file, not the folder of the store's answers: move that"):
+    with pytest.raises(ArtifactError, match="answers is a file, not the folder of the store's answers: move that one"):
         AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
     folder.unlink()
     shutil.move(tmp_path / "answers-aside", folder)
 
     card = g.store.dir / "teacher.json"
     card.write_text("{torn")
-    with pytest.raises(ArtifactError, match="teacher.json is damaged.*delete that one file.*keep the folder"):
+    with pytest.raises(ArtifactError, match=f"teacher.json is damaged.*delete that one file.*{never_the_store}"):
         AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
     card.unlink()  # as told: written again from the identity that names the folder; answers and ledger kept
     reopened = AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
     assert len(reopened) == 4 - damaged and reopened.spent_on({pixels_key(p) for p in x}, "train") == 4
     assert json.loads(card.read_text()) == {"kind": "test", "name": "a"}
 
-    other = {"kind": "test", "name": "b"}  # a folder copied or renamed from another teacher's
+    other = {"kind": "test", "name": "b"}  # a folder renamed or copied from another teacher's, or an edited card
     card.write_text(json.dumps(other))
+    own = tmp_path / "store" / f"test-{identity_id(other)}"
     with pytest.raises(
-        ArtifactError, match=f"describes another teacher.*rename it to .*test-{identity_id(other)}, its own"
+        ArtifactError, match=f"describes another teacher.*rename it back to {own}, its own name.*If only"
     ):
         AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
-
-    from pathlib import Path
+    own.mkdir()
+    with pytest.raises(ArtifactError, match=f"{own} exists too: this folder is likely a copy of it"):
+        AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
 
     def refused(self, *args, **kwargs):  # as a read-only folder answers (root, in CI, may write anywhere)
         raise PermissionError(13, "Permission denied", str(self))

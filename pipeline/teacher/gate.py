@@ -227,9 +227,7 @@ class QueryGate:
 
         lost = [c for c in self.store.calls(purpose) if c.spent and unanswered(c)]
         lost_images = len(set().union(*map(unanswered, lost)))
-        outcomes = sorted(
-            {c.outcome if c.outcome != "answered" else "answered, its answers since removed" for c in lost}
-        )
+        outcomes = sorted({c.outcome if c.outcome != "answered" else "answered but moved out" for c in lost})
         why = (
             (
                 f"; {lost_images} of those images went in {len(lost)} call(s) whose answers the store does not hold "

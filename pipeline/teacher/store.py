@@ -18,8 +18,9 @@ switching teachers A -> B -> A finds A's answers again. Layout of ``<root>/<kind
 
 A call's outcome decides whether it was *spent* (it may have reached the teacher and been billed:
 answered, failed, invalid, lost) or not (refused with 429/503, rejected with another 4xx, or the
-server was unreachable). A ``send`` with no outcome is a call lost to a kill; it is found and
-recorded as ``lost`` the next time the store is opened under its lock.
+server was unreachable). A ``send`` with no outcome (the process was killed, or could not write it) is
+found the next time the store is opened under its lock, and recorded as ``answered`` if its answers
+were stored, else ``lost``.
 """
 
 from __future__ import annotations
@@ -132,10 +133,13 @@ def read_answers(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return z["keys"], z["descriptors"]
 
 
-_STILL_COUNTS = "still counts the calls made: none is paid for twice unless queries.extra_calls allows it"
-_MOVE_THE_FILE = (
-    "move that one file out of the store, never the whole store (its ledger " + _STILL_COUNTS + "; a store moved "
-    "aside takes its ledger, and the next run would pay for every image again)"
+_STILL_COUNTS = (
+    "still counts the calls made: the budget they were spent from pays for none of them again unless "
+    "queries.extra_calls allows it"
+)
+_NEVER_THE_STORE = (
+    "never move the whole store (its ledger " + _STILL_COUNTS + "; a store moved aside takes its ledger, and "
+    "the next run would pay for every image again)"
 )
 
 
@@ -147,8 +151,8 @@ def _listed(folder: Path) -> list[str]:
         return []
     except NotADirectoryError:
         raise ArtifactError(
-            f"{folder} is a file, not the folder of the store's answers: move that file out of the store (the "
-            f"ledger beside it {_STILL_COUNTS})"
+            f"{folder} is a file, not the folder of the store's answers: move that one file out of the store; "
+            f"{_NEVER_THE_STORE}"
         ) from None
     except OSError as e:
         raise ArtifactError(f"{folder} cannot be listed ({e.strerror or e}): give its permissions back") from None
@@ -190,17 +194,44 @@ class AnswerStore:
         self.refresh()
 
     def _card_mismatch(self, card: Path, stored) -> str:
-        """Why ``teacher.json`` does not match, and the fix that keeps the ledger (the folder's name is the
+        """Why ``teacher.json`` does not match, and the fixes that keep the ledger (the folder's name is the
         hash of the identity whose answers it holds)."""
-        if isinstance(stored, dict) and identity_id(stored) != self.id:
-            own = self.dir.parent / f"{stored.get('kind', 'teacher')}-{identity_id(stored)}"
+        rewrite = "delete that one file and it is written again from the identity that names the folder"
+        if not (isinstance(stored, dict) and identity_id(stored) != self.id):
             return (
-                f"{card} describes another teacher than the one whose identity names {self.dir}: the folder holds "
-                f"that teacher's answers under another name; rename it to {own}, its own, with its ledger"
+                f"{card} is damaged (it does not hold the identity {self.id} that names its folder): {rewrite}; "
+                f"{_NEVER_THE_STORE}"
+            )
+        own = self.dir.parent / f"{stored.get('kind', 'teacher')}-{identity_id(stored)}"
+        if own.exists():
+            back = f"{own} exists too: this folder is likely a copy of it (keep the one whose ledger is longer)"
+        else:
+            back = f"rename it back to {own}, its own name, with its ledger"
+        return (
+            f"{card} describes another teacher than the one whose identity names {self.dir}. If the folder came "
+            f"from that teacher's store, it holds that teacher's answers: {back}. If only teacher.json was "
+            f"edited: {rewrite}. Either way, {_NEVER_THE_STORE}"
+        )
+
+    def _expected_width(self, parts: list[np.ndarray]) -> tuple[tuple | None, str]:
+        """The descriptor shape every answer file must have, and where it comes from: the teacher's own
+        ``dim`` where its identity holds one, else the answers read first."""
+        if "dim" in self.identity:
+            return (int(self.identity["dim"]),), "the teacher (its dim)"
+        if parts or self._blocks:
+            return (parts[0] if parts else self._blocks[0]).shape[1:], self._files[0] if self._files else PACK
+        return None, ""
+
+    def _width_mismatch(self, path: Path, got: tuple, width: tuple, width_of: str) -> str:
+        if width_of.startswith("the teacher"):
+            return (
+                f"{path} holds {got} descriptors, not {width} as {width_of}: move that one file out of the store; "
+                f"{_NEVER_THE_STORE}"
             )
         return (
-            f"{card} is damaged (it does not hold the identity {self.id} that names its folder): delete that "
-            f"one file and it is written again from that identity; keep the folder (its ledger {_STILL_COUNTS})"
+            f"{path} holds {got} descriptors where {width_of} holds {width}: one of the two is another teacher's. "
+            f"Move out of the store the one whose size is not this teacher's descriptor size (teacher.dim, or its "
+            f"card in models/teacher); {_NEVER_THE_STORE}"
         )
 
     # -- reading ------------------------------------------------------------------------------
@@ -232,17 +263,24 @@ class AnswerStore:
         keys, parts = ([], []) if self._files else self._read_pack(names)
         done = len(self._files) if self._files else self._packed
         row = self._rows + sum(len(k) for k in keys)
+        width, width_of = self._expected_width(parts)
         for name in names[done:]:
             path = self.dir / "answers" / name
             try:
                 k, desc = read_answers(path)
-            except Exception as e:  # answers are written atomically: a bad file was damaged afterwards
-                raise ArtifactError(f"{path} cannot be read ({type(e).__name__}): {_MOVE_THE_FILE}") from None
-            width = parts[0].shape[1:] if parts else self._blocks[0].shape[1:] if self._blocks else None
-            if width is not None and desc.shape[1:] != width:
+            except OSError as e:  # the file is there but cannot be read now: its answers may be whole
                 raise ArtifactError(
-                    f"{path} holds {desc.shape[1:]} descriptors where the store's others are {width}: {_MOVE_THE_FILE}"
-                )
+                    f"{path} cannot be read ({e.strerror or e}): give its permissions back or retry once the "
+                    f"disk answers; keep the file (its answers were paid for), and {_NEVER_THE_STORE}"
+                ) from None
+            except Exception as e:  # answers are written atomically: a bad file was damaged afterwards
+                raise ArtifactError(
+                    f"{path} is damaged ({type(e).__name__}): move that one file out of the store; {_NEVER_THE_STORE}"
+                ) from None
+            if width is None:
+                width, width_of = desc.shape[1:], path.name
+            elif desc.shape[1:] != width:
+                raise ArtifactError(self._width_mismatch(path, desc.shape[1:], width, width_of))
             keys.append(k)
             parts.append(desc)
             self._ranges[name] = (row, row + len(k))
@@ -534,7 +572,7 @@ class AnswerStore:
         for c in self.calls():
             if c.outcome is None:  # no process but us can be mid-call: this one was cut off
                 if (self.dir / "answers" / f"{c.id}.npz").exists():
-                    self._outcome(c, "answered", "recovered: answers stored before the kill")
+                    self._outcome(c, "answered", "recovered: its answers were stored, its outcome line was not")
                 else:
                     self._outcome(c, "lost", "no outcome was recorded (the process was killed, or its write failed)")
 
