@@ -364,37 +364,60 @@ def test_a_retry_never_takes_the_room_of_the_batches_after_it(tmp_path):
     assert report.spent == 13 and len(t2.seen) == 10
 
 
-def test_a_damaged_or_unwritable_store_is_named_with_a_fix_that_keeps_its_ledger(tmp_path, monkeypatch):
-    """Each message names the one file to move, delete or leave alone, never the whole store (its ledger
-    goes with it), and following it pays for nothing twice."""
+NEVER_THE_STORE = "never move the whole store"  # its ledger goes with it: the next run would pay again
+
+
+def store_a(tmp_path, **kw):
+    return AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"}, **kw)
+
+
+def refusing(monkeypatch, method: str, path):
+    """``Path.<method>`` raises PermissionError for ``path``, as an unreadable file answers (root, in CI,
+    may read anything)."""
     from pathlib import Path
 
-    from pipeline.io import save_npz_atomic
-    from pipeline.teacher.store import identity_id, read_answers
+    real = getattr(Path, method)
 
-    never_the_store = "never move the whole store"
+    def refused(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, method, refused)
+
+
+def test_an_unreadable_answers_file_is_kept_a_damaged_one_moved_out_and_neither_paid_again(tmp_path, monkeypatch):
+    """Each message names the one file to keep or move out, never the whole store, and following it pays
+    for nothing twice."""
+    from pipeline.teacher.store import decode_answers
+
     x = images(4)
     g, _ = gate(tmp_path)
     g.describe(inputs(x), "train", budget=4)
     answers = sorted((g.store.dir / "answers").glob("*.npz"))
-    real_read = Path.read_bytes
+    with monkeypatch.context() as m:
+        refusing(m, "read_bytes", answers[0])
+        with pytest.raises(
+            ArtifactError, match=f"{answers[0].name} cannot be read .Permission denied.: give its.*keep"
+        ):
+            store_a(tmp_path)
+    original = answers[0].read_bytes()
+    flipped = bytearray(original)
+    flipped[-4] ^= 0xFF  # the central directory's offset: once read by np.load from the disk, an OSError
+    answers[0].write_bytes(bytes(flipped))
+    with pytest.raises(ArtifactError, match=f"{answers[0].name} is damaged.*move that one file out.*{NEVER_THE_STORE}"):
+        store_a(tmp_path)
+    answers[0].write_bytes(original)
+    folder_named_npz = answers[0].parent / "zz.npz"
+    folder_named_npz.mkdir()
+    with pytest.raises(ArtifactError, match="zz.npz is a folder, not an answers file: move it out of"):
+        store_a(tmp_path)
+    folder_named_npz.rmdir()
 
-    def unreadable(self):  # as an unreadable file answers (root, in CI, may read anything)
-        if self == answers[0]:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read(self)
-
-    monkeypatch.setattr(Path, "read_bytes", unreadable)
-    with pytest.raises(
-        ArtifactError, match=f"{answers[0].name} cannot be read .Permission denied.: give its perm.*keep"
-    ):
-        AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
-    monkeypatch.undo()
-
-    damaged = len(read_answers(answers[0])[0])
+    damaged = len(decode_answers(original)[0])
     answers[0].write_bytes(b"not an npz")
-    with pytest.raises(ArtifactError, match=f"{answers[0].name} is damaged.*move that one file out.*{never_the_store}"):
-        AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
+    with pytest.raises(ArtifactError, match=f"{answers[0].name} is damaged.*move that one file out.*{NEVER_THE_STORE}"):
+        store_a(tmp_path)
     answers[0].rename(tmp_path / "moved-out.npz")  # as told: the ledger still counts that call's images
     g2, t2 = gate(tmp_path)
     assert len(g2.store) == 4 - damaged
@@ -405,58 +428,88 @@ def test_a_damaged_or_unwritable_store_is_named_with_a_fix_that_keeps_its_ledger
         g2.describe(inputs(x), "train", budget=4)
     assert t2.calls == 0
 
-    def foreign(folder, name):  # another teacher's answers, one size wider, under a name that sorts first
-        path = folder / "answers" / name
-        save_npz_atomic(path, keys=np.array([b"k" * 64], dtype="S64"), descriptors=np.ones((1, DIM + 1), np.float32))
-        return path
-
-    odd = foreign(g.store.dir, "0-foreign.npz")  # read first: the width to compare with is its, so both are named
-    with pytest.raises(
-        ArtifactError,
-        match=rf"{answers[1].name} holds \({DIM},\) descriptors where 0-foreign.npz holds \({DIM + 1},\): "
-        "one of the two is another teacher's. Move out of the store the one whose size is not this teacher's",
-    ):
-        AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
-    odd.unlink()
-    sized = AnswerStore(tmp_path / "store", {"kind": "test", "name": "d", "dim": DIM})  # a served teacher's: its dim
-    save_npz_atomic(
-        sized.dir / "answers" / "1-good.npz",
-        keys=np.array([b"g" * 64], dtype="S64"),
-        descriptors=np.ones((1, DIM), np.float32),
-    )
-    foreign(sized.dir, "0-foreign.npz")
-    with pytest.raises(
-        ArtifactError, match=rf"0-foreign.npz holds \({DIM + 1},\) descriptors, not \({DIM},\) as the teacher"
-    ):
-        AnswerStore(tmp_path / "store", {"kind": "test", "name": "d", "dim": DIM})
-
     folder = g.store.dir / "answers"
     shutil.move(folder, tmp_path / "answers-aside")
     folder.write_bytes(b"")  # a file where the answers' folder should be
     with pytest.raises(ArtifactError, match="answers is a file, not the folder of the store's answers: move that one"):
-        AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
-    folder.unlink()
-    shutil.move(tmp_path / "answers-aside", folder)
+        store_a(tmp_path)
 
+
+def test_answers_of_another_size_are_judged_by_the_teachers_dim_or_both_files_are_named(tmp_path):
+    from pipeline.io import save_npz_atomic
+    from pipeline.teacher.store import PACK
+
+    def answers(folder, name, width, key=b"k"):
+        save_npz_atomic(
+            folder / "answers" / name,
+            keys=np.array([key * 64], dtype="S64"),
+            descriptors=np.ones((1, width), np.float32),
+        )
+
+    unsized = store_a(tmp_path)  # no dim known: the first file read sets the width, so both are named
+    answers(unsized.dir, "1-good.npz", DIM, b"g")
+    answers(unsized.dir, "0-foreign.npz", DIM + 1)
+    with pytest.raises(
+        ArtifactError,
+        match=rf"1-good.npz holds \({DIM},\) descriptors where 0-foreign.npz holds \({DIM + 1},\): "
+        "one of the two is another teacher's. Move out of the store the one whose size is not this teacher's",
+    ):
+        store_a(tmp_path)
+    with pytest.raises(ArtifactError, match=rf"0-foreign.npz holds \({DIM + 1},\) descriptors, not \({DIM},\)"):
+        store_a(tmp_path, dim=DIM)  # the teacher's dim known (a teacher built here: given apart from its identity)
+    (unsized.dir / "answers" / "0-foreign.npz").unlink()
+    sized = store_a(tmp_path, dim=DIM)
+    assert sized.dir == unsized.dir and len(sized) == 1  # the dim is not part of the store's name
+    served = AnswerStore(tmp_path / "store", {"kind": "test", "name": "d", "dim": DIM})  # its identity's dim
+    answers(served.dir, "1-good.npz", DIM, b"g")
+    answers(served.dir, "0-foreign.npz", DIM + 1)
+    with pytest.raises(ArtifactError, match=rf"0-foreign.npz holds \({DIM + 1},\) descriptors, not \({DIM},\)"):
+        AnswerStore(tmp_path / "store", {"kind": "test", "name": "d", "dim": DIM})
+
+    (unsized.dir / PACK).unlink(missing_ok=True)  # a pack of another width (only a copy) is passed over
+    save_npz_atomic(
+        unsized.dir / PACK,
+        files=np.array([b"1-good.npz"]),
+        keys=np.array([b"g" * 64], dtype="S64"),
+        descriptors=np.zeros((1, DIM + 1), np.float32),
+        counts=np.array([1]),
+    )
+    assert store_a(tmp_path, dim=DIM).answers([b"g" * 64]).shape == (1, DIM)
+
+
+def test_a_damaged_or_foreign_teacher_card_is_fixed_without_moving_the_store(tmp_path, monkeypatch):
+    from pipeline.teacher.store import identity_id
+
+    x = images(4)
+    g, _ = gate(tmp_path)
+    g.describe(inputs(x), "train", budget=4)
     card = g.store.dir / "teacher.json"
+    with monkeypatch.context() as m:
+        refusing(m, "read_text", card)
+        with pytest.raises(ArtifactError, match="teacher.json cannot be read .Permission denied.: give its perm"):
+            store_a(tmp_path)
     card.write_text("{torn")
-    with pytest.raises(ArtifactError, match=f"teacher.json is damaged.*delete that one file.*{never_the_store}"):
-        AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
+    with pytest.raises(ArtifactError, match="teacher.json is damaged.*delete that one file.*Never delete the folder"):
+        store_a(tmp_path)
     card.unlink()  # as told: written again from the identity that names the folder; answers and ledger kept
-    reopened = AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
-    assert len(reopened) == 4 - damaged and reopened.spent_on({pixels_key(p) for p in x}, "train") == 4
+    reopened = store_a(tmp_path)
+    assert len(reopened) == 4 and reopened.spent_on({pixels_key(p) for p in x}, "train") == 4
     assert json.loads(card.read_text()) == {"kind": "test", "name": "a"}
 
     other = {"kind": "test", "name": "b"}  # a folder renamed or copied from another teacher's, or an edited card
     card.write_text(json.dumps(other))
     own = tmp_path / "store" / f"test-{identity_id(other)}"
     with pytest.raises(
-        ArtifactError, match=f"describes another teacher.*rename it back to {own}, its own name.*If only"
+        ArtifactError, match=f"describes another teacher.*rename it back to {own}, its own name.*Only if"
     ):
-        AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
+        store_a(tmp_path)
     own.mkdir()
-    with pytest.raises(ArtifactError, match=f"{own} exists too: this folder is likely a copy of it"):
-        AnswerStore(tmp_path / "store", {"kind": "test", "name": "a"})
+    with pytest.raises(ArtifactError, match=f"{own} exists too, so this folder is likely a copy of it: if"):
+        store_a(tmp_path)
+
+
+def test_an_unwritable_store_root_names_queries_store(tmp_path, monkeypatch):
+    from pathlib import Path
 
     def refused(self, *args, **kwargs):  # as a read-only folder answers (root, in CI, may write anywhere)
         raise PermissionError(13, "Permission denied", str(self))

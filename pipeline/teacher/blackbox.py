@@ -116,7 +116,7 @@ def identity_of(card: dict) -> dict:
 def open_store(card: dict, queries: QueriesParams):
     from pipeline.teacher.store import AnswerStore
 
-    return AnswerStore(queries.store_root(), identity_of(card))
+    return AnswerStore(queries.store_root(), identity_of(card), dim=card["dim"])
 
 
 def _unchanged(card: dict, key: str, now, what: str, teacher_dir: Path) -> None:

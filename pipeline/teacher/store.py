@@ -95,11 +95,15 @@ _HEADERS: dict[bytes, tuple] = {}  # .npy headers seen (one per call size): pars
 
 
 def read_answers(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A call's answers file: its keys and descriptors. The file (``np.savez``: an uncompressed zip of
-    two .npy members) is read in one go and its members taken where they lie, checksums verified: a
-    few times faster than ``np.load``, and a store of a million answers is thousands of these files.
-    Anything else is read by ``np.load``."""
-    data = path.read_bytes()
+    """A call's answers file: its keys and descriptors (see ``decode_answers``)."""
+    return decode_answers(path.read_bytes())
+
+
+def decode_answers(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """An answers file's bytes (``np.savez``: an uncompressed zip of two .npy members), their members
+    taken where they lie, checksums verified: a few times faster than ``np.load``, and a store of a
+    million answers is thousands of these files. Anything else is read by ``np.load``, from the same
+    bytes: whatever fails here is the file's content, never the disk."""
     arrays = {}
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         for info in zf.infolist():
@@ -129,7 +133,7 @@ def read_answers(path: Path) -> tuple[np.ndarray, np.ndarray]:
             arrays[info.filename] = np.frombuffer(member, dtype, math.prod(shape), size).reshape(shape)
     if set(arrays) == {"keys.npy", "descriptors.npy"}:
         return arrays["keys.npy"], arrays["descriptors.npy"]
-    with np.load(path) as z:
+    with np.load(io.BytesIO(data)) as z:
         return z["keys"], z["descriptors"]
 
 
@@ -165,8 +169,11 @@ def _now() -> str:
 class AnswerStore:
     """The answers and ledger of one teacher (see the module docstring)."""
 
-    def __init__(self, root: Path, identity: dict):
+    def __init__(self, root: Path, identity: dict, dim: int | None = None):
+        """``dim``: the teacher's descriptor size, which every answer file must have (not part of the identity
+        of a teacher built here: its store's name would change); else the identity's, else the first read."""
         self.identity = identity
+        self.dim = dim if dim is not None else identity.get("dim")
         self.id = identity_id(identity)
         self.dir = Path(root) / f"{identity.get('kind', 'teacher')}-{self.id}"
         try:
@@ -183,6 +190,10 @@ class AnswerStore:
                 stored = json.loads(card.read_text())
             except ValueError:
                 stored = None
+            except OSError as e:
+                raise ArtifactError(
+                    f"{card} cannot be read ({e.strerror or e}): give its permissions back; {_NEVER_THE_STORE}"
+                ) from None
             if stored != identity:
                 raise ArtifactError(self._card_mismatch(card, stored))
         else:
@@ -196,42 +207,44 @@ class AnswerStore:
     def _card_mismatch(self, card: Path, stored) -> str:
         """Why ``teacher.json`` does not match, and the fixes that keep the ledger (the folder's name is the
         hash of the identity whose answers it holds)."""
+        keep = f"Never delete the folder or move it anywhere but its own name: its ledger {_STILL_COUNTS}"
         rewrite = "delete that one file and it is written again from the identity that names the folder"
         if not (isinstance(stored, dict) and identity_id(stored) != self.id):
             return (
-                f"{card} is damaged (it does not hold the identity {self.id} that names its folder): {rewrite}; "
-                f"{_NEVER_THE_STORE}"
+                f"{card} is damaged (it does not hold the identity {self.id} that names its folder): {rewrite}. {keep}"
             )
         own = self.dir.parent / f"{stored.get('kind', 'teacher')}-{identity_id(stored)}"
-        if own.exists():
-            back = f"{own} exists too: this folder is likely a copy of it (keep the one whose ledger is longer)"
-        else:
-            back = f"rename it back to {own}, its own name, with its ledger"
+        back = (
+            f"{own} exists too, so this folder is likely a copy of it: if {own}'s ledger begins with this one's, "
+            f"this copy can go; otherwise put it in place of {own}"
+            if own.exists()
+            else f"rename it back to {own}, its own name"
+        )
         return (
             f"{card} describes another teacher than the one whose identity names {self.dir}. If the folder came "
-            f"from that teacher's store, it holds that teacher's answers: {back}. If only teacher.json was "
-            f"edited: {rewrite}. Either way, {_NEVER_THE_STORE}"
+            f"from that teacher's store, it holds that teacher's answers: {back}. Only if you know that teacher.json "
+            f"alone was edited, {rewrite} (done wrongly, this teacher would be given the other's answers). {keep}"
         )
 
-    def _expected_width(self, parts: list[np.ndarray]) -> tuple[tuple | None, str]:
-        """The descriptor shape every answer file must have, and where it comes from: the teacher's own
-        ``dim`` where its identity holds one, else the answers read first."""
-        if "dim" in self.identity:
-            return (int(self.identity["dim"]),), "the teacher (its dim)"
+    def _expected_width(self, parts: list[np.ndarray], names: list[str]) -> tuple[tuple | None, str]:
+        """The descriptor shape every answer file must have, and where it comes from: the teacher's ``dim``
+        where known, else the answers read first (the pack's first file, or the first file)."""
+        if self.dim is not None:
+            return (int(self.dim),), "the teacher's descriptor size"
         if parts or self._blocks:
-            return (parts[0] if parts else self._blocks[0]).shape[1:], self._files[0] if self._files else PACK
+            return (parts[0] if parts else self._blocks[0]).shape[1:], (self._files or names)[0]
         return None, ""
 
     def _width_mismatch(self, path: Path, got: tuple, width: tuple, width_of: str) -> str:
-        if width_of.startswith("the teacher"):
+        if self.dim is not None:
             return (
-                f"{path} holds {got} descriptors, not {width} as {width_of}: move that one file out of the store; "
+                f"{path} holds {got} descriptors, not {width}, {width_of}: move that one file out of the store; "
                 f"{_NEVER_THE_STORE}"
             )
         return (
             f"{path} holds {got} descriptors where {width_of} holds {width}: one of the two is another teacher's. "
-            f"Move out of the store the one whose size is not this teacher's descriptor size (teacher.dim, or its "
-            f"card in models/teacher); {_NEVER_THE_STORE}"
+            f"Move out of the store the one whose size is not this teacher's descriptor size (the dim in "
+            f"models/teacher/card.json); {_NEVER_THE_STORE}"
         )
 
     # -- reading ------------------------------------------------------------------------------
@@ -263,16 +276,23 @@ class AnswerStore:
         keys, parts = ([], []) if self._files else self._read_pack(names)
         done = len(self._files) if self._files else self._packed
         row = self._rows + sum(len(k) for k in keys)
-        width, width_of = self._expected_width(parts)
+        width, width_of = self._expected_width(parts, names)
         for name in names[done:]:
             path = self.dir / "answers" / name
             try:
-                k, desc = read_answers(path)
+                data = path.read_bytes()
+            except IsADirectoryError:
+                raise ArtifactError(
+                    f"{path} is a folder, not an answers file: move it out of {path.parent}; {_NEVER_THE_STORE}"
+                ) from None
             except OSError as e:  # the file is there but cannot be read now: its answers may be whole
                 raise ArtifactError(
-                    f"{path} cannot be read ({e.strerror or e}): give its permissions back or retry once the "
-                    f"disk answers; keep the file (its answers were paid for), and {_NEVER_THE_STORE}"
+                    f"{path} cannot be read ({e.strerror or e}): give its permissions back, or retry once the "
+                    f"disk answers (or once whoever moved it is done); keep the file (its answers were paid for), and "
+                    f"{_NEVER_THE_STORE}"
                 ) from None
+            try:
+                k, desc = decode_answers(data)
             except Exception as e:  # answers are written atomically: a bad file was damaged afterwards
                 raise ArtifactError(
                     f"{path} is damaged ({type(e).__name__}): move that one file out of the store; {_NEVER_THE_STORE}"
@@ -300,6 +320,8 @@ class AnswerStore:
                 keys, desc, counts = z["keys"], z["descriptors"], z["counts"]
             if len(keys) != len(desc) or len(counts) != len(files) or counts.sum() != len(keys):
                 return [], []
+            if self.dim is not None and desc.shape[1:] != (int(self.dim),):
+                return [], []  # its files are read and checked one by one
         except Exception:
             return [], []
         ends = np.cumsum(counts).tolist()
