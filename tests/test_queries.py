@@ -13,7 +13,7 @@ from pipeline.params import QueriesParams
 from pipeline.teacher.gate import QueryGate
 from pipeline.teacher.inputs import TeacherInputs, pixels_key
 from pipeline.teacher.outcomes import CallFailed, CallRefused, CallUnreachable
-from pipeline.teacher.store import AnswerStore
+from pipeline.teacher.store import AnswerStore, identity_id
 
 DIM = 8
 
@@ -478,7 +478,6 @@ def test_answers_of_another_size_are_judged_by_the_teachers_dim_or_both_files_ar
 
 
 def test_a_damaged_or_foreign_teacher_card_is_fixed_without_moving_the_store(tmp_path, monkeypatch):
-    from pipeline.teacher.store import identity_id
 
     x = images(4)
     g, _ = gate(tmp_path)
@@ -489,7 +488,7 @@ def test_a_damaged_or_foreign_teacher_card_is_fixed_without_moving_the_store(tmp
         with pytest.raises(ArtifactError, match="teacher.json cannot be read .Permission denied.: give its perm"):
             store_a(tmp_path)
     card.write_text("{torn")
-    with pytest.raises(ArtifactError, match="teacher.json is damaged.*delete that one file.*Never delete the folder"):
+    with pytest.raises(ArtifactError, match=f"teacher.json is damaged.*delete that one file.*{NEVER_THE_STORE}"):
         store_a(tmp_path)
     card.unlink()  # as told: written again from the identity that names the folder; answers and ledger kept
     reopened = store_a(tmp_path)
@@ -499,13 +498,52 @@ def test_a_damaged_or_foreign_teacher_card_is_fixed_without_moving_the_store(tmp
     other = {"kind": "test", "name": "b"}  # a folder renamed or copied from another teacher's, or an edited card
     card.write_text(json.dumps(other))
     own = tmp_path / "store" / f"test-{identity_id(other)}"
-    with pytest.raises(
-        ArtifactError, match=f"describes another teacher.*rename it back to {own}, its own name.*Only if"
-    ):
+    with pytest.raises(ArtifactError, match=f"describes another teacher.*rename it back to {own}, its own name.*Only"):
         store_a(tmp_path)
+    here = (g.store.dir / "ledger.jsonl").read_bytes()
     own.mkdir()
-    with pytest.raises(ArtifactError, match=f"{own} exists too, so this folder is likely a copy of it: if"):
+    for there, fix in [
+        (here + b'{"more": 1}\n', "its ledger holds every call of this one's: this folder is a copy that adds nothing"),
+        (
+            here[: here.index(b"\n") + 1],
+            f"this folder's ledger holds every call of its ledger and more: move {own} out",
+        ),
+        (b'{"other": 1}\n', "each ledger holds calls the other does not: keep both folders"),
+    ]:  # which of the two holds every call of the other decides
+        (own / "ledger.jsonl").write_bytes(there)
+        with pytest.raises(ArtifactError, match=f"{own} exists too.*{fix}.*Lose no ledger line"):
+            store_a(tmp_path)
+    card.unlink()
+    card.mkdir()
+    with pytest.raises(ArtifactError, match="teacher.json is a folder: move it out of"):
         store_a(tmp_path)
+
+
+def test_the_store_of_a_teacher_built_here_checks_answers_against_its_cards_dim(tmp_path):
+    """Its identity is its weights' hash alone (the store's name must not change): the dim comes from its card."""
+    from pipeline.io import save_npz_atomic
+    from pipeline.teacher.blackbox import open_store
+
+    card = {"kind": "train", "weights_sha256": "0" * 64, "dim": DIM}
+    store = open_store(card, queries(store=str(tmp_path / "store")))
+    assert store.dir.name == f"train-{identity_id({'kind': 'train', 'weights_sha256': '0' * 64})}"
+    save_npz_atomic(
+        store.dir / "answers" / "0.npz", keys=np.array([b"k" * 64], "S64"), descriptors=np.ones((1, DIM + 1), "f4")
+    )
+    with pytest.raises(ArtifactError, match=rf"0.npz holds \({DIM + 1},\) descriptors, not \({DIM},\)"):
+        open_store(card, queries(store=str(tmp_path / "store")))
+
+
+def test_an_answers_file_np_savez_wrote_another_way_is_read_from_its_bytes():
+    """Compressed, or of another dtype: not the fast path, decoded by np.load from the same bytes."""
+    import io
+
+    from pipeline.teacher.store import decode_answers
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, keys=np.array([b"a" * 64, b"b" * 64], "S64"), descriptors=np.eye(2, DIM))
+    keys, descriptors = decode_answers(buffer.getvalue())
+    assert keys.tolist() == [b"a" * 64, b"b" * 64] and np.array_equal(descriptors, np.eye(2, DIM))
 
 
 def test_an_unwritable_store_root_names_queries_store(tmp_path, monkeypatch):

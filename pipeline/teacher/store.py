@@ -94,11 +94,6 @@ def _is_entry(raw: bytes) -> bool:
 _HEADERS: dict[bytes, tuple] = {}  # .npy headers seen (one per call size): parsed once
 
 
-def read_answers(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A call's answers file: its keys and descriptors (see ``decode_answers``)."""
-    return decode_answers(path.read_bytes())
-
-
 def decode_answers(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """An answers file's bytes (``np.savez``: an uncompressed zip of two .npy members), their members
     taken where they lie, checksums verified: a few times faster than ``np.load``, and a store of a
@@ -162,6 +157,35 @@ def _listed(folder: Path) -> list[str]:
         raise ArtifactError(f"{folder} cannot be listed ({e.strerror or e}): give its permissions back") from None
 
 
+def _ledger_bytes(folder: Path) -> bytes:
+    try:
+        return (folder / "ledger.jsonl").read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def _put_back(folder: Path, own: Path) -> str:
+    """How a store folder found under another teacher's name goes back to its own, ``own``, losing no
+    ledger line: where ``own`` exists too, their ledgers decide which holds every call of the other."""
+    if not own.exists():
+        return f"rename it back to {own}, its own name"
+    here, there = _ledger_bytes(folder), _ledger_bytes(own)
+    if there.startswith(here):
+        return (
+            f"{own} exists too and its ledger holds every call of this one's: this folder is a copy that adds "
+            "nothing, and can be moved out of the store root"
+        )
+    if here.startswith(there):
+        return (
+            f"{own} exists too, and this folder's ledger holds every call of its ledger and more: move {own} out "
+            f"of the store root, then rename this folder to {own}"
+        )
+    return (
+        f"{own} exists too, and each ledger holds calls the other does not: keep both folders (the calls of both "
+        f"were paid for) and merge them by hand"
+    )
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -173,7 +197,8 @@ class AnswerStore:
         """``dim``: the teacher's descriptor size, which every answer file must have (not part of the identity
         of a teacher built here: its store's name would change); else the identity's, else the first read."""
         self.identity = identity
-        self.dim = dim if dim is not None else identity.get("dim")
+        given = dim if dim is not None else identity.get("dim")
+        self.dim = None if given is None else int(given)
         self.id = identity_id(identity)
         self.dir = Path(root) / f"{identity.get('kind', 'teacher')}-{self.id}"
         try:
@@ -190,6 +215,11 @@ class AnswerStore:
                 stored = json.loads(card.read_text())
             except ValueError:
                 stored = None
+            except IsADirectoryError:
+                raise ArtifactError(
+                    f"{card} is a folder: move it out of {self.dir}, and teacher.json is written again from the "
+                    f"identity that names the folder; {_NEVER_THE_STORE}"
+                ) from None
             except OSError as e:
                 raise ArtifactError(
                     f"{card} cannot be read ({e.strerror or e}): give its permissions back; {_NEVER_THE_STORE}"
@@ -205,32 +235,27 @@ class AnswerStore:
         self.refresh()
 
     def _card_mismatch(self, card: Path, stored) -> str:
-        """Why ``teacher.json`` does not match, and the fixes that keep the ledger (the folder's name is the
-        hash of the identity whose answers it holds)."""
-        keep = f"Never delete the folder or move it anywhere but its own name: its ledger {_STILL_COUNTS}"
+        """Why ``teacher.json`` does not match, and the fixes that keep every ledger (the folder's name is
+        the hash of the identity whose answers it holds)."""
         rewrite = "delete that one file and it is written again from the identity that names the folder"
         if not (isinstance(stored, dict) and identity_id(stored) != self.id):
             return (
-                f"{card} is damaged (it does not hold the identity {self.id} that names its folder): {rewrite}. {keep}"
+                f"{card} is damaged (it does not hold the identity {self.id} that names its folder): {rewrite}; "
+                f"{_NEVER_THE_STORE}"
             )
         own = self.dir.parent / f"{stored.get('kind', 'teacher')}-{identity_id(stored)}"
-        back = (
-            f"{own} exists too, so this folder is likely a copy of it: if {own}'s ledger begins with this one's, "
-            f"this copy can go; otherwise put it in place of {own}"
-            if own.exists()
-            else f"rename it back to {own}, its own name"
-        )
         return (
             f"{card} describes another teacher than the one whose identity names {self.dir}. If the folder came "
-            f"from that teacher's store, it holds that teacher's answers: {back}. Only if you know that teacher.json "
-            f"alone was edited, {rewrite} (done wrongly, this teacher would be given the other's answers). {keep}"
+            f"from that teacher's store, it holds that teacher's answers: {_put_back(self.dir, own)}. Only if you "
+            f"know that teacher.json alone was edited, {rewrite} (done wrongly, this teacher would be given the "
+            f"other's answers). Lose no ledger line: a store whose ledger is gone pays for its images again"
         )
 
     def _expected_width(self, parts: list[np.ndarray], names: list[str]) -> tuple[tuple | None, str]:
         """The descriptor shape every answer file must have, and where it comes from: the teacher's ``dim``
         where known, else the answers read first (the pack's first file, or the first file)."""
         if self.dim is not None:
-            return (int(self.dim),), "the teacher's descriptor size"
+            return (self.dim,), "the teacher's descriptor size"
         if parts or self._blocks:
             return (parts[0] if parts else self._blocks[0]).shape[1:], (self._files or names)[0]
         return None, ""
@@ -320,7 +345,7 @@ class AnswerStore:
                 keys, desc, counts = z["keys"], z["descriptors"], z["counts"]
             if len(keys) != len(desc) or len(counts) != len(files) or counts.sum() != len(keys):
                 return [], []
-            if self.dim is not None and desc.shape[1:] != (int(self.dim),):
+            if self.dim is not None and desc.shape[1:] != (self.dim,):
                 return [], []  # its files are read and checked one by one
         except Exception:
             return [], []
