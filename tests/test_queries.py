@@ -500,19 +500,11 @@ def test_a_damaged_or_foreign_teacher_card_is_fixed_without_moving_the_store(tmp
     own = tmp_path / "store" / f"test-{identity_id(other)}"
     with pytest.raises(ArtifactError, match=f"describes another teacher.*rename it back to {own}, its own name.*Only"):
         store_a(tmp_path)
-    here = (g.store.dir / "ledger.jsonl").read_bytes()
     own.mkdir()
-    for there, fix in [
-        (here + b'{"more": 1}\n', "its ledger holds every call of this one's: this folder is a copy that adds nothing"),
-        (
-            here[: here.index(b"\n") + 1],
-            f"this folder's ledger holds every call of its ledger and more: move {own} out",
-        ),
-        (b'{"other": 1}\n', "each ledger holds calls the other does not: keep both folders"),
-    ]:  # which of the two holds every call of the other decides
-        (own / "ledger.jsonl").write_bytes(there)
-        with pytest.raises(ArtifactError, match=f"{own} exists too.*{fix}.*Lose no ledger line"):
-            store_a(tmp_path)
+    with pytest.raises(
+        ArtifactError, match=f"{own} exists too, so this folder is likely a copy of it: keep both until.*Lose no ledger"
+    ):
+        store_a(tmp_path)
     card.unlink()
     card.mkdir()
     with pytest.raises(ArtifactError, match="teacher.json is a folder: move it out of"):
@@ -535,7 +527,7 @@ def test_the_store_of_a_teacher_built_here_checks_answers_against_its_cards_dim(
 
 
 def test_an_answers_file_np_savez_wrote_another_way_is_read_from_its_bytes():
-    """Compressed, or of another dtype: not the fast path, decoded by np.load from the same bytes."""
+    """Compressed: not the fast path, decoded by np.load from the same bytes."""
     import io
 
     from pipeline.teacher.store import decode_answers

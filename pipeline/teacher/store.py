@@ -157,32 +157,15 @@ def _listed(folder: Path) -> list[str]:
         raise ArtifactError(f"{folder} cannot be listed ({e.strerror or e}): give its permissions back") from None
 
 
-def _ledger_bytes(folder: Path) -> bytes:
-    try:
-        return (folder / "ledger.jsonl").read_bytes()
-    except FileNotFoundError:
-        return b""
-
-
 def _put_back(folder: Path, own: Path) -> str:
     """How a store folder found under another teacher's name goes back to its own, ``own``, losing no
-    ledger line: where ``own`` exists too, their ledgers decide which holds every call of the other."""
+    ledger line and no answer: a folder of that name may hold what this one lacks, and the reverse."""
     if not own.exists():
         return f"rename it back to {own}, its own name"
-    here, there = _ledger_bytes(folder), _ledger_bytes(own)
-    if there.startswith(here):
-        return (
-            f"{own} exists too and its ledger holds every call of this one's: this folder is a copy that adds "
-            "nothing, and can be moved out of the store root"
-        )
-    if here.startswith(there):
-        return (
-            f"{own} exists too, and this folder's ledger holds every call of its ledger and more: move {own} out "
-            f"of the store root, then rename this folder to {own}"
-        )
     return (
-        f"{own} exists too, and each ledger holds calls the other does not: keep both folders (the calls of both "
-        f"were paid for) and merge them by hand"
+        f"{own} exists too, so this folder is likely a copy of it: keep both until {own} holds every line of "
+        f"this folder's ledger.jsonl and every file of its answers/ and calls/ (copy over what it lacks while "
+        f"no run uses either); only then does this folder add nothing, and it can be moved out of the store root"
     )
 
 
