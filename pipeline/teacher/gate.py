@@ -225,17 +225,22 @@ class QueryGate:
         def unanswered(c) -> set[bytes]:  # its wanted images with no stored answer (an answer file moved out too)
             return {k for k in self.store.call_keys(c.id) & wanted if not self.store.has(k)}
 
-        lost = [c for c in self.store.calls(purpose) if c.spent and unanswered(c)]
+        spent_calls = [c for c in self.store.calls(purpose) if c.spent]
+        lost = [c for c in spent_calls if unanswered(c)]
         lost_images = len(set().union(*map(unanswered, lost)))
+        repaid = spent - len(set().union(*(self.store.call_keys(c.id) & wanted for c in spent_calls)))
         outcomes = sorted({c.outcome if c.outcome != "answered" else "answered but moved out" for c in lost})
+        reasons = [
+            f"{lost_images} of those images went in {len(lost)} call(s) whose answers the store does not hold "
+            f"({', '.join(outcomes)}, see {self.store.ledger_path})"
+        ] * bool(lost) + [
+            f"{repaid} were sent more than once (paid again under queries.extra_calls) and count for good"
+        ] * bool(repaid > 0)
         why = (
-            (
-                f"; {lost_images} of those images went in {len(lost)} call(s) whose answers the store does not hold "
-                f"({', '.join(outcomes)}, see {self.store.ledger_path}). To pay for "
-                f"them again, allow it with queries.extra_calls: {spent + needed - budget}"
-            )
-            if lost
-            else ("; raise the budget or ask for fewer images")
+            f"; {'; '.join(reasons)}. To send what is missing, allow it with queries.extra_calls: "
+            f"{spent + needed - budget}"
+            if reasons
+            else "; raise the budget or ask for fewer images"
         )
         raise BudgetExceeded(
             f"{purpose} teacher budget is {budget} images (+ queries.extra_calls {self.q.extra_calls}): "

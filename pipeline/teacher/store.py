@@ -157,7 +157,7 @@ def _listed(folder: Path) -> list[str]:
         raise ArtifactError(f"{folder} cannot be listed ({e.strerror or e}): give its permissions back") from None
 
 
-def _put_back(folder: Path, own: Path) -> str:
+def _put_back(own: Path) -> str:
     """How a store folder found under another teacher's name goes back to its own, ``own``, losing no
     ledger line and no answer: a folder of that name may hold what this one lacks, and the reverse."""
     if not own.exists():
@@ -229,7 +229,7 @@ class AnswerStore:
         own = self.dir.parent / f"{stored.get('kind', 'teacher')}-{identity_id(stored)}"
         return (
             f"{card} describes another teacher than the one whose identity names {self.dir}. If the folder came "
-            f"from that teacher's store, it holds that teacher's answers: {_put_back(self.dir, own)}. Only if you "
+            f"from that teacher's store, it holds that teacher's answers: {_put_back(own)}. Only if you "
             f"know that teacher.json alone was edited, {rewrite} (done wrongly, this teacher would be given the "
             f"other's answers). Lose no ledger line: a store whose ledger is gone pays for its images again"
         )
@@ -293,6 +293,10 @@ class AnswerStore:
                 raise ArtifactError(
                     f"{path} is a folder, not an answers file: move it out of {path.parent}; {_NEVER_THE_STORE}"
                 ) from None
+            except FileNotFoundError:
+                raise ArtifactError(
+                    f"{path} is gone since its folder was listed (moved out by another process?): run again"
+                ) from None
             except OSError as e:  # the file is there but cannot be read now: its answers may be whole
                 raise ArtifactError(
                     f"{path} cannot be read ({e.strerror or e}): give its permissions back, or retry once the "
@@ -301,6 +305,8 @@ class AnswerStore:
                 ) from None
             try:
                 k, desc = decode_answers(data)
+            except MemoryError:
+                raise
             except Exception as e:  # answers are written atomically: a bad file was damaged afterwards
                 raise ArtifactError(
                     f"{path} is damaged ({type(e).__name__}): move that one file out of the store; {_NEVER_THE_STORE}"
