@@ -154,8 +154,9 @@ def test_a_call_lost_to_a_kill_is_counted_and_blocks_paying_twice(tmp_path):
     with g.store.locked():
         g.store.begin(keys, "train")  # sent, then the process died before any outcome
     g2, t2 = gate(tmp_path)
-    with pytest.raises(BudgetExceeded, match=r"3 of those images went in 1 call.*lost.*queries.extra_calls: 3"):
+    with pytest.raises(BudgetExceeded, match=r"3 of those images went in 1 call.*lost.*queries.extra_calls: 3") as e:
         g2.describe(inputs(x), "train", budget=6)
+    assert "repeated" not in str(e.value)  # nothing was sent twice
     assert t2.calls == 0
     lost = [e for e in ledger(g2) if e["event"] == "lost"]
     assert len(lost) == 1 and "killed" in lost[0]["detail"]
@@ -165,19 +166,19 @@ def test_a_call_lost_to_a_kill_is_counted_and_blocks_paying_twice(tmp_path):
     assert len(t3.seen) == 3 and report.spent == 9 and np.allclose(out, describe_pixels(x))
 
 
-def test_a_refusal_names_only_images_still_unanswered_each_once(tmp_path):
-    """A failed call whose images a retry answered is not named as lost, but its images, paid twice,
-    are; an image in two lost calls is named once."""
-    t = CountingTeacher(failures=[CallFailed("HTTP 500")])
-    g, _ = gate(tmp_path, t, extra_calls=3)
+def test_a_refusal_names_images_still_unanswered_once_and_repeated_sends_apart(tmp_path):
+    """A failed call whose images a retry answered is not named as lost, but its repeated sends are
+    counted (each for good); an image in two lost calls is named once as lost."""
+    t = CountingTeacher(failures=[CallFailed("HTTP 500"), CallFailed("HTTP 500")])
+    g, _ = gate(tmp_path, t, extra_calls=6)
     x = images(6)
-    g.describe(inputs(x[:3]), "train", budget=3)  # failed, then answered by the retry the extra call allows
+    g.describe(inputs(x[:3]), "train", budget=3)  # failed twice, then answered by what the extra calls allow
     g2, t2 = gate(tmp_path)
     with pytest.raises(  # the request grows with the budget in a run: only extra calls help
         BudgetExceeded,
-        match="6 already sent for these images and 3 more needed. Nothing was sent; 3 were sent more than once "
-        r"\(paid again under queries.extra_calls\) and count for good. To send what is missing, allow it with "
-        "queries.extra_calls: 3",
+        match="9 already sent for these images and 3 more needed. Nothing was sent; 6 earlier send.s. repeated "
+        r"images already sent \(paid again: a retry or a replacement\), and count against the budget for good. "
+        "To send what is missing, allow it with queries.extra_calls: 6",
     ):
         g2.describe(inputs(x), "train", budget=6)
     keys = [pixels_key(p) for p in x[3:]]
@@ -188,7 +189,7 @@ def test_a_refusal_names_only_images_still_unanswered_each_once(tmp_path):
     with pytest.raises(
         BudgetExceeded,
         match=r"; 3 of those images went in 2 call\(s\) whose answers the store does not hold \(lost, see .*\); "
-        r"6 were sent more than once .*extra_calls: 9",
+        r"9 earlier send.s. repeated images .*extra_calls: 12",
     ):
         g3.describe(inputs(x), "train", budget=6)
     assert t2.calls == t3.calls == 0

@@ -4,7 +4,8 @@ every call in the ledger before it is sent, and refuses a call that would pass t
 The budget bounds calls *made* for the images of one request (the training subset, or the test
 set): images sent by earlier spent calls for those images (answered, lost to a kill, timed out)
 count against it, images answered for other requests do not. ``queries.extra_calls`` lets the gate
-replace lost calls beyond the budget; it is 0 by default, so that no image is paid for twice.
+replace lost calls beyond the budget; it is 0 by default, so that no image is paid for twice. An image
+sent twice counts twice for good: the allowance that paid for it must stay set.
 
 A served teacher's identity is its address, and a service can swap its model behind it: before every
 request, a few fixed images answered first (the store's canaries) are re-asked and compared, and a
@@ -234,7 +235,8 @@ class QueryGate:
             f"{lost_images} of those images went in {len(lost)} call(s) whose answers the store does not hold "
             f"({', '.join(outcomes)}, see {self.store.ledger_path})"
         ] * bool(lost) + [
-            f"{repaid} were sent more than once (paid again under queries.extra_calls) and count for good"
+            f"{repaid} earlier send(s) repeated images already sent (paid again: a retry or a replacement), and "
+            "count against the budget for good"
         ] * bool(repaid > 0)
         why = (
             f"; {'; '.join(reasons)}. To send what is missing, allow it with queries.extra_calls: "
