@@ -223,21 +223,21 @@ class QueryGate:
         if needed == 0 or spent + needed <= limit:  # nothing to send is never refused
             return
 
-        def unanswered(c) -> set[bytes]:  # its wanted images with no stored answer (an answer file moved out too)
-            return {k for k in self.store.call_keys(c.id) & wanted if not self.store.has(k)}
-
-        spent_calls = [c for c in self.store.calls(purpose) if c.spent]
-        lost = [c for c in spent_calls if unanswered(c)]
-        lost_images = len(set().union(*map(unanswered, lost)))
-        repaid = spent - len(set().union(*(self.store.call_keys(c.id) & wanted for c in spent_calls)))
-        outcomes = sorted({c.outcome if c.outcome != "answered" else "answered but moved out" for c in lost})
-        reasons = [
-            f"{lost_images} of those images went in {len(lost)} call(s) whose answers the store does not hold "
-            f"({', '.join(outcomes)}, see {self.store.ledger_path})"
-        ] * bool(lost) + [
-            f"{repaid} earlier send(s) repeated images already sent (paid again: a retry or a replacement), and "
-            "count against the budget for good"
-        ] * bool(repaid > 0)
+        sent = [(c, self.store.call_keys(c.id) & wanted) for c in self.store.calls(purpose) if c.spent]
+        lost = [(c, m) for c, m in ((c, {k for k in keys if not self.store.has(k)}) for c, keys in sent) if m]
+        repaid = spent - len(set().union(*(keys for _, keys in sent)))  # sends beyond the first of each image
+        reasons = []
+        if lost:  # spent calls whose images have no stored answer (an answers file moved out too)
+            outcomes = sorted({c.outcome if c.outcome != "answered" else "answered but moved out" for c, _ in lost})
+            reasons.append(
+                f"{len(set().union(*(m for _, m in lost)))} of those images went in {len(lost)} call(s) whose "
+                f"answers the store does not hold ({', '.join(outcomes)}, see {self.store.ledger_path})"
+            )
+        if repaid > 0:
+            reasons.append(
+                f"{repaid} earlier send(s) repeated images already sent (paid again: a retry or a replacement), "
+                "and count against the budget for good"
+            )
         why = (
             f"; {'; '.join(reasons)}. To send what is missing, allow it with queries.extra_calls: "
             f"{spent + needed - budget}"

@@ -132,12 +132,9 @@ def decode_answers(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         return z["keys"], z["descriptors"]
 
 
-_STILL_COUNTS = (
-    "still counts the calls made: the budget they were spent from pays for none of them again unless "
-    "queries.extra_calls allows it"
-)
 _NEVER_THE_STORE = (
-    "never move the whole store (its ledger " + _STILL_COUNTS + "; a store moved aside takes its ledger, and "
+    "never move the whole store (its ledger still counts the calls made: the budget they were spent from pays "
+    "for none of them again unless queries.extra_calls allows it; a store moved aside takes its ledger, and "
     "the next run would pay for every image again)"
 )
 
