@@ -155,7 +155,8 @@ def bench_training(device, repeats: int, steps: int = 60) -> dict:
     def bare():
         torch.manual_seed(0)
         model = create(sp.arch, sp.dim).to(device).to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
+        fused = device.type in ("cpu", "cuda") or None  # as train_student's optimiser
+        opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=fused)
         x_all = to_input(images, device).contiguous(memory_format=torch.channels_last)
         t_all = torch.as_tensor(targets, device=device)
         tv_all = torch.as_tensor(data.virtual_targets, device=device)

