@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -71,7 +72,9 @@ class FileCheckpointer:
     def __init__(self, path: Path, key: str, every: int):
         self.path, self.key, self.every = Path(path), key, every
 
-    def load(self) -> dict | None:
+    def load(self, refuse: Callable[[dict], str | None] | None = None) -> dict | None:
+        """The saved state, or None to start over; ``refuse(state)`` may name why a state that matches
+        the key still cannot be continued (it was made by other code)."""
         if not self.path.exists():
             return None
         try:
@@ -81,6 +84,10 @@ class FileCheckpointer:
             return None
         if saved.get("key") != self.key:
             print(f"ignoring training checkpoint {self.path}: made with other params or inputs")
+            return None
+        reason = refuse(saved["state"]) if refuse else None
+        if reason:
+            print(f"ignoring training checkpoint {self.path}: {reason}")
             return None
         print(f"resuming training from step {saved['state']['step']} ({self.path})")
         return saved["state"]

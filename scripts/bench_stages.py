@@ -36,7 +36,7 @@ from pipeline import accel, concurrency  # noqa: E402
 from pipeline.data.tensors import resolve_device, to_input  # noqa: E402
 from pipeline.distill.interpolation import interpolate, sample_triples  # noqa: E402
 from pipeline.distill.losses import listwise_ranking_loss  # noqa: E402
-from pipeline.distill.train import TrainingData, train_student  # noqa: E402
+from pipeline.distill.train import TrainingData, fused_adamw, train_student  # noqa: E402
 from pipeline.models import create  # noqa: E402
 from tests.pipeline_copy import repo_params  # noqa: E402
 
@@ -155,7 +155,7 @@ def bench_training(device, repeats: int, steps: int = 60) -> dict:
     def bare():
         torch.manual_seed(0)
         model = create(sp.arch, sp.dim).to(device).to(memory_format=torch.channels_last)
-        fused = device.type in ("cpu", "cuda") or None  # as train_student's optimiser
+        fused = fused_adamw(device)  # train_student's optimiser
         opt = torch.optim.AdamW(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay, fused=fused)
         x_all = to_input(images, device).contiguous(memory_format=torch.channels_last)
         t_all = torch.as_tensor(targets, device=device)

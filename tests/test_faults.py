@@ -213,6 +213,37 @@ def test_training_resumes_bit_identical_after_a_kill(tmp_path, precision):
 
 
 @pytest.mark.trains
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_checkpoint_of_the_unfused_optimiser_is_started_over(tmp_path, monkeypatch, precision):
+    """A checkpoint saved before the students' AdamW became fused matches the stage's key (same params
+    and inputs) but not the kernel: it is started over, ending as an uninterrupted fused run. Loading
+    it would switch kernels mid-run, and under float16 fail in the scaled step."""
+    args = tiny_training()
+    cpu = torch.device("cpu")
+    full = train_student(*args, seed=0, device=cpu, precision=precision)
+    ck = FileCheckpointer(tmp_path / "ck.pt", key="k", every=10)
+
+    class Unfused(torch.optim.AdamW):
+        def __init__(self, *a, fused=None, **k):
+            super().__init__(*a, fused=None, **k)
+
+    def die_at_step_17(step, loss):
+        if step == 17:
+            raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.optim, "AdamW", Unfused)
+        with pytest.raises(Killed):
+            train_student(*args, seed=0, device=cpu, on_step=die_at_step_17, checkpointer=ck, precision=precision)
+    assert ck.load()["step"] == 10
+    resumed = train_student(*args, seed=0, device=cpu, checkpointer=ck, precision=precision)
+    assert resumed.resumed_from == 0
+    assert resumed.curve == full.curve
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.trains
 def test_stale_checkpoint_is_ignored(tmp_path):
     args = tiny_training(steps=20)
     ck = FileCheckpointer(tmp_path / "ck.pt", key="old", every=10)

@@ -2,6 +2,7 @@
 float16 memory-mapped databases too; the IVF-PQ index's recall is measured against it."""
 
 import numpy as np
+import pytest
 
 from pipeline.retrieval.search import ivfpq_ranks, rank_database, recall_at, scores
 
@@ -79,13 +80,34 @@ def test_best_first_is_torchs_stable_descending_sort_ties_signed_zeros_and_nan_i
 
     from pipeline.retrieval.search import best_first
 
+    def torchs(s):
+        return torch.sort(torch.from_numpy(s), dim=1, descending=True, stable=True).indices.numpy()
+
     rng = np.random.default_rng(1)
     s = rng.standard_normal((37, 500)).astype(np.float32)
     s[:, 10] = s[:, 20] = s[:, 499]  # ties keep column order
     s[:, 3], s[:, 4], s[:, 5] = 0.0, -0.0, 0.0  # equal scores, whatever their sign bit
     s[:5, :50] = np.round(s[:5, :50], 1)  # many ties in a few rows
-    s[30, 7], s[32, 9] = np.nan, -np.nan  # a broken descriptor's rows: torch's order (every NaN first)
     s[31] = np.float32(-1.0)  # one row all tied
-    want = torch.sort(torch.from_numpy(s), dim=1, descending=True, stable=True).indices.numpy()
-    for rows in (1, 16, 64):
-        assert (best_first(s, rows=rows) == want).all()
+    tiny = np.finfo(np.float32).smallest_subnormal
+    s[32, :8] = [np.inf, -np.inf, np.finfo(np.float32).max, -np.finfo(np.float32).max, tiny, -tiny, 2 * tiny, -0.0]
+    want = torchs(s)
+    threads = torch.get_num_threads()
+    try:
+        for n_threads in (1, 2):  # 37 rows in blocks of 16: two blocks at once on two threads
+            torch.set_num_threads(n_threads)
+            for rows in (1, 16, 64):
+                assert (best_first(s, rows=rows) == want).all()
+    finally:
+        torch.set_num_threads(threads)
+    assert (best_first(s[:, ::-1]) == torchs(np.ascontiguousarray(s[:, ::-1]))).all()  # a strided view
+
+    wide = rng.standard_normal((2, 70_000)).astype(np.float32)  # columns beyond 16 bits keep every bit
+    wide[:, 69_999] = wide[:, 3]  # a tie across the 65,536 line
+    assert (best_first(wide) == torchs(wide)).all()
+
+    s[30, 7], s[33, 9] = np.nan, -np.nan  # a broken descriptor's rows: torch's order (every NaN first)
+    for rows in (1, 16):
+        assert (best_first(s, rows=rows) == torchs(s)).all()
+    with pytest.raises(TypeError, match="float32"):
+        best_first(s.astype(np.float64))

@@ -62,40 +62,58 @@ def rank_database(
     import torch
 
     out = np.empty((len(queries), k), dtype=np.int32)
-    # a block of queries at a time: its scores (4 bytes each) and their sort (at most 12) within block_bytes
+    # a block of queries at a time: its scores (4 bytes each) and their sort (12) within block_bytes
     per_block = max(1, block_bytes // (16 * n))
     for start in range(0, len(queries), per_block):
         s = scores(queries[start : start + per_block], database, block_bytes)
         if k < n:
             out[start : start + len(s)] = torch.topk(s, k, dim=1, sorted=True).indices.numpy()
         else:
-            out[start : start + len(s)] = best_first(s.numpy())
+            best_first(s.numpy(), out=out[start : start + len(s)])
     return out
 
 
-def best_first(scores: np.ndarray, rows: int = 16) -> np.ndarray:
+def best_first(scores: np.ndarray, out: np.ndarray | None = None, rows: int = 16) -> np.ndarray:
     """Each row's column indices by descending float32 score, ties in column order: what a stable
     descending ``torch.sort`` gives, about 7x faster on one core (0.09 s against 0.7 s for 1000 x 9000).
     Each score becomes an unsigned 32-bit key that sorts the other way (the sign folded in, -0.0 made
-    +0.0), with its column in the low 32 bits: distinct 64-bit keys, one plain ascending sort. A few
-    rows at a time, to stay in cache; rows holding NaN keep torch's order for them."""
+    +0.0), with its column in the low 32 bits: distinct 64-bit keys, one plain ascending sort. Blocks
+    of ``rows`` rows, on torch's thread count: at most as many rows at once as ``scores`` holds, 12
+    bytes a score while sorted, into ``out`` (int32). A row block holding NaN keeps torch's order."""
     import torch
 
-    out = np.empty(scores.shape, dtype=np.int32)
+    if scores.dtype != np.float32:
+        raise TypeError(f"best_first ranks float32 scores, not {scores.dtype}")
+    out = np.empty(scores.shape, dtype=np.int32) if out is None else out
     columns = np.arange(scores.shape[1], dtype=np.uint64)
-    for start in range(0, len(scores), rows):
-        block = scores[start : start + rows]
+    rows = max(1, min(rows, len(scores)))
+
+    def order(start: int) -> None:
+        block, dest = scores[start : start + rows], out[start : start + rows]
         if np.isnan(block).any():
             t = torch.from_numpy(np.ascontiguousarray(block))
-            out[start : start + len(block)] = torch.sort(t, dim=1, descending=True, stable=True).indices.numpy()
-            continue
+            dest[...] = torch.sort(t, dim=1, descending=True, stable=True).indices.numpy()
+            return
         bits = (block + np.float32(0)).view(np.uint32)  # a new array; -0.0 + 0.0 is +0.0
         bits ^= ((bits >> np.uint32(31)) - np.uint32(1)) & np.uint32(0x7FFFFFFF)  # descending score, ascending key
         key = bits.astype(np.uint64)
+        del bits
         key <<= np.uint64(32)
         key |= columns
         key.sort(axis=1)
-        out[start : start + len(block)] = key.astype(np.uint32).view(np.int32)  # the low 32 bits: the column
+        key &= np.uint64(0xFFFFFFFF)  # the column: below 2**31, so int32 holds it exactly
+        dest[...] = key
+
+    starts = range(0, len(scores), rows)
+    workers = max(1, min(torch.get_num_threads(), len(scores) // rows))
+    if workers == 1:
+        for start in starts:
+            order(start)
+    else:  # NumPy's sort and arithmetic release the GIL
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(order, starts))
     return out
 
 
