@@ -64,7 +64,7 @@ print("\n".join(deps))' > .venv/requirements.txt
 fi
 
 # 2b. Bytecode. Every stage is a new process, and where PYTHONDONTWRITEBYTECODE is set (common in
-#     containers) nothing else ever writes the .pyc files, so each of a run's ~70 stage processes would
+#     containers) nothing else ever writes the .pyc files, so each of a run's 34 stage processes would
 #     compile torch's sources again (4.8 s, not 2.2 s, per import on the reference machine); uv writes
 #     none. A run needs only what its stages import: importing that once with bytecode writing on
 #     compiles it (about 20 s); the tests import more (scikit-learn, scikit-image, every code path), so

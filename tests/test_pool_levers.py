@@ -176,8 +176,8 @@ class MemoryCheckpointer:
     def __init__(self, every: int, stop_after: int | None = None):
         self.every, self.stop_after, self.state = every, stop_after, None
 
-    def load(self):
-        return self.state
+    def load(self, refuse=None):
+        return None if self.state is None or (refuse and refuse(self.state)) else self.state
 
     def save(self, state):
         self.state = {k: (v.copy() if isinstance(v, dict) else v) for k, v in state.items()}

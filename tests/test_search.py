@@ -111,3 +111,13 @@ def test_best_first_is_torchs_stable_descending_sort_ties_signed_zeros_and_nan_i
         assert (best_first(s, rows=rows) == torchs(s)).all()
     with pytest.raises(TypeError, match="float32"):
         best_first(s.astype(np.float64))
+    for wrong in (np.empty(s.shape, np.int16), np.empty((37, 501), np.int32)):
+        with pytest.raises(TypeError, match="int32"):
+            best_first(s, out=wrong)
+    into = np.full((40, 500), -7, np.int32)  # a slice of a larger output, on two threads
+    torch.set_num_threads(2)
+    try:
+        best_first(s, out=into[2:39])
+    finally:
+        torch.set_num_threads(threads)
+    assert (into[2:39] == torchs(s)).all() and (into[[0, 1, 39]] == -7).all()

@@ -78,13 +78,15 @@ def best_first(scores: np.ndarray, out: np.ndarray | None = None, rows: int = 16
     descending ``torch.sort`` gives, about 7x faster on one core (0.09 s against 0.7 s for 1000 x 9000).
     Each score becomes an unsigned 32-bit key that sorts the other way (the sign folded in, -0.0 made
     +0.0), with its column in the low 32 bits: distinct 64-bit keys, one plain ascending sort. Blocks
-    of ``rows`` rows, on torch's thread count: at most as many rows at once as ``scores`` holds, 12
-    bytes a score while sorted, into ``out`` (int32). A row block holding NaN keeps torch's order."""
+    of ``rows`` rows, on torch's thread count: at most as many rows at once as ``scores`` holds, up to
+    12 bytes a score each, into ``out`` (int32). A row block holding NaN keeps torch's order."""
     import torch
 
     if scores.dtype != np.float32:
         raise TypeError(f"best_first ranks float32 scores, not {scores.dtype}")
     out = np.empty(scores.shape, dtype=np.int32) if out is None else out
+    if out.shape != scores.shape or out.dtype != np.int32:
+        raise TypeError(f"best_first writes int32 {scores.shape}, not into {out.dtype} {out.shape}")
     columns = np.arange(scores.shape[1], dtype=np.uint64)
     rows = max(1, min(rows, len(scores)))
 
