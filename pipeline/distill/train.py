@@ -201,12 +201,12 @@ def fused_adamw(device: torch.device) -> bool | None:
 def other_optimiser(opt: torch.optim.Optimizer, saved: dict) -> str | None:
     """Why an optimiser state saved by another implementation (fused or not) cannot be continued by
     ``opt``, or None: loading it would switch the kernel mid-run (and break float16's scaled step)."""
-    built = [g.get("fused") for g in opt.param_groups]
-    made = [g.get("fused") for g in saved.get("param_groups", [])]
-    if bool(any(built)) != bool(any(made)):
-        kind = {True: "the fused AdamW kernel", False: "the unfused AdamW"}
-        return f"its optimiser state was made by {kind[bool(any(made))]}, this run uses {kind[bool(any(built))]}"
-    return None
+    built = any(g.get("fused") for g in opt.param_groups)
+    made = any(g.get("fused") for g in saved.get("param_groups", []))
+    if built == made:
+        return None
+    kind = {True: "the fused AdamW kernel", False: "the unfused AdamW"}
+    return f"its optimiser state was made by {kind[made]}, this run uses {kind[built]}"
 
 
 def restore(t: Training, state: dict, device: torch.device) -> None:
