@@ -685,7 +685,8 @@ and sfm120k's)."""
     return f"""\
 At 10^6 images ({how}, approximate neighbours): embedding {e:,.0f} s, typicality
 {t:,.0f} s, greedy order {g:,.0f} s.
-The typicality comes from a faiss IVF index (about sqrt(n) lists, 8 searched per image): near-linear.
+The typicality comes from a faiss IVF index (about sqrt(n) lists, 8 searched per image), each list
+compared in one matrix product with the images that search it: near-linear.
 The greedy order updates the 4096 best-scored images after each pick and, once per 64 picks, only the
 images whose stale score could still reach them (stale scores only overestimate), never the whole pool
 once per pick; a pick is taken only when it beats every score outside those 4096, so the order is the
@@ -698,14 +699,14 @@ pretrained student over the pool, linear in it.
 
 def cluster(row: dict) -> str:
     """What would bring the selection within the target: the embedding and the typicality's searches split
-    by image across workers (each embeds its share and searches its share against one index); the
-    index's building, the greedy order and the rest stay on one machine. An estimate from the parts
-    measured."""
+    across workers (each embeds its share of the images and compares its share of the lists with the
+    images that search them); the index's training, the greedy order and the rest stay on one machine.
+    An estimate from the parts measured."""
     split = row["embed_s"] + row["typicality_s"] - row.get("index_s", 0.0)
     alone = row["seconds"] - split
     if alone >= SELECTION_TARGET_S:
         return (
-            f"The parts that do not split across workers (the index's building, the greedy order, the rest) "
+            f"The parts that do not split across workers (the index's training, the greedy order, the rest) "
             f"already take {alone:,.0f} s here, over the {SELECTION_TARGET_S:.0f} s target."
         )
     workers = math.ceil(split / (SELECTION_TARGET_S - alone))
@@ -713,9 +714,9 @@ def cluster(row: dict) -> str:
         return f"It fits the {SELECTION_TARGET_S:.0f} s target on this machine."
     return (
         f"Estimate for a cluster: the embedding and the typicality's searches ({split:,.0f} s here) split by "
-        f"image, so {workers} workers of this machine's speed would take {split / workers:,.0f} s for them "
+        f"image and by list, so {workers} workers of this machine's speed would take {split / workers:,.0f} s for them "
         f"and the selection about {alone + split / workers:,.0f} s, within the {SELECTION_TARGET_S:.0f} s "
-        f"target (the index's building, the greedy order and the rest, {alone:,.0f} s, stay on one machine)."
+        f"target (the index's training, the greedy order and the rest, {alone:,.0f} s, stay on one machine)."
     )
 
 

@@ -79,7 +79,7 @@ def test_each_measurement_runs_in_a_process_of_its_own(tmp_path):
 
 def test_the_selection_note_at_a_million_says_what_a_cluster_would_need():
     """The approximate branch of the note (a 10^6 row is measured only by `make bench-scale` itself):
-    the parts that split by image (the embedding, the typicality less its index's building) over the
+    the parts that split by image (the embedding, the typicality less its index's training) over the
     fewest workers that bring the whole within the target; what does not split stays as it is."""
     spec = importlib.util.spec_from_file_location("bench_scale", REPO / "scripts" / "bench_scale.py")
     bench_scale = importlib.util.module_from_spec(spec)
@@ -89,8 +89,8 @@ def test_the_selection_note_at_a_million_says_what_a_cluster_would_need():
     note = bench_scale.selection_note([row], 100_000)
     # split: 95 + 165 - 5 = 255 s; alone: 280 - 255 = 25 s; 255 / (120 - 25) = 2.7 -> 3 workers, 85 s + 25 s
     assert "embedding 95 s, typicality\n165 s, greedy order 12 s" in note
-    assert "(255 s here) split by image, so 3 workers" in note and "the selection about 110 s" in note
-    assert "(the index's building, the greedy order and the rest, 25 s, stay on one machine)" in note
+    assert "(255 s here) split by image and by list, so 3 workers" in note and "the selection about 110 s" in note
+    assert "(the index's training, the greedy order and the rest, 25 s, stay on one machine)" in note
     assert "over the 120 s target" in bench_scale.selection_note([row | {"seconds": 400.0}], 100_000)
     fits = row | {"seconds": 110.0, "embed_s": 20.0, "typicality_s": 80.0}
     assert "It fits the 120 s target" in bench_scale.selection_note([fits], 1)

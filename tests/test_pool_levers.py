@@ -104,6 +104,26 @@ def test_approximate_typicality_ranks_as_the_exact_one():
     assert torch.equal(approx, approximate_typicality(f, knn=20))  # seeded: the same floats again
 
 
+def test_the_list_by_list_density_is_what_a_faiss_ivf_search_of_every_row_finds():
+    """The oracle: faiss's own IVF search, the same trained lists and probes, one query at a time."""
+    from pipeline.distill.selection import approximate_density, ivf_index
+
+    x, _ = clusters(40, 8, dim=24, spread=0.3)  # 1,445 rows: 37 lists of about 39, some under knn + 1
+    x = np.ascontiguousarray(torch.nn.functional.normalize(torch.as_tensor(x), dim=1).numpy())
+    for knn, nprobe in ((20, 8), (20, 1), (5, 3), (20, 37)):
+        index = ivf_index(x, seed=0)
+        index.add(x)
+        index.nprobe = nprobe
+        sims, ids = index.search(x, knn + 1)
+        found = ids[:, 1:] >= 0  # the first is the row itself
+        want = np.where(found, sims[:, 1:], 0).sum(1) / np.maximum(found.sum(1), 1)
+        assert (~found).any() == (nprobe == 1), "the case of too few found is covered where it can arise"
+        got = approximate_density(torch.as_tensor(x), knn=knn, nprobe=nprobe)
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    exact = typicality(torch.as_tensor(x), knn=20)  # every list probed: every pair compared
+    assert torch.equal(approximate_typicality(torch.as_tensor(x), knn=20, nprobe=37), exact)
+
+
 def test_sample_neighbours_auto_is_exact_up_to_its_limit_and_approximate_beyond():
     from pipeline.distill.selection import EXACT_UP_TO, neighbours_for
 
