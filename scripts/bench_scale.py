@@ -153,7 +153,7 @@ def worker_sample(n: int, a: dict) -> dict:
         "embed_s": timed["describe"],
         "neighbours": selection.neighbours_for(p.sample.neighbours, n - val_size),
         "typicality_s": timed["typicality"] + timed["approximate_typicality"],
-        "index_s": timed["ivf_index"],  # part of the typicality: the approximate one's index, built once
+        "index_s": timed["ivf_index"],  # part of the typicality: the approximate one's lists, trained once
         "greedy_s": timed["typical_order"] - timed["typicality"] - timed["approximate_typicality"],
         "other_s": seconds - timed["describe"] - timed["typical_order"],
     }
@@ -701,7 +701,7 @@ def cluster(row: dict) -> str:
     """What would bring the selection within the target: the embedding and the typicality's searches split
     across workers (each embeds its share of the images and compares its share of the lists with the
     images that search them); the index's training, the greedy order and the rest stay on one machine.
-    An estimate from the parts measured."""
+    An estimate from the parts measured; it leaves out merging each image's best across the workers."""
     split = row["embed_s"] + row["typicality_s"] - row.get("index_s", 0.0)
     alone = row["seconds"] - split
     if alone >= SELECTION_TARGET_S:
@@ -716,7 +716,8 @@ def cluster(row: dict) -> str:
         f"Estimate for a cluster: the embedding and the typicality's searches ({split:,.0f} s here) split by "
         f"image and by list, so {workers} workers of this machine's speed would take {split / workers:,.0f} s for them "
         f"and the selection about {alone + split / workers:,.0f} s, within the {SELECTION_TARGET_S:.0f} s "
-        f"target (the index's training, the greedy order and the rest, {alone:,.0f} s, stay on one machine)."
+        f"target (the index's training, the greedy order and the rest, {alone:,.0f} s, stay on one machine); "
+        "merging each image's best across the workers is not counted."
     )
 
 

@@ -79,7 +79,7 @@ def test_each_measurement_runs_in_a_process_of_its_own(tmp_path):
 
 def test_the_selection_note_at_a_million_says_what_a_cluster_would_need():
     """The approximate branch of the note (a 10^6 row is measured only by `make bench-scale` itself):
-    the parts that split by image (the embedding, the typicality less its index's training) over the
+    the parts that split by image and by list (the embedding, the typicality less its index's training) over the
     fewest workers that bring the whole within the target; what does not split stays as it is."""
     spec = importlib.util.spec_from_file_location("bench_scale", REPO / "scripts" / "bench_scale.py")
     bench_scale = importlib.util.module_from_spec(spec)
