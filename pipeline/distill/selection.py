@@ -63,8 +63,12 @@ def typicality(features: torch.Tensor, knn: int = 20, block: int = 4096, columns
             best = sims.topk(min(k + 1, sims.shape[1]), dim=1).values
             top = best if top is None else torch.cat([top, best], 1).topk(k + 1, dim=1).values
         density[start : start + block] = top[:, 1:].mean(1)  # the first is the row itself
-    ranks = density.argsort().argsort().float()
-    return (ranks + 1) / n
+    return percentiles(density)
+
+
+def percentiles(density: torch.Tensor) -> torch.Tensor:
+    """Each value's percentile (0, 1] among ``density``: the typicality of the exact and approximate ways."""
+    return (density.argsort().argsort().float() + 1) / len(density)
 
 
 EXACT_UP_TO = (
@@ -117,8 +121,9 @@ def approximate_density(features: torch.Tensor, knn: int = 20, nprobe: int = 8, 
     bounds = np.arange(index.nlist + 1)
     members = np.argsort(lists[:, 0], kind="stable")
     member_at = np.searchsorted(lists[members, 0], bounds)
-    probing = np.argsort(lists.ravel(), kind="stable")
-    probe_at = np.searchsorted(lists.ravel()[probing], bounds)
+    flat = lists.ravel()
+    probing = np.argsort(flat, kind="stable")
+    probe_at = np.searchsorted(flat[probing], bounds)
     probing //= probes  # (row, rank) pairs by list -> the rows
     best = np.full((n, k + 1), -np.inf, dtype=np.float32)  # each row's k + 1 largest so far, itself included
     for list_no in range(index.nlist):
@@ -140,8 +145,7 @@ def approximate_typicality(features: torch.Tensor, knn: int = 20, nprobe: int = 
     n = len(features)
     if min(knn, n - 1) < 1:
         return torch.ones(n)
-    ranks = torch.from_numpy(approximate_density(features, knn, nprobe, seed)).argsort().argsort().float()
-    return (ranks + 1) / n
+    return percentiles(torch.from_numpy(approximate_density(features, knn, nprobe, seed)))
 
 
 def _distance(similarity: torch.Tensor) -> torch.Tensor:
